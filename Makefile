@@ -1,0 +1,37 @@
+# One entry point for people and CI: `make run` (set up, then the main job) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-fast quality format
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+# torch first, pinned: GPU users set TORCH to their own build (or install it beforehand and keep it).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install "$(TORCH)"
+	$(BIN)/pip install -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	$(BIN)/python scripts/prepare_base.py --output outputs/ledger-verbose-base
+	$(BIN)/python scripts/evaluate.py --model outputs/ledger-verbose-base --n 500 --json
+
+quality: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: quality
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

@@ -1,0 +1,130 @@
+"""Loading causal LMs by Hub id or path, and building the tiny default policy.
+
+Every model goes through :func:`load_model` / :func:`load_tokenizer` (``from_pretrained``), and every
+prompt through :func:`render_prompt` (the tokenizer's chat template). The tiny default is an ordinary
+Hugging Face checkpoint: a byte-level BPE tokenizer trained with the ``tokenizers`` library on ledger
+text, a small Llama config, and a chat template, saved with ``save_pretrained``. No other code
+special-cases it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from gan_cot.cli import check_model_path
+
+EOS = "<|endoftext|>"
+PAD = "<|pad|>"
+# Question, then the answer's chain. Real reasoning models bring their own template.
+TINY_CHAT_TEMPLATE = (
+    "{%- for message in messages %}{%- if message['role'] == 'user' %}"
+    "{{ 'Question: ' + message['content'] + '\\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ 'Answer:\\n' }}{%- endif %}"
+)
+
+
+def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    check_model_path(name_or_path)
+    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(name_or_path: str, dtype: torch.dtype | str = "auto", trust_remote_code: bool = False, **kwargs):
+    """A causal LM by Hub id or local path; safetensors weights only."""
+    check_model_path(name_or_path)
+    return AutoModelForCausalLM.from_pretrained(
+        name_or_path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
+    )
+
+
+def render_prompt(tokenizer, question: str) -> str:
+    """The text a policy sees before its chain: the tokenizer's chat template with a generation prompt."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+        )
+    return question + "\n"
+
+
+def tiny_corpus(n: int = 3000, seed: int = 0) -> list[str]:
+    """Ledger text (questions, chains, prompt words and every count) to train the tiny tokenizer on."""
+    from gan_cot.tasks.ledger import LedgerTask
+
+    task = LedgerTask(seed=seed)
+    texts = []
+    for ex in task.examples("train", n):
+        texts.append("Question: " + ex.question)
+        texts.append("Answer:\n" + task.reference(ex))
+    # every count and slip the task can write, so each becomes a single token
+    texts += [" ".join(str(i) for i in range(0, 128))] * 50
+    return texts
+
+
+def build_tiny_tokenizer(vocab_size: int = 640, seed: int = 0) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ledger text: any text encodes; ledger words are one token."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[EOS, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(tiny_corpus(seed=seed), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=None, padding_side="left"
+    )
+    fast.chat_template = TINY_CHAT_TEMPLATE
+    return fast
+
+
+def tiny_config(tokenizer, hidden_size: int = 128, layers: int = 4, heads: int = 4, max_len: int = 512) -> LlamaConfig:
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=hidden_size * 3,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_len,
+        tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=None,
+    )
+
+
+def build_tiny_model(tokenizer=None, seed: int = 0, **config_kwargs):
+    """A freshly initialised tiny Llama and its tokenizer (untrained; ``prepare_base.py`` trains it)."""
+    tokenizer = tokenizer or build_tiny_tokenizer(seed=seed)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(tiny_config(tokenizer, **config_kwargs))
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def save_pretrained(model, tokenizer, path: str | Path) -> Path:
+    """Save model and tokenizer side by side, through a temporary folder renamed into place."""
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    if path.exists():
+        shutil.rmtree(path)
+    tmp.rename(path)
+    return path

@@ -1,0 +1,105 @@
+"""Evaluate a policy on a task split: accuracy, chain tokens and, where known, tokens vs the minimal chain.
+
+    python scripts/evaluate.py --model models/ledger-verbose-base --task ledger --split test --n 500 --json
+    python scripts/evaluate.py --model PATH --task gsm8k --data ../shared/data/gsm8k --n 200 --samples 4
+
+Greedy decoding by default; ``--samples k`` samples k chains per question (temperature ``--temperature``)
+and reports avg@k accuracy. The last line is one JSON object with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, fail, print_json  # noqa: E402
+from gan_cot.tasks import DEFAULT_TASK, TASKS, TaskDataError, get_task  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--model", default=str(DEFAULT_BASE), help="saved model folder or Hub id")
+    p.add_argument("--task", default=DEFAULT_TASK, help=f"one of: {', '.join(sorted(TASKS))}")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=500, help="number of questions (the first n of the split)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed; the ledger task's data seed too")
+    p.add_argument("--samples", type=int, default=1, help="chains per question; >1 samples and reports avg@k")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--data", default=None, help="data path for file-backed tasks (gsm8k: folder or .jsonl)")
+    p.add_argument("--skip-bad", action="store_true", help="skip malformed data lines and count them")
+    p.add_argument("--show", type=int, default=0, help="print this many completions")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own code (off by default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = p.parse_args(argv)
+    if args.task not in TASKS:
+        raise UsageError(f"unknown task {args.task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    for key in ("n", "samples", "max_new_tokens", "batch_size"):
+        if getattr(args, key) <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    if args.temperature <= 0:
+        raise UsageError(f"--temperature must be positive, got {args.temperature}")
+    check_model_path(args.model)
+    return args
+
+
+def make_task(args):
+    if args.task == "ledger":
+        return get_task("ledger", seed=args.seed)
+    if args.task == "gsm8k":
+        return get_task("gsm8k", path=args.data, skip_bad=args.skip_bad)
+    return get_task(args.task)
+
+
+def main(argv=None) -> int:
+    try:
+        args = parse_args(argv)
+        task = make_task(args)
+        examples = task.examples(args.split, args.n)
+    except (UsageError, TaskDataError, ValueError) as e:
+        fail(str(e))
+    if not examples:
+        fail(f"split {args.split!r} of task {args.task!r} has no examples")
+
+    from gan_cot.evaluate import evaluate
+    from gan_cot.models import load_model, load_tokenizer
+
+    tok = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+    model = load_model(args.model, trust_remote_code=args.trust_remote_code)
+    result = evaluate(
+        model,
+        tok,
+        task,
+        examples,
+        samples=args.samples,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        keep_completions=args.show,
+    )
+    for c in result.pop("completions", []):
+        print(
+            f"--- {c['question']}\n{c['completion']}\n(answer {c['answer']}, {'correct' if c['correct'] else 'wrong'})"
+        )
+    skipped = getattr(task, "skipped", None)
+    if skipped:
+        result["skipped_lines"] = sum(skipped.values())
+    result.update(model=args.model, task=args.task, split=args.split)
+    line = f"{args.task}/{args.split} n={result['n']}: accuracy {result['accuracy']:.3f}, mean tokens {result['mean_tokens']:.1f}"
+    if "tokens_vs_minimal" in result:
+        line += f", minimal {result['mean_minimal_tokens']:.1f}, tokens_vs_minimal {result['tokens_vs_minimal']:.3f}"
+    print(line, flush=True)
+    if args.json:
+        print_json(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
