@@ -63,7 +63,7 @@ def test_wrong_steps_are_wrong_and_then_corrected(train):
             right_belief = execute(ex.steps[: i + 2], ex.meta["start"])[target]
             assert wrong_belief != right_belief, step  # the wrong step claims a false count
             # a chain that stops at the wrong step (answering from it) gets the answer wrong
-            later = [s for s in ex.steps[i + 2 :] if s.startswith(target + ":")]
+            later = [s for s in ex.steps[i + 2 :] if s.startswith(target + " ")]
             if not later:
                 assert str(wrong_belief) != ex.answer
     assert seen > 10
@@ -141,3 +141,20 @@ def test_unknown_split_and_task_name_the_choices(task):
         task.examples("dev")
     with pytest.raises(ValueError, match="gsm8k, ledger"):
         get_task("nope")
+
+
+def test_gold_labels_of_any_chain_match_the_generator(task, train):
+    for ex in train:
+        assert task.gold_labels(ex, ex.steps) == ex.labels, (ex.steps, ex.labels)
+        assert task.gold_labels(ex, ex.minimal_steps) == ["useful"] * len(ex.minimal_steps)
+
+
+def test_gold_labels_judge_policy_style_mistakes(task, train):
+    ex = next(e for e in train if e.difficulty >= 2)
+    first, second = ex.minimal_steps[:2]
+    garbled = first.rsplit("=", 1)[0] + "= 99"
+    # a skipped update makes the next one start from a wrong count; a repeat is redundant; junk is wrong
+    assert task.gold_labels(ex, [second]) == ["wrong"]
+    assert task.gold_labels(ex, [first, first]) == ["useful", "redundant"]
+    assert task.gold_labels(ex, [garbled, first]) == ["wrong", "useful"]
+    assert task.gold_labels(ex, ["hmm let me think"]) == ["wrong"]

@@ -9,7 +9,7 @@ person's final count::
 The generator writes two chains for every problem and knows the gold label of every step:
 
 * the **minimal chain** holds only the useful steps: one update per event on the person asked about
-  (``Ann: 7 + 3 = 10`` then ``Ann: 10 - 5 = 5``), then ``#### 5``;
+  (``Ann finds 3, 7 + 3 = 10`` then ``Ann sells 5, 10 - 5 = 5``), then ``#### 5``;
 * the **verbose chain** is the minimal chain with extra steps mixed in, each labeled:
   ``redundant`` steps of four kinds (``restate`` a value just computed, ``check`` a result with the
   inverse operation, ``unused``: update a person nobody asked about, ``detour``: add and take away the
@@ -44,7 +44,10 @@ MAX_COUNT = 50  # counts stay in [0, MAX_COUNT]: a small, closed arithmetic tabl
 SPLITS = ("train", "validation", "test")
 _SPLIT_BUCKETS = {"train": range(0, 80), "validation": range(80, 90), "test": range(90, 100)}
 
-_UPDATE_RE = re.compile(r"^(\w+): (\d+) ([+-]) (\d+) = (\d+)$")
+_UPDATE_RE = re.compile(r"^(\w+) [a-z ]+ \d+, (\d+) ([+-]) (\d+) = (\d+)$")
+_EVENT_UPDATE_RE = re.compile(r"^(\w+) ([a-z ]+) (\d+), (\d+) ([+-]) (\d+) = (\d+)$")
+_RESTATE_RE = re.compile(r"^so (\w+) has (\d+)$")
+_CHECK_RE = re.compile(r"^check: (\d+) ([+-]) (\d+) = (\d+)$")
 _DETOUR_RE = re.compile(r"^(\w+): (\d+) \+ (\d+) = (\d+), (\d+) - (\d+) = (\d+)$")
 
 
@@ -72,9 +75,13 @@ class Problem:
         return self.start[self.target] + sum(e.delta for e in self.events if e.person == self.target)
 
 
-def _update(person: str, before: int, delta: int, after: int | None = None) -> str:
+def _update(event: Event, before: int, delta: int | None = None, after: int | None = None) -> str:
+    """``Ann finds 3, 7 + 3 = 10``: the event, then the arithmetic (``delta``/``after`` override it for slips)."""
+    delta = event.delta if delta is None else delta
     after = before + delta if after is None else after
-    return f"{person}: {before} {'+' if delta > 0 else '-'} {abs(delta)} = {after}"
+    return (
+        f"{event.person} {event.verb} {abs(event.delta)}, {before} {'+' if delta > 0 else '-'} {abs(delta)} = {after}"
+    )
 
 
 def _route(question: str) -> str:
@@ -118,6 +125,15 @@ class Verbosity:
     check: float = 0.7
     detour: float = 0.25
     wrong: float = 0.12
+    unused: float = 1.0  # update a person nobody asked about
+
+    @classmethod
+    def random(cls, rng: random.Random) -> Verbosity:
+        """A random mix, from terse to very verbose (for training data that covers compressed chains too)."""
+        return cls(
+            restate=rng.random(), check=rng.random(), detour=rng.random() * 0.5,
+            wrong=rng.random() * 0.4, unused=rng.choice((0.0, 0.5, 1.0)),
+        )  # fmt: skip
 
 
 def write_chains(problem: Problem, rng: random.Random, verbosity: Verbosity | None = None):
@@ -140,15 +156,16 @@ def write_chains(problem: Problem, rng: random.Random, verbosity: Verbosity | No
         after = before + e.delta
         counts[e.person] = after
         if e.person != problem.target:
-            add(_update(e.person, before, e.delta), "redundant", "unused")
+            if v.unused >= 1.0 or rng.random() < v.unused:
+                add(_update(e, before), "redundant", "unused")
             continue
         if rng.random() < v.wrong:
             if rng.random() < 0.5 and before - e.delta >= 0:  # wrong operation: sign flipped
-                add(_update(e.person, before, -e.delta), "wrong", "wrong_op")
+                add(_update(e, before, delta=-e.delta), "wrong", "wrong_op")
             else:  # arithmetic slip
                 off = rng.choice([d for d in (-2, -1, 1, 2) if 0 <= after + d <= MAX_COUNT + 9])
-                add(_update(e.person, before, e.delta, after + off), "wrong", "slip")
-        add(_update(e.person, before, e.delta), "useful", "update")
+                add(_update(e, before, after=after + off), "wrong", "slip")
+        add(_update(e, before), "useful", "update")
         if rng.random() < v.restate:
             add(f"so {e.person} has {after}", "redundant", "restate")
         if i == detour_at and after + 4 <= MAX_COUNT + 9:
@@ -162,7 +179,8 @@ def write_chains(problem: Problem, rng: random.Random, verbosity: Verbosity | No
 
 
 def execute(steps: list[str], start: dict[str, int]) -> dict[str, int]:
-    """Replay a chain: update steps (``P: a +/- d = b``) set P's count to b; other steps change nothing.
+    """Replay a chain: update steps (``P verb d, a +/- d = b``) set P's count to b; detours (``P: a + k = c,
+    c - k = b``) set it to b; other steps change nothing.
 
     An update whose left side does not match P's current count is taken as written (the chain's own
     belief); the checks on the labels compare that belief with the truth.
@@ -177,6 +195,73 @@ def execute(steps: list[str], start: dict[str, int]) -> dict[str, int]:
         if m and m.group(1) in counts:
             counts[m.group(1)] = int(m.group(7))
     return counts
+
+
+def _arith(a: str, op: str, d: str, b: str) -> bool:
+    return (int(a) + int(d) if op == "+" else int(a) - int(d)) == int(b)
+
+
+def gold_labels(problem: Problem, steps: list[str]) -> list[str]:
+    """The gold label of every step of ANY ledger chain (a policy's sample included), by replaying the truth.
+
+    useful: the next event of the person asked about, applied to the true count with the right
+    arithmetic (the first time). redundant: a true statement that does not advance that person
+    (another person's update, a restatement, a check, a detour, a repeat). wrong: a false statement
+    (bad arithmetic, a wrong count, an operation that does not match the event) or an unreadable step.
+    """
+    truth = dict(problem.start)
+    target_events = [e for e in problem.events if e.person == problem.target]
+    k = 0  # target events applied correctly so far
+    other_seen: dict[str, int] = {}
+    labels = []
+    for s in steps:
+        s = s.strip()
+        label = "wrong"
+        if m := _EVENT_UPDATE_RE.match(s):
+            person, verb, amount, a, op, d, b = m.groups()
+            sign = 1 if verb in GAIN_VERBS else -1 if verb in LOSS_VERBS else 0
+            consistent = sign != 0 and _arith(a, op, d, b) and d == amount and (op == "+") == (sign > 0)
+            if person == problem.target:
+                if consistent and k < len(target_events):
+                    e = target_events[k]
+                    if e.verb == verb and abs(e.delta) == int(amount) and int(a) == truth[person]:
+                        label = "useful"
+                        truth[person] += e.delta
+                        k += 1
+                if label == "wrong" and consistent and k > 0:
+                    done = target_events[:k]
+                    if any(e.verb == verb and abs(e.delta) == int(amount) for e in done):
+                        label = "redundant"  # a correct repeat of an update already made
+            elif person in truth and consistent:
+                # another person's update: true arithmetic on that person's own running count
+                events = [e for e in problem.events if e.person == person]
+                n = other_seen.get(person, 0)
+                start = problem.start[person] + sum(e.delta for e in events[:n])
+                if (
+                    n < len(events)
+                    and int(a) == start
+                    and events[n].verb == verb
+                    and abs(events[n].delta) == int(amount)
+                ):
+                    other_seen[person] = n + 1
+                    label = "redundant"
+        elif m := _RESTATE_RE.match(s):
+            person, n = m.groups()
+            if person == problem.target and int(n) == truth[person]:
+                label = "redundant"
+            elif person in problem.start and person != problem.target:
+                events = [e for e in problem.events if e.person == person][: other_seen.get(person, 0)]
+                label = "redundant" if int(n) == problem.start[person] + sum(e.delta for e in events) else "wrong"
+        elif m := _CHECK_RE.match(s):
+            label = "redundant" if _arith(*m.groups()) else "wrong"
+        elif m := _DETOUR_RE.match(s):
+            person, a, kk, c, c2, kk2, b = m.groups()
+            ok = _arith(a, "+", kk, c) and c == c2 and kk == kk2 and _arith(c2, "-", kk2, b)
+            if person == problem.target:
+                ok = ok and int(a) == truth[person]
+            label = "redundant" if ok and person in problem.start else "wrong"
+        labels.append(label)
+    return labels
 
 
 def parse_problem(question: str) -> Problem:
@@ -261,3 +346,7 @@ class LedgerTask(TaskBase):
 
     def verify(self, completion: str, example: Example) -> bool:
         return extract_answer(completion) == example.answer
+
+    def gold_labels(self, example: Example, steps: list[str]) -> list[str]:
+        """Gold labels for any chain written for ``example`` (see :func:`gold_labels`)."""
+        return gold_labels(parse_problem(example.question), steps)

@@ -1,0 +1,68 @@
+"""MLflow tracking: the project's SQLite store inside ``mlruns/`` unless ``MLFLOW_TRACKING_URI`` says otherwise.
+
+MLflow 3 no longer accepts a bare ``./mlruns`` file store by default, so the local store is
+``sqlite:///<repo>/mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts/``. Open it with::
+
+    mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gan_cot.cli import REPO_ROOT, UsageError
+
+DEFAULT_STORE = REPO_ROOT / "mlruns"
+
+
+def tracking_uri(store_dir: str | Path | None = None) -> str:
+    """The tracking URI: ``MLFLOW_TRACKING_URI`` if set, else the SQLite store in ``store_dir``."""
+    if os.environ.get("MLFLOW_TRACKING_URI") and store_dir is None:
+        return os.environ["MLFLOW_TRACKING_URI"]
+    store = Path(store_dir) if store_dir is not None else DEFAULT_STORE
+    return f"sqlite:///{store.resolve() / 'mlflow.db'}"
+
+
+def _artifact_root(uri: str) -> str | None:
+    if uri.startswith("sqlite:///"):
+        return (Path(uri[len("sqlite:///") :]).parent / "artifacts").as_uri()
+    return None
+
+
+def setup(experiment: str, store_dir: str | Path | None = None) -> str:
+    """Point MLflow at the store and select (creating if needed) ``experiment``; returns its id."""
+    import mlflow
+
+    uri = tracking_uri(store_dir)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        try:
+            db.parent.mkdir(parents=True, exist_ok=True)
+            probe = db.parent / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as e:
+            raise UsageError(
+                f"MLflow store {db.parent} cannot be written ({e.strerror}); set MLFLOW_TRACKING_URI or --mlflow-dir"
+            ) from e
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        exp_id = found.experiment_id
+    else:
+        exp_id = mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri))
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    """Nested config -> flat ``a.b`` params (MLflow params are strings of at most 6000 characters)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:6000]
+    return out
