@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# The main job on the built-in default: the shipped verbose base policy on 500 ledger test questions.
 run: setup
-	$(BIN)/python scripts/prepare_base.py --output outputs/ledger-verbose-base
-	$(BIN)/python scripts/evaluate.py --model outputs/ledger-verbose-base --n 500 --json
+	$(BIN)/python scripts/evaluate.py --model models/ledger-verbose-base --task ledger --split test --n 500 --json
 
 quality: setup
 	$(BIN)/ruff check .

@@ -27,8 +27,12 @@ def generate(
     num_return_sequences: int = 1,
     batch_size: int = 64,
     progress=None,
+    prefixes: list[str] | None = None,
 ) -> list[list[Completion]]:
     """Generate ``num_return_sequences`` completions per question, in left-padded batches with the KV cache.
+
+    ``prefixes`` (one per question) are chain text already written: generation continues after them and
+    the returned text and token counts cover the continuation only.
 
     ``progress`` is an optional callable taking the number of questions just finished (a tqdm ``update``).
     """
@@ -43,6 +47,8 @@ def generate(
         for i in range(0, len(questions), batch_size):
             chunk = questions[i : i + batch_size]
             prompts = [render_prompt(tokenizer, q) for q in chunk]
+            if prefixes is not None:
+                prompts = [p + pre for p, pre in zip(prompts, prefixes[i : i + batch_size])]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
             kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad, eos_token_id=eos)
             if do_sample:

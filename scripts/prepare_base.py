@@ -1,6 +1,6 @@
 """Train the verbose base policy: the long-chain model that gan-cot later compresses.
 
-    python scripts/prepare_base.py                 # ~10 minutes on 2 CPU cores
+    python scripts/prepare_base.py --output models/ledger-verbose-base   # ~40 minutes on 2 CPU cores
     python scripts/prepare_base.py --steps 200 --eval-n 50 --output /tmp/base   # a quick smoke run
 
 Builds the tiny default (a byte-level BPE tokenizer trained on ledger text, a small Llama), trains it by
@@ -30,7 +30,11 @@ def parse_args(argv=None):
     )
     p.add_argument("--output", default=str(REPO_ROOT / "outputs" / "ledger-verbose-base"), help="where to save")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=2000, help="optimizer steps")
+    p.add_argument(
+        "--chains", choices=("verbose", "minimal"), default="verbose",
+        help="train on verbose chains (the base to compress) or minimal ones (a concise policy, e.g. for auto-labels)",
+    )  # fmt: skip
+    p.add_argument("--steps", type=int, default=8000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--train-size", type=int, default=40000, help="training problems (ledger train split)")
@@ -38,6 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--time-limit", type=float, default=None, help="stop training after this many seconds")
     p.add_argument("--eval-n", type=int, default=500, help="test problems to evaluate on (0 skips)")
+    p.add_argument(
+        "--eval-every", type=int, default=0, help="every N steps, print greedy accuracy on 100 validation problems"
+    )
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
@@ -69,24 +76,28 @@ def main(argv=None) -> int:
     started = time.time()
     model, tok = build_tiny_model(seed=args.seed, hidden_size=args.hidden_size, layers=args.layers)
     task = LedgerTask(seed=args.seed)
-    prompts, completions = task_pairs(tok, task, task.examples("train", args.train_size))
-    stats = train_sft(
-        model,
-        tok,
-        prompts,
-        completions,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        time_limit=args.time_limit,
+    prompts, completions = task_pairs(
+        tok, task, task.examples("train", args.train_size), minimal=args.chains == "minimal"
     )
+    validation = task.examples("validation", 100)
+
+    def on_log(step, loss):
+        if args.eval_every and step % args.eval_every == 0:
+            r = evaluate(model, tok, task, validation, seed=args.seed, show_progress=False)
+            model.train()
+            print(f"\nstep {step}: loss {loss:.4f}, validation accuracy {r['accuracy']:.2f}, "
+                  f"tokens_vs_minimal {r['tokens_vs_minimal']:.2f}", flush=True)  # fmt: skip
+
+    stats = train_sft(
+        model, tok, prompts, completions, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+        seed=args.seed, time_limit=args.time_limit, on_log=on_log,
+    )  # fmt: skip
     train_seconds = time.time() - started
     figures = {}
     if args.eval_n:
         figures = evaluate(model, tok, task, task.examples("test", args.eval_n), seed=args.seed)
     card = {
-        "what": "verbose base policy for the ledger task (tiny Llama, SFT on verbose chains)",
+        "what": f"{args.chains}-chain policy for the ledger task (tiny Llama, SFT on {args.chains} chains)",
         "command": "python scripts/prepare_base.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "seed": args.seed,
         "args": vars(args),

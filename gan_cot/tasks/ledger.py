@@ -3,7 +3,7 @@
 A ledger problem tracks how many items a few people hold through a list of events and asks for one
 person's final count::
 
-    Ann has 7 coins. Bob has 4 coins. Ann finds 3 coins. Bob loses 2 coins. Ann sells 5 coins.
+    Bob has 4 coins. Bob loses 2 coins. Ann has 7 coins. Ann finds 3 coins. Ann sells 5 coins.
     How many coins does Ann have?
 
 The generator writes two chains for every problem and knows the gold label of every step:
@@ -66,8 +66,10 @@ class Problem:
     target: str
 
     def question(self) -> str:
-        parts = [f"{p} has {n} {self.item}." for p, n in self.start.items()]
-        parts += [f"{e.person} {e.verb} {abs(e.delta)} {self.item}." for e in self.events]
+        parts = []
+        for p, n in self.start.items():
+            parts.append(f"{p} has {n} {self.item}.")
+            parts += [f"{e.person} {e.verb} {abs(e.delta)} {self.item}." for e in self.events if e.person == p]
         parts.append(f"How many {self.item} does {self.target} have?")
         return " ".join(parts)
 
@@ -90,30 +92,34 @@ def _route(question: str) -> str:
 
 
 def sample_problem(rng: random.Random, max_useful: int = 6, max_events: int = 8) -> Problem:
-    """Draw one problem: 2-3 people, 1..max_useful events on the target, some events on others."""
-    people = rng.sample(NAMES, rng.choice((2, 2, 3)))
+    """Draw one problem: two people, 1..max_useful events on the target, some events on the other.
+
+    Each person's events follow their starting count in the question, so a chain that goes through the
+    question in order always updates the count it just wrote: the task is about which steps to write,
+    not about remembering counts far back.
+    """
+    people = rng.sample(NAMES, 2)
     item = rng.choice(ITEMS)
     start = {p: rng.randint(1, 20) for p in people}
     target = people[0]
     n_useful = rng.randint(1, max_useful)
     n_other = rng.randint(0, max(0, max_events - n_useful))
     owners = [target] * n_useful + [rng.choice(people[1:]) for _ in range(n_other)]
-    rng.shuffle(owners)
+    order = list(people)
+    rng.shuffle(order)  # the person asked about is not always named first
     counts = dict(start)
     events = []
-    for person in owners:
-        now = counts[person]
-        if now > MAX_COUNT - 9 or (now > 9 and rng.random() < 0.5):
-            delta = -rng.randint(1, min(9, now))
-            verb = rng.choice(LOSS_VERBS)
-        else:
-            delta = rng.randint(1, 9)
-            verb = rng.choice(GAIN_VERBS)
-        counts[person] = now + delta
-        events.append(Event(person, delta, verb))
-    # present the people in a shuffled order so the target is not always named first
-    order = list(start)
-    rng.shuffle(order)
+    for person in order:
+        for _ in range(owners.count(person)):
+            now = counts[person]
+            if now > MAX_COUNT - 9 or (now > 9 and rng.random() < 0.5):
+                delta = -rng.randint(1, min(9, now))
+                verb = rng.choice(LOSS_VERBS)
+            else:
+                delta = rng.randint(1, 9)
+                verb = rng.choice(GAIN_VERBS)
+            counts[person] = now + delta
+            events.append(Event(person, delta, verb))
     return Problem(item=item, start={p: start[p] for p in order}, events=tuple(events), target=target)
 
 
@@ -265,7 +271,7 @@ def gold_labels(problem: Problem, steps: list[str]) -> list[str]:
 
 
 def parse_problem(question: str) -> Problem:
-    """Rebuild the :class:`Problem` behind a ledger question (for replaying chains)."""
+    """Rebuild the :class:`Problem` behind a ledger question (for replaying chains and gold labels)."""
     verbs = {v: 1 for v in GAIN_VERBS} | {v: -1 for v in LOSS_VERBS}
     sentences = [s.strip() for s in question.split(".") if s.strip()]
     start: dict[str, int] = {}

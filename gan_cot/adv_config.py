@@ -1,0 +1,115 @@
+"""Configuration of the adversarial trainer (``deepspeed scripts/train_adv.py --config ...``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gan_cot.config import ConfigError, field
+
+
+@dataclass
+class PolicyConfig:
+    model: str = field("models/ledger-verbose-base", help="base causal LM (Hub id or folder) the adapter trains on")
+    lora_r: int = field(16, help="LoRA rank")
+    lora_alpha: int = field(32, help="LoRA scaling numerator (scale = lora_alpha / lora_r)")
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        help="module names that get LoRA adapters",
+    )
+    lr: float = field(2e-3, help="adapter learning rate (SFT and policy updates share the optimizer)")
+
+
+@dataclass
+class RolloutConfig:
+    questions: int = field(32, help="questions per round (split across processes)")
+    group_size: int = field(4, help="G: chains sampled per question; credit is normalised within the group")
+    temperature: float = field(1.0, help="sampling temperature")
+    max_think_tokens: int = field(160, help="thinking budget: past it, the end of thinking is forced")
+    max_answer_tokens: int = field(8, help="tokens allowed after the end of thinking")
+    end_of_thinking: str = field("\n####", help="text that ends the thinking part (forced when the budget runs out)")
+    batch_size: int = field(64, help="generation batch size")
+
+
+@dataclass
+class CreditConfig:
+    mode: str = field("discriminator", help="discriminator: step credit + correctness; length: ablation without steps")
+    useful: float = field(0.2, help="credit weight of a useful step")
+    redundant: float = field(-1.0, help="credit weight of a redundant step")
+    wrong: float = field(-1.0, help="credit weight of a wrong step")
+    step_coef: float = field(0.5, help="scale of the step term against the group-normalised sequence term")
+    length_penalty: float = field(0.5, help="length mode: reward = correct - length_penalty * len / mean group len")
+
+    def __post_init__(self):
+        if self.mode not in ("discriminator", "length"):
+            raise ConfigError(f"credit.mode: {self.mode!r} is not allowed; choose discriminator or length")
+
+
+@dataclass
+class LossConfig:
+    clip_eps: float = field(0.2, help="PPO clip range")
+    kl_coef: float = field(0.02, help="weight of KL(policy || reference), the base without the adapter")
+    epochs: int = field(2, help="passes over each round's samples")
+    micro_batch: int = field(32, help="sequences per forward/backward")
+
+
+@dataclass
+class SFTConfig:
+    steps: int = field(8, help="SFT steps per round (0 disables the phase)")
+    batch_size: int = field(32, help="sequences per SFT step")
+    source: str = field("shortest_correct", help="shortest_correct (collected so far), reference, or minimal")
+
+    def __post_init__(self):
+        if self.source not in ("shortest_correct", "reference", "minimal"):
+            raise ConfigError(f"sft.source: {self.source!r}; choose shortest_correct, reference or minimal")
+
+
+@dataclass
+class DiscriminatorRunConfig:
+    name: str = field("ledger-tiny", help="registry name, folder, archive URL or Hub id of the discriminator")
+    mode: str = field("adversarial", help="adversarial: refresh on new samples each round; frozen: plug and play")
+    refresh_steps: int = field(4, help="discriminator steps per round in adversarial mode")
+    labels: str = field("gold", help="labels for the refresh: gold (task oracle, ledger) or auto (rollouts)")
+    lr: float = field(5e-4, help="discriminator learning rate")
+
+    def __post_init__(self):
+        if self.mode not in ("adversarial", "frozen"):
+            raise ConfigError(f"discriminator.mode: {self.mode!r}; choose adversarial or frozen")
+        if self.labels not in ("gold", "auto"):
+            raise ConfigError(f"discriminator.labels: {self.labels!r}; choose gold or auto")
+
+
+@dataclass
+class EvalConfig:
+    n: int = field(500, help="test questions for the base and final evaluation")
+    every: int = field(0, help="evaluate on `round_n` validation questions every N rounds (0: only at the end)")
+    round_n: int = field(100, help="validation questions for the per-round evaluation")
+
+
+@dataclass
+class AdvConfig:
+    task: str = field("ledger", help="task: ledger or gsm8k")
+    data: str | None = field(None, help="data path for file-backed tasks")
+    seed: int = field(0, help="seed for data, sampling and initialisation")
+    rounds: int = field(20, help="rounds of the loop")
+    output_dir: str = field("outputs/adv/default", help="run folder: checkpoints, final adapter, result.json")
+    deepspeed: str = field("configs/deepspeed/zero0.json", help="DeepSpeed config (ZeRO stage, offload)")
+    checkpoint_every: int = field(5, help="checkpoint every N rounds (0: only at the end)")
+    experiment: str = field("gan-cot", help="MLflow experiment")
+    mlflow_dir: str | None = field(None, help="local MLflow store folder (default mlruns/; MLFLOW_TRACKING_URI wins)")
+    max_nan_steps: int = field(3, help="stop (with a checkpoint) after this many non-finite losses in a row")
+    policy: PolicyConfig = field(default_factory=PolicyConfig, help="policy and adapter")
+    rollout: RolloutConfig = field(default_factory=RolloutConfig, help="sampling and budgets")
+    credit: CreditConfig = field(default_factory=CreditConfig, help="per-token credit")
+    loss: LossConfig = field(default_factory=LossConfig, help="policy loss")
+    sft: SFTConfig = field(default_factory=SFTConfig, help="SFT phase")
+    discriminator: DiscriminatorRunConfig = field(default_factory=DiscriminatorRunConfig, help="discriminator")
+    eval: EvalConfig = field(default_factory=EvalConfig, help="evaluation")
+
+    def __post_init__(self):
+        for key, value in (("rounds", self.rounds), ("rollout.questions", self.rollout.questions),
+                           ("rollout.group_size", self.rollout.group_size), ("loss.micro_batch", self.loss.micro_batch),
+                           ("eval.n", self.eval.n)):  # fmt: skip
+            if value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if self.rollout.group_size < 2:
+            raise ConfigError("rollout.group_size must be at least 2: credit is normalised within the group")

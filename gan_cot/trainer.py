@@ -1,0 +1,614 @@
+"""The adversarial loop on DeepSpeed engines.
+
+Each round:
+
+1. **SFT** on reference chains (by default the shortest correct chain sampled so far for each question,
+   Kimi's shortest rejection sampling, so SFT pulls toward brevity rather than toward the verbose data);
+2. **rollout**: G chains per question from the current policy, with a thinking budget after which the
+   end of thinking is forced, then a small answer budget;
+3. **scoring**: every chain is split into steps, the discriminator gives each step class probabilities,
+   and the task verifies the final answer;
+4. **policy update**: per-token credit (``credit.py``) in a PPO-clipped loss with a KL penalty to the
+   reference, which is the base model with the adapter switched off (no second copy in memory);
+5. **discriminator refresh** on the new chains (adversarial mode), or none (frozen, plug and play).
+
+What it leaves out on purpose: no value network (advantages come from group normalisation and step
+credit, as in GRPO), no reward model other than the discriminator and the task's answer check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import socket
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gan_cot.credit import CreditWeights, group_sequence_advantage, sequence_rewards, step_credit, token_advantages
+from gan_cot.losses import policy_loss, token_logprobs
+from gan_cot.models import render_prompt
+from gan_cot.sft import collate
+from gan_cot.steps import LABELS, split_steps, step_token_spans
+from gan_cot.tasks.base import ANSWER_MARKER
+
+
+@dataclass
+class Sample:
+    """One sampled chain with everything the update needs."""
+
+    example_index: int
+    prompt_ids: list[int]
+    completion_ids: list[int]  # eos included when the chain finished
+    text: str
+    steps: list[str]
+    step_spans: list[tuple[int, int]]  # token spans within completion_ids
+    correct: bool
+    probs: torch.Tensor | None = None  # [n_steps, 3]
+    advantages: torch.Tensor | None = None  # [len(completion_ids)]
+
+
+def init_distributed() -> tuple[int, int]:
+    """Rank and world size; a plain ``python`` run becomes a one-process group on gloo."""
+    import deepspeed
+
+    if "RANK" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+def completion_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
+    """Decoded text of generated ids and each token's character span in it (by incremental decoding)."""
+    spans, prev = [], ""
+    for k in range(len(ids)):
+        text = tokenizer.decode(ids[: k + 1], skip_special_tokens=True)
+        spans.append((len(prev), len(text)))
+        prev = text
+    return prev, spans
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """Python, NumPy and torch RNG states as plain JSON (no pickle in checkpoints we read back)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [version, list(internal), gauss],
+        "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+        "torch": torch.get_rng_state().tolist(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
+
+
+class AdversarialTrainer:
+    """Owns the policy engine, the frozen reference (adapter off), the discriminator and the loop."""
+
+    def __init__(self, cfg, resume: bool = False, log=print):
+        self.cfg = cfg
+        self.resume = resume
+        self.log = log
+        self.rank, self.world = init_distributed()
+        self.is_main = self.rank == 0
+        self.out = Path(cfg.output_dir)
+        self.best: dict[int, list[int]] = {}  # example index -> shortest correct completion ids so far
+        self.nan_streak = 0
+        self.run_id: str | None = None
+        self.start_round = 0
+
+    # -- setup -------------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        import deepspeed
+        from peft import LoraConfig, get_peft_model
+
+        from gan_cot.discriminator.model import Discriminator
+        from gan_cot.models import load_model, load_tokenizer
+        from gan_cot.tasks import get_task
+
+        cfg = self.cfg
+        seed_everything(cfg.seed + self.rank)
+        self.task = get_task("ledger", seed=cfg.seed) if cfg.task == "ledger" else get_task(cfg.task, path=cfg.data)
+        self.train_examples = self.task.examples("train", max(cfg.rollout.questions * cfg.rounds, 512))
+        self.tokenizer = load_tokenizer(cfg.policy.model)
+        base = load_model(cfg.policy.model, dtype=torch.float32)
+        lora = LoraConfig(
+            r=cfg.policy.lora_r, lora_alpha=cfg.policy.lora_alpha, target_modules=cfg.policy.target_modules,
+            lora_dropout=0.0, task_type="CAUSAL_LM",
+        )  # fmt: skip
+        model = get_peft_model(base, lora)
+        params = [p for p in model.parameters() if p.requires_grad]
+        ds_config = json.loads(Path(cfg.deepspeed).read_text())
+        ds_config["train_micro_batch_size_per_gpu"] = cfg.loss.micro_batch
+        ds_config["gradient_accumulation_steps"] = 1
+        ds_config.pop("train_batch_size", None)
+        optimizer = torch.optim.AdamW(params, lr=cfg.policy.lr, weight_decay=0.0)
+        self.engine, *_ = deepspeed.initialize(
+            model=model, model_parameters=params, optimizer=optimizer, config=ds_config
+        )
+        self.disc = Discriminator.from_pretrained(cfg.discriminator.name)
+        check_tokenizers(self.tokenizer, self.disc)
+        if cfg.discriminator.mode == "adversarial":
+            self.disc_opt = torch.optim.AdamW(
+                [p for p in self.disc.model.parameters() if p.requires_grad], lr=cfg.discriminator.lr
+            )
+        self.weights = CreditWeights(cfg.credit.useful, cfg.credit.redundant, cfg.credit.wrong)
+
+    # -- one round ---------------------------------------------------------------------------------
+
+    def round_questions(self, r: int) -> list[int]:
+        """This process's share of the round's questions (disjoint across processes)."""
+        n = self.cfg.rollout.questions
+        start = (r * n) % len(self.train_examples)
+        idx = [(start + i) % len(self.train_examples) for i in range(n)]
+        return idx[self.rank :: self.world]
+
+    @torch.no_grad()
+    def rollout(self, indices: list[int]) -> list[Sample]:
+        """G sampled chains per question under the thinking budget, then a forced end of thinking."""
+        cfg = self.cfg.rollout
+        model = self.engine.module
+        model.eval()
+        tok = self.tokenizer
+        eos = tok.eos_token_id
+        samples: list[Sample] = []
+        prompts = [render_prompt(tok, self.task.prompt(self.train_examples[i])) for i in indices]
+        for b in range(0, len(prompts), max(1, cfg.batch_size // cfg.group_size)):
+            chunk = prompts[b : b + max(1, cfg.batch_size // cfg.group_size)]
+            chunk_idx = indices[b : b + len(chunk)]
+            enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
+            out = model.generate(
+                **enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+                max_new_tokens=cfg.max_think_tokens, num_return_sequences=cfg.group_size,
+                pad_token_id=tok.pad_token_id, eos_token_id=eos,
+            )  # fmt: skip
+            new = out[:, enc["input_ids"].shape[1] :].tolist()
+            for j, ids in enumerate(new):
+                ex_i = chunk_idx[j // cfg.group_size]
+                p_ids = tok(chunk[j // cfg.group_size], add_special_tokens=False)["input_ids"]
+                ids = [t for t in ids if t != tok.pad_token_id]
+                if eos in ids:
+                    ids = ids[: ids.index(eos) + 1]
+                else:
+                    ids = self.force_answer(model, p_ids, ids)
+                samples.append(self.make_sample(ex_i, p_ids, ids))
+        return samples
+
+    def force_answer(self, model, prompt_ids: list[int], ids: list[int]) -> list[int]:
+        """Budget ran out: append the end of thinking (unless written) and let the model answer briefly."""
+        cfg = self.cfg.rollout
+        tok = self.tokenizer
+        text = tok.decode(ids, skip_special_tokens=True)
+        if cfg.end_of_thinking.strip() not in text:
+            ids = ids + tok(cfg.end_of_thinking, add_special_tokens=False)["input_ids"]
+        x = torch.tensor([prompt_ids + ids])
+        out = model.generate(
+            input_ids=x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=cfg.max_answer_tokens,
+            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+        )  # fmt: skip
+        return ids + out[0, x.shape[1] :].tolist()
+
+    def make_sample(self, ex_i: int, prompt_ids: list[int], ids: list[int]) -> Sample:
+        tok = self.tokenizer
+        body_ids = ids[:-1] if ids and ids[-1] == tok.eos_token_id else ids
+        text, offsets = completion_offsets(tok, body_ids)
+        chain = text.split(ANSWER_MARKER, 1)[0]
+        steps = split_steps(chain, self.task.separator)
+        spans = step_token_spans(tok, text, steps, offsets=offsets) if steps else []
+        example = self.train_examples[ex_i]
+        return Sample(ex_i, prompt_ids, ids, text, [s.text for s in steps], spans, self.task.verify(text, example))
+
+    @torch.no_grad()
+    def score(self, samples: list[Sample]) -> None:
+        """Discriminator probabilities per step and per-token advantages, normalised within each group."""
+        cfg = self.cfg
+        with_steps = [s for s in samples if s.steps]
+        if cfg.credit.mode == "discriminator" and with_steps:
+            questions = [self.task.prompt(self.train_examples[s.example_index]) for s in with_steps]
+            for s, p in zip(with_steps, self.disc.score(questions, [s.steps for s in with_steps])):
+                s.probs = p
+        g = cfg.rollout.group_size
+        for k in range(0, len(samples), g):
+            group = samples[k : k + g]
+            correct = torch.tensor([float(s.correct) for s in group])
+            lengths = torch.tensor([float(len(s.completion_ids)) for s in group])
+            penalty = cfg.credit.length_penalty if cfg.credit.mode == "length" else 0.0
+            seq_adv = group_sequence_advantage(sequence_rewards(correct, lengths, penalty))
+            for s, a in zip(group, seq_adv.tolist()):
+                credits = step_credit(s.probs, self.weights) if s.probs is not None else None
+                s.advantages = token_advantages(len(s.completion_ids), s.step_spans, credits, a, cfg.credit.step_coef)
+
+    def batch_tensors(self, samples: list[Sample]) -> dict[str, torch.Tensor]:
+        """Right-padded prompt+completion with a completion mask and advantages aligned to next-token logprobs."""
+        pad = self.tokenizer.pad_token_id
+        width = max(len(s.prompt_ids) + len(s.completion_ids) for s in samples)
+        ids = torch.full((len(samples), width), pad, dtype=torch.long)  # [batch, seq]
+        attn = torch.zeros_like(ids)
+        mask = torch.zeros((len(samples), width - 1))  # [batch, seq-1]: position t predicts token t+1
+        adv = torch.zeros((len(samples), width - 1))
+        for i, s in enumerate(samples):
+            full = s.prompt_ids + s.completion_ids
+            ids[i, : len(full)] = torch.tensor(full)
+            attn[i, : len(full)] = 1
+            start = len(s.prompt_ids) - 1
+            mask[i, start : start + len(s.completion_ids)] = 1
+            adv[i, start : start + len(s.completion_ids)] = s.advantages
+        return {"input_ids": ids, "attention_mask": attn, "mask": mask, "advantages": adv}
+
+    @torch.no_grad()
+    def logprobs(self, batch, reference: bool = False) -> torch.Tensor:
+        model = self.engine.module
+        model.eval()
+        if reference:
+            with model.disable_adapter():
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        else:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return token_logprobs(logits, batch["input_ids"])
+
+    def policy_update(self, samples: list[Sample]) -> dict:
+        """PPO-clip epochs over this round's samples with per-token advantages and KL to the reference."""
+        cfg = self.cfg.loss
+        mb = cfg.micro_batch
+        batches = [self.batch_tensors(samples[i : i + mb]) for i in range(0, len(samples), mb)]
+        for b in batches:
+            b["old_logp"] = self.logprobs(b)
+            b["ref_logp"] = self.logprobs(b, reference=True) if cfg.kl_coef > 0 else None
+        stats: list[dict] = []
+        for _ in range(cfg.epochs):
+            for b in random.sample(batches, len(batches)):
+                self.engine.train()
+                logits = self.engine(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+                logp = token_logprobs(logits, b["input_ids"])
+                loss, st = policy_loss(
+                    logp, b["old_logp"], b["ref_logp"], b["advantages"], b["mask"], cfg.clip_eps, cfg.kl_coef
+                )
+                if not self.step(loss):
+                    continue
+                st["policy_loss"] = loss.item()
+                stats.append(st)
+        return _mean(stats)
+
+    def step(self, loss: torch.Tensor) -> bool:
+        """Backward and optimizer step; a non-finite loss is skipped with a warning (and counted)."""
+        if not torch.isfinite(loss):
+            self.nan_streak += 1
+            self.log(f"warning: non-finite loss skipped ({self.nan_streak} in a row)")
+            if self.nan_streak >= self.cfg.max_nan_steps:
+                raise NonFiniteLoss(f"{self.nan_streak} non-finite losses in a row")
+            self.engine.zero_grad() if hasattr(self.engine, "zero_grad") else None
+            return False
+        self.nan_streak = 0
+        self.engine.backward(loss)
+        self.engine.step()
+        return True
+
+    def sft_phase(self, r: int) -> dict:
+        """A few SFT steps on the chosen reference chains (the shortest correct so far by default)."""
+        cfg = self.cfg.sft
+        if cfg.steps <= 0:
+            return {}
+        pairs = self.sft_pairs()
+        if not pairs:
+            return {}
+        rng = random.Random(self.cfg.seed * 1000 + r)
+        losses = []
+        for _ in range(cfg.steps):
+            batch = collate(rng.sample(pairs, min(cfg.batch_size, len(pairs))), self.tokenizer.pad_token_id)
+            self.engine.train()
+            out = self.engine(**batch)
+            if self.step(out.loss):
+                losses.append(out.loss.item())
+        return {"sft_loss": sum(losses) / len(losses)} if losses else {}
+
+    def sft_pairs(self) -> list[tuple[list[int], int]]:
+        source = self.cfg.sft.source
+        tok = self.tokenizer
+        if source == "shortest_correct":
+            out = []
+            for ex_i, ids in self.best.items():
+                p = tok(render_prompt(tok, self.task.prompt(self.train_examples[ex_i])), add_special_tokens=False)
+                out.append((p["input_ids"] + ids, len(p["input_ids"])))
+            return out
+        from gan_cot.sft import encode_pairs, task_pairs
+
+        examples = self.train_examples[:512]
+        prompts, completions = task_pairs(tok, self.task, examples, minimal=source == "minimal")
+        return encode_pairs(tok, prompts, completions)
+
+    def remember_shortest(self, samples: list[Sample]) -> None:
+        for s in samples:
+            if s.correct and s.completion_ids and s.completion_ids[-1] == self.tokenizer.eos_token_id:
+                best = self.best.get(s.example_index)
+                if best is None or len(s.completion_ids) < len(best):
+                    self.best[s.example_index] = list(s.completion_ids)
+
+    def refresh_discriminator(self, samples: list[Sample]) -> dict:
+        """Score the discriminator on this round's chains against their labels, then train on them.
+
+        Returns the F1 measured before the refresh: how well the discriminator judged the policy's new
+        chains. Gradients are averaged across processes so every copy stays identical.
+        """
+        from gan_cot.discriminator.data import StepRecord
+        from gan_cot.discriminator.train import discriminator_loss, step_metrics
+
+        cfg = self.cfg.discriminator
+        with_steps = [s for s in samples if s.steps]
+        if not with_steps:
+            return {}
+        records = []
+        if cfg.labels == "gold":
+            for s in with_steps:
+                ex = self.train_examples[s.example_index]
+                records.append(StepRecord(ex.question, s.steps, self.task.gold_labels(ex, s.steps)))
+        else:
+            from gan_cot.discriminator.labels import label_chains
+
+            exs = [self.train_examples[s.example_index] for s in with_steps]
+            auto = label_chains(self.engine.module, self.tokenizer, self.task, exs, [s.steps for s in with_steps])
+            records = [StepRecord(ex.question, s.steps, a.labels) for ex, s, a in zip(exs, with_steps, auto)]
+        gold = [lab for r in records for lab in r.labels]
+        pred = (
+            [LABELS[int(k)] for s in with_steps for k in s.probs.argmax(-1)]
+            if with_steps[0].probs is not None
+            else None
+        )
+        stats = {}
+        if pred is not None:
+            m = step_metrics(gold, pred)
+            stats = {"disc_f1": m["macro_f1"], "disc_acc": m["accuracy"]}
+        if cfg.mode != "adversarial":
+            return stats
+        self.disc.model.train()
+        rng = random.Random(len(self.best) + self.rank)
+        for _ in range(cfg.refresh_steps):
+            batch = rng.sample(records, min(32, len(records)))
+            loss, _ = discriminator_loss(self.disc, batch)
+            loss.backward()
+            if self.world > 1:
+                for p in self.disc.model.parameters():
+                    if p.grad is not None:
+                        torch.distributed.all_reduce(p.grad)
+                        p.grad /= self.world
+            torch.nn.utils.clip_grad_norm_(self.disc.model.parameters(), 1.0)
+            self.disc_opt.step()
+            self.disc_opt.zero_grad(set_to_none=True)
+            stats["disc_loss"] = loss.item()
+        self.disc.model.eval()
+        return stats
+
+    @torch.no_grad()
+    def evaluate(self, split: str, n: int) -> dict:
+        """Greedy accuracy and tokens on ``n`` questions of ``split``, sharded over processes and gathered."""
+        from gan_cot.evaluate import evaluate
+
+        examples = self.task.examples(split, n)[self.rank :: self.world]
+        res = evaluate(self.engine.module, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
+                       max_new_tokens=self.cfg.rollout.max_think_tokens + self.cfg.rollout.max_answer_tokens)  # fmt: skip
+        keys = ["accuracy", "mean_tokens", "mean_minimal_tokens"]
+        vec = torch.tensor([res.get(k, 0.0) * len(examples) for k in keys] + [len(examples)], dtype=torch.float64)
+        if self.world > 1:
+            torch.distributed.all_reduce(vec)
+        total = vec[-1].item()
+        out = {k: vec[i].item() / total for i, k in enumerate(keys)}
+        if out["mean_minimal_tokens"]:
+            out["tokens_vs_minimal"] = out["mean_tokens"] / out["mean_minimal_tokens"]
+        out["n"] = int(total)
+        return out
+
+    # -- checkpoint and resume ---------------------------------------------------------------------
+
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def save_checkpoint(self, r: int) -> None:
+        """Adapter, DeepSpeed/optimizer state, discriminator, RNG, round and run id; written to a temporary
+        folder, then renamed, then ``latest`` is replaced: a kill at any moment leaves the previous one whole."""
+        root = self.checkpoint_dir()
+        tmp = root / f"round-{r:05d}.tmp"
+        final = root / f"round-{r:05d}"
+        if self.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        torch.distributed.barrier()
+        self.engine.save_checkpoint(str(tmp / "engine"), tag="state")
+        (tmp / f"rng-{self.rank}.json").write_text(json.dumps(rng_state()))
+        torch.distributed.barrier()
+        if self.is_main:
+            self.engine.module.save_pretrained(tmp / "adapter")
+            self.disc.save_pretrained(tmp / "discriminator")
+            state = {"round": r, "run_id": self.run_id, "best": {str(k): v for k, v in self.best.items()}}
+            (tmp / "state.json").write_text(json.dumps(state))
+            shutil.rmtree(final, ignore_errors=True)
+            tmp.rename(final)
+            latest = root / "latest"
+            (root / "latest.tmp").write_text(final.name)
+            os.replace(root / "latest.tmp", latest)
+            for old in sorted(root.glob("round-*")):
+                if old != final and not old.name.endswith(".tmp"):
+                    shutil.rmtree(old, ignore_errors=True)
+        torch.distributed.barrier()
+
+    def load_checkpoint(self) -> bool:
+        """Restore the latest complete checkpoint, if any; returns whether one was found."""
+        from gan_cot.discriminator.model import Discriminator
+
+        latest = self.checkpoint_dir() / "latest"
+        if not latest.exists():
+            return False
+        ckpt = self.checkpoint_dir() / latest.read_text().strip()
+        self.engine.load_checkpoint(str(ckpt / "engine"), tag="state")
+        state = json.loads((ckpt / "state.json").read_text())
+        self.start_round = state["round"] + 1
+        self.run_id = state["run_id"]
+        self.best = {int(k): v for k, v in state["best"].items()}
+        self.disc = Discriminator.from_pretrained(str(ckpt / "discriminator"))
+        if self.cfg.discriminator.mode == "adversarial":
+            self.disc_opt = torch.optim.AdamW(
+                [p for p in self.disc.model.parameters() if p.requires_grad], lr=self.cfg.discriminator.lr
+            )
+        rng_file = ckpt / f"rng-{self.rank}.json"
+        if rng_file.exists():
+            set_rng_state(json.loads(rng_file.read_text()))
+        self.log(f"resumed from {ckpt} at round {self.start_round}")
+        return True
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def train(self) -> dict:
+        import mlflow
+
+        from gan_cot import tracking
+        from gan_cot.config import to_dict
+
+        cfg = self.cfg
+        started = time.time()
+        self.setup()
+        resumed = self.resume and self.load_checkpoint()
+        if self.is_main:
+            tracking.setup(cfg.experiment, cfg.mlflow_dir)
+            run = mlflow.start_run(run_id=self.run_id) if resumed and self.run_id else mlflow.start_run()
+            self.run_id = run.info.run_id
+            if not resumed:
+                mlflow.log_params(tracking.flatten(to_dict(cfg)))
+                self.out.mkdir(parents=True, exist_ok=True)
+                (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+                mlflow.log_artifact(str(self.out / "config.json"))
+        base_path = self.out / "base_eval.json"
+        if resumed and base_path.exists():
+            base = json.loads(base_path.read_text())
+        else:
+            with self.engine.module.disable_adapter():
+                base = self.evaluate("test", cfg.eval.n)
+            if self.is_main:
+                base_path.write_text(json.dumps(base))
+        try:
+            for r in range(self.start_round, cfg.rounds):
+                metrics = self.run_round(r)
+                if self.is_main:
+                    mlflow.log_metrics(metrics, step=r)
+                    self.log(f"round {r}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items())))
+                if cfg.checkpoint_every and (r + 1) % cfg.checkpoint_every == 0 and r + 1 < cfg.rounds:
+                    self.save_checkpoint(r)
+        except NonFiniteLoss as e:
+            self.save_checkpoint(r)
+            raise SystemExit(f"error: {e}; the run stopped with a checkpoint in {self.checkpoint_dir()}") from e
+        final = self.evaluate("test", cfg.eval.n)
+        result = {
+            "run_id": self.run_id,
+            "output_dir": str(self.out),
+            "base_accuracy": base["accuracy"],
+            "accuracy": final["accuracy"],
+            "base_mean_tokens": base["mean_tokens"],
+            "mean_tokens": final["mean_tokens"],
+            "base_tokens_vs_minimal": base.get("tokens_vs_minimal"),
+            "tokens_vs_minimal": final.get("tokens_vs_minimal"),
+            "n": final["n"],
+            "seed": cfg.seed,
+            "credit_mode": cfg.credit.mode,
+            "wall_seconds": round(time.time() - started, 1),
+        }
+        if self.is_main:
+            adapter = self.out / "adapter"
+            tmp = self.out / "adapter.tmp"
+            shutil.rmtree(tmp, ignore_errors=True)
+            self.engine.module.save_pretrained(tmp)
+            shutil.rmtree(adapter, ignore_errors=True)
+            tmp.rename(adapter)
+            self.disc.save_pretrained(self.out / "discriminator")
+            (self.out / "result.json").write_text(json.dumps(result, indent=2))
+            mlflow.log_metrics({f"final_{k}": v for k, v in final.items() if isinstance(v, float)})
+            mlflow.log_artifacts(str(adapter), artifact_path="adapter")
+            mlflow.end_run()
+        self.save_checkpoint(cfg.rounds - 1)
+        return result
+
+    def run_round(self, r: int) -> dict:
+        cfg = self.cfg
+        metrics: dict[str, float] = {}
+        metrics.update(self.sft_phase(r))
+        samples = self.rollout(self.round_questions(r))
+        self.score(samples)
+        self.remember_shortest(samples)
+        metrics.update(self.policy_update(samples))
+        metrics.update(self.refresh_discriminator(samples))
+        metrics.update(self.sample_stats(samples))
+        if cfg.eval.every and (r + 1) % cfg.eval.every == 0:
+            ev = self.evaluate("validation", cfg.eval.round_n)
+            metrics.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, float)})
+        metrics["lr"] = (
+            self.engine.optimizer.param_groups[0]["lr"] if hasattr(self.engine, "optimizer") else cfg.policy.lr
+        )
+        if self.is_main and (r % 5 == 0 or r == cfg.rounds - 1):
+            self.log_samples(samples[:16], r)
+        return metrics
+
+    def sample_stats(self, samples: list[Sample]) -> dict:
+        """Rollout accuracy, tokens, and the fractions of steps the discriminator calls each class."""
+        counts = torch.zeros(3)
+        for s in samples:
+            if s.probs is not None and len(s.probs):
+                counts += torch.bincount(s.probs.argmax(-1), minlength=3).float()
+        vec = torch.tensor([sum(s.correct for s in samples), sum(len(s.completion_ids) for s in samples), len(samples),
+                            *counts.tolist()], dtype=torch.float64)  # fmt: skip
+        if self.world > 1:
+            torch.distributed.all_reduce(vec)
+        n = vec[2].item()
+        steps = vec[3:].sum().item() or 1.0
+        out = {"rollout_accuracy": vec[0].item() / n, "rollout_tokens": vec[1].item() / n}
+        out.update({f"frac_{lab}": vec[3 + i].item() / steps for i, lab in enumerate(LABELS)})
+        return out
+
+    def log_samples(self, samples: list[Sample], r: int) -> None:
+        import mlflow
+
+        rows = []
+        for s in samples:
+            probs = s.probs.tolist() if s.probs is not None else [[]] * len(s.steps)
+            for i, (step, p) in enumerate(zip(s.steps, probs)):
+                rows.append({"round": r, "example": s.example_index, "step": i, "text": step, "correct": s.correct,
+                             **{lab: (p[k] if p else None) for k, lab in enumerate(LABELS)}})  # fmt: skip
+        if rows:
+            mlflow.log_table(
+                {k: [row[k] for row in rows] for k in rows[0]}, artifact_file=f"samples/round-{r:05d}.json"
+            )
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+def check_tokenizers(policy_tok, disc) -> None:
+    """The discriminator reads text, so any tokenizer works; it must still be able to encode a chain."""
+    try:
+        disc.encode("check", ["a step"])
+    except Exception as e:  # noqa: BLE001
+        raise ValueError(f"the discriminator's tokenizer cannot encode chains: {e}") from e
+
+
+def _mean(stats: list[dict]) -> dict:
+    if not stats:
+        return {}
+    return {k: sum(s[k] for s in stats) / len(stats) for k in stats[0]}

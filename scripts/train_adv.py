@@ -1,0 +1,66 @@
+"""Compress a reasoning model's chains: the adversarial loop (SFT, discriminator-weighted policy updates,
+discriminator refresh) on DeepSpeed engines.
+
+    deepspeed scripts/train_adv.py                                   # the built-in default on a CPU
+    deepspeed --num_gpus 2 scripts/train_adv.py --config configs/qwen1.5b_gsm8k.yaml
+    deepspeed scripts/train_adv.py rounds=5 credit.mode=length       # overrides: key=value, dotted
+    deepspeed scripts/train_adv.py --discriminator NAME_OR_PATH      # plug and play: a frozen discriminator
+    deepspeed scripts/train_adv.py --resume                          # continue the same run and MLflow run
+
+The last line printed (rank 0) is one JSON object: run_id, output_dir, base and final accuracy, mean
+tokens and tokens_vs_minimal, wall_seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json  # noqa: E402
+from gan_cot.config import ConfigError, load_config  # noqa: E402
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (loss.kl_coef=0.05)")
+    p.add_argument("--discriminator", default=None, help="use this discriminator frozen (plug-and-play mode)")
+    p.add_argument("--resume", action="store_true", help="continue from the output folder's latest checkpoint")
+    p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
+    args = p.parse_args(argv)
+    from gan_cot.adv_config import AdvConfig
+
+    overrides = list(args.overrides)
+    if args.discriminator:
+        overrides += [f"discriminator.name={args.discriminator}", "discriminator.mode=frozen"]
+    try:
+        cfg = load_config(AdvConfig, args.config, overrides)
+        check_model_path(cfg.policy.model)
+        if not Path(cfg.deepspeed).exists():
+            raise UsageError(f"DeepSpeed config {cfg.deepspeed} does not exist; see configs/deepspeed/")
+        check_writable_dir(cfg.output_dir)
+    except (ConfigError, UsageError) as e:
+        fail(str(e))
+    from gan_cot.trainer import AdversarialTrainer
+
+    rank = int(os.environ.get("RANK", "0"))
+    trainer = AdversarialTrainer(cfg, resume=args.resume, log=lambda m: print(m, flush=True) if rank == 0 else None)
+    try:
+        result = trainer.train()
+    except (UsageError, ValueError) as e:
+        fail(str(e))
+    if rank == 0:
+        print_json(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
