@@ -33,7 +33,7 @@ def check_model_path(name_or_path: str) -> None:
     """
     p = Path(name_or_path).expanduser()
     if p.exists():
-        if p.is_dir() and not (p / "config.json").exists():
+        if p.is_dir() and not (p / "config.json").exists() and not (p / "adapter_config.json").exists():
             raise UsageError(f"model folder {p} has no config.json; pass a folder written by save_pretrained")
         return
     hub_like = name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/", "~"))

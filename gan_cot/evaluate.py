@@ -36,9 +36,13 @@ def evaluate(
     """Accuracy (avg@k over ``samples``), mean tokens and, where the task knows it, tokens vs minimal."""
     import torch
 
-    torch.manual_seed(seed)
     questions = [task.prompt(ex) for ex in examples]
-    with tqdm(total=len(questions), desc="evaluate", disable=not show_progress, leave=False) as bar:
+    # a private RNG stream: evaluating never shifts the caller's (a trainer's) random state
+    with (
+        torch.random.fork_rng(),
+        tqdm(total=len(questions), desc="evaluate", disable=not show_progress, leave=False) as bar,
+    ):
+        torch.manual_seed(seed)
         groups = generate(
             model,
             tokenizer,

@@ -27,17 +27,38 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
+def _adapter_base(name_or_path: str) -> str | None:
+    """The base model of a peft adapter folder, or None when ``name_or_path`` is not one."""
+    cfg = Path(name_or_path) / "adapter_config.json"
+    if not cfg.exists():
+        return None
+    import json
+
+    return json.loads(cfg.read_text())["base_model_name_or_path"]
+
+
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
     check_model_path(name_or_path)
-    tok = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
+    source = name_or_path
+    if _adapter_base(name_or_path) and not (Path(name_or_path) / "tokenizer_config.json").exists():
+        source = _adapter_base(name_or_path)
+    tok = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
 
 
 def load_model(name_or_path: str, dtype: torch.dtype | str = "auto", trust_remote_code: bool = False, **kwargs):
-    """A causal LM by Hub id or local path; safetensors weights only."""
+    """A causal LM by Hub id or local path; safetensors weights only.
+
+    A peft adapter folder (``adapter_config.json``) loads its base model with the adapter merged in.
+    """
     check_model_path(name_or_path)
+    if _adapter_base(name_or_path):
+        from peft import PeftModel
+
+        base = load_model(_adapter_base(name_or_path), dtype=dtype, trust_remote_code=trust_remote_code, **kwargs)
+        return PeftModel.from_pretrained(base, name_or_path).merge_and_unload()
     return AutoModelForCausalLM.from_pretrained(
         name_or_path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
     )

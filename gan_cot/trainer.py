@@ -132,8 +132,10 @@ class AdversarialTrainer:
         seed_everything(cfg.seed + self.rank)
         self.task = get_task("ledger", seed=cfg.seed) if cfg.task == "ledger" else get_task(cfg.task, path=cfg.data)
         self.train_examples = self.task.examples("train", max(cfg.rollout.questions * cfg.rounds, 512))
-        self.tokenizer = load_tokenizer(cfg.policy.model)
-        base = load_model(cfg.policy.model, dtype=torch.float32)
+        # an absolute base path, so the saved adapter finds its base from any working directory
+        model_id = str(Path(cfg.policy.model).resolve()) if Path(cfg.policy.model).exists() else cfg.policy.model
+        self.tokenizer = load_tokenizer(model_id)
+        base = load_model(model_id, dtype=torch.float32)
         lora = LoraConfig(
             r=cfg.policy.lora_r, lora_alpha=cfg.policy.lora_alpha, target_modules=cfg.policy.target_modules,
             lora_dropout=0.0, task_type="CAUSAL_LM",
@@ -150,10 +152,6 @@ class AdversarialTrainer:
         )
         self.disc = Discriminator.from_pretrained(cfg.discriminator.name)
         check_tokenizers(self.tokenizer, self.disc)
-        if cfg.discriminator.mode == "adversarial":
-            self.disc_opt = torch.optim.AdamW(
-                [p for p in self.disc.model.parameters() if p.requires_grad], lr=cfg.discriminator.lr
-            )
         self.weights = CreditWeights(cfg.credit.useful, cfg.credit.redundant, cfg.credit.wrong)
 
     # -- one round ---------------------------------------------------------------------------------
@@ -381,6 +379,10 @@ class AdversarialTrainer:
             stats = {"disc_f1": m["macro_f1"], "disc_acc": m["accuracy"]}
         if cfg.mode != "adversarial":
             return stats
+        # a fresh optimizer per refresh: each refresh is a short fine-tune, and no optimizer state has to
+        # survive a checkpoint
+        params = [p for p in self.disc.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr)
         self.disc.model.train()
         rng = random.Random(len(self.best) + self.rank)
         for _ in range(cfg.refresh_steps):
@@ -393,8 +395,8 @@ class AdversarialTrainer:
                         torch.distributed.all_reduce(p.grad)
                         p.grad /= self.world
             torch.nn.utils.clip_grad_norm_(self.disc.model.parameters(), 1.0)
-            self.disc_opt.step()
-            self.disc_opt.zero_grad(set_to_none=True)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
             stats["disc_loss"] = loss.item()
         self.disc.model.eval()
         return stats
@@ -465,10 +467,6 @@ class AdversarialTrainer:
         self.run_id = state["run_id"]
         self.best = {int(k): v for k, v in state["best"].items()}
         self.disc = Discriminator.from_pretrained(str(ckpt / "discriminator"))
-        if self.cfg.discriminator.mode == "adversarial":
-            self.disc_opt = torch.optim.AdamW(
-                [p for p in self.disc.model.parameters() if p.requires_grad], lr=self.cfg.discriminator.lr
-            )
         rng_file = ckpt / f"rng-{self.rank}.json"
         if rng_file.exists():
             set_rng_state(json.loads(rng_file.read_text()))
@@ -535,6 +533,7 @@ class AdversarialTrainer:
             tmp = self.out / "adapter.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             self.engine.module.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
             shutil.rmtree(adapter, ignore_errors=True)
             tmp.rename(adapter)
             self.disc.save_pretrained(self.out / "discriminator")

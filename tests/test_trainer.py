@@ -78,3 +78,31 @@ def test_bad_config_values_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="unknown key 'lr'"):
         load_config(AdvConfig, "configs/default.yaml", ["loss.lr=3"])
     assert torch.is_tensor(torch.zeros(1))
+
+
+def _round_metrics(store, run_id, step):
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
+    client = mlflow.tracking.MlflowClient()
+    keys = ("rollout_tokens", "policy_loss", "sft_loss", "kl", "rollout_accuracy")
+    return {k: next(m.value for m in client.get_metric_history(run_id, k) if m.step == step) for k in keys}
+
+
+def test_stop_and_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    from gan_cot.trainer import AdversarialTrainer
+
+    unbroken = AdversarialTrainer(tiny_run_config(tmp_path / "a", tiny_model_dir, tiny_disc_dir), log=lambda m: None)
+    full = unbroken.train()
+    # the same run stopped after round 0, then resumed to round 1
+    first = tiny_run_config(tmp_path / "b", tiny_model_dir, tiny_disc_dir, "rounds=1")
+    part = AdversarialTrainer(first, log=lambda m: None).train()
+    second = tiny_run_config(tmp_path / "b", tiny_model_dir, tiny_disc_dir)
+    resumed = AdversarialTrainer(second, resume=True, log=lambda m: None)
+    done = resumed.train()
+    assert resumed.start_round == 1 and done["run_id"] == part["run_id"]  # the same MLflow run goes on
+    a = _round_metrics(tmp_path / "a" / "mlruns", full["run_id"], 1)
+    b = _round_metrics(tmp_path / "b" / "mlruns", done["run_id"], 1)
+    for k in a:
+        assert abs(a[k] - b[k]) <= 1e-4 * max(1.0, abs(a[k])), (k, a[k], b[k])
