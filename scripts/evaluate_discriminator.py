@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gan_cot.cli import UsageError, fail, print_json  # noqa: E402
+from gan_cot.discriminator.registry import DiscriminatorSourceError  # noqa: E402
 
 DEFAULT_DISCRIMINATOR = "ledger-tiny"
 
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
         disc = Discriminator.from_pretrained(
             args.discriminator, label_map=label_map, cache_dir=args.cache_dir, offline=args.offline
         )
-    except (UsageError, ValueError, OSError) as e:
+    except (UsageError, ValueError, OSError, DiscriminatorSourceError) as e:
         fail(str(e))
     from gan_cot.discriminator.train import evaluate_discriminator, metrics_table
 

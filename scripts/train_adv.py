@@ -49,13 +49,14 @@ def main(argv=None) -> int:
         check_writable_dir(cfg.output_dir)
     except (ConfigError, UsageError) as e:
         fail(str(e))
+    from gan_cot.discriminator.registry import DiscriminatorSourceError
     from gan_cot.trainer import AdversarialTrainer
 
     rank = int(os.environ.get("RANK", "0"))
     trainer = AdversarialTrainer(cfg, resume=args.resume, log=lambda m: print(m, flush=True) if rank == 0 else None)
     try:
         result = trainer.train()
-    except (UsageError, ValueError) as e:
+    except (UsageError, ValueError, DiscriminatorSourceError) as e:
         fail(str(e))
     if rank == 0:
         print_json(result)

@@ -89,8 +89,9 @@ def train_discriminator(
         opt.zero_grad(set_to_none=True)
         losses.append(loss.item())
         accs.append(acc.item())
-        if on_log and (step + 1) % log_every == 0:
-            on_log(step + 1, sum(losses[-log_every:]) / log_every, sum(accs[-log_every:]) / log_every)
+        if on_log and ((step + 1) % log_every == 0 or step + 1 == steps):
+            window = min(log_every, len(losses))
+            on_log(step + 1, sum(losses[-window:]) / window, sum(accs[-window:]) / window)
     disc.model.eval()
     tail = losses[-min(len(losses), log_every) :]
     return {
