@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
-# The main job on the built-in default: the shipped verbose base policy on 500 ledger test questions.
+# The main job on the built-in default: compress the shipped verbose ledger policy (configs/default.yaml).
 run: setup
-	$(BIN)/python scripts/evaluate.py --model models/ledger-verbose-base --task ledger --split test --n 500 --json
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/deepspeed scripts/train_adv.py
 
 quality: setup
 	$(BIN)/ruff check .

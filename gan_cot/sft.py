@@ -58,6 +58,18 @@ def task_pairs(tokenizer, task, examples, minimal: bool = False) -> tuple[list[s
     return prompts, completions
 
 
+def warmup_cosine(optimizer, warmup: int, total: int, floor: float = 0.05):
+    """Linear warmup over ``warmup`` steps, then cosine decay to ``floor`` x the peak rate at ``total``."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
 def train_sft(
     model,
     tokenizer,
@@ -84,13 +96,7 @@ def train_sft(
     pad = tokenizer.pad_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
 
-    def schedule(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(1, steps - warmup)
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = warmup_cosine(opt, warmup, steps)
     model.train()
     batches: list[list[int]] = []
     losses = []

@@ -6,13 +6,13 @@ head and metrics, so this is a short loop of our own.
 
 from __future__ import annotations
 
-import math
 import random
 import time
 
 import torch
 from tqdm.auto import tqdm
 
+from gan_cot.sft import warmup_cosine
 from gan_cot.steps import LABELS
 
 
@@ -66,12 +66,7 @@ def train_discriminator(
     params = [p for p in disc.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
 
-    def schedule(step):
-        if step < warmup:
-            return (step + 1) / warmup
-        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, steps - warmup))))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+    sched = warmup_cosine(opt, warmup, steps)
     disc.model.train()
     order: list[int] = []
     losses, accs = [], []
