@@ -296,7 +296,6 @@ class AdversarialTrainer:
             self.log(f"warning: non-finite loss skipped ({self.nan_streak} in a row)")
             if self.nan_streak >= self.cfg.max_nan_steps:
                 raise NonFiniteLoss(f"{self.nan_streak} non-finite losses in a row")
-            self.engine.zero_grad() if hasattr(self.engine, "zero_grad") else None
             return False
         self.nan_streak = 0
         self.engine.backward(loss)

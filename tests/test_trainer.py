@@ -106,3 +106,15 @@ def test_stop_and_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, tiny_
     b = _round_metrics(tmp_path / "b" / "mlruns", done["run_id"], 1)
     for k in a:
         assert abs(a[k] - b[k]) <= 1e-4 * max(1.0, abs(a[k])), (k, a[k], b[k])
+
+
+def test_non_finite_losses_are_skipped_then_stop(tmp_path):
+    from gan_cot.trainer import AdversarialTrainer, NonFiniteLoss
+
+    cfg = load_config(AdvConfig, "configs/default.yaml", ["max_nan_steps=2", f"output_dir={tmp_path}"])
+    logs = []
+    trainer = AdversarialTrainer(cfg, log=logs.append)
+    assert trainer.step(torch.tensor(float("nan"))) is False
+    assert "non-finite loss skipped (1 in a row)" in logs[0]
+    with pytest.raises(NonFiniteLoss, match="2 non-finite losses in a row"):
+        trainer.step(torch.tensor(float("inf")))
