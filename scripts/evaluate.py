@@ -2,9 +2,14 @@
 
     python scripts/evaluate.py --model models/ledger-verbose-base --task ledger --split test --n 500 --json
     python scripts/evaluate.py --model PATH --task gsm8k --data ../shared/data/gsm8k --n 200 --samples 4
+    python scripts/evaluate.py --model outputs/adv/default/adapter --base models/ledger-verbose-base --json
 
 Greedy decoding by default; ``--samples k`` samples k chains per question (temperature ``--temperature``)
-and reports avg@k accuracy. The last line is one JSON object with ``--json``.
+and reports avg@k accuracy. Tokens are reported in all, and split into thinking (before ``####``) and
+answer. ACU (accuracy points per billion parameters per hundred tokens) is always reported; ``--base MODEL``
+also evaluates the model before compression on the same questions and reports the compression rate
+(``1 - tokens / base tokens``) and AES against it (see ``gan_cot/efficiency.py``). The last line is one
+JSON object with ``--json``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ def parse_args(argv=None):
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--model", default=str(DEFAULT_BASE), help="saved model folder or Hub id")
+    p.add_argument("--base", default=None, help="the model before compression: also evaluate it and compare")
     p.add_argument("--task", default=DEFAULT_TASK, help=f"one of: {', '.join(sorted(TASKS))}")
     p.add_argument("--split", default="test")
     p.add_argument("--n", type=int, default=500, help="number of questions (the first n of the split)")
@@ -46,6 +52,8 @@ def parse_args(argv=None):
     if args.temperature <= 0:
         raise UsageError(f"--temperature must be positive, got {args.temperature}")
     check_model_path(args.model)
+    if args.base is not None:
+        check_model_path(args.base)
     return args
 
 
@@ -55,6 +63,36 @@ def make_task(args):
     if args.task == "gsm8k":
         return get_task("gsm8k", path=args.data, skip_bad=args.skip_bad)
     return get_task(args.task)
+
+
+def evaluate_model(path: str, args, task, examples, keep_completions: int = 0) -> dict:
+    """Load ``path``, evaluate it with the command's decoding settings, free it; adds ``n_params`` and ``acu``."""
+    from gan_cot.efficiency import acu
+    from gan_cot.evaluate import count_parameters, evaluate
+    from gan_cot.models import load_model, load_tokenizer
+
+    tok = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
+    model = load_model(path, trust_remote_code=args.trust_remote_code)
+    result = evaluate(
+        model,
+        tok,
+        task,
+        examples,
+        samples=args.samples,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        keep_completions=keep_completions,
+    )
+    result["n_params"] = count_parameters(model)
+    result["acu"] = acu(result["accuracy"], result["n_params"], result["mean_tokens"])
+    del model
+    return result
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
 
 
 def main(argv=None) -> int:
@@ -67,23 +105,9 @@ def main(argv=None) -> int:
     if not examples:
         fail(f"split {args.split!r} of task {args.task!r} has no examples")
 
-    from gan_cot.evaluate import evaluate
-    from gan_cot.models import load_model, load_tokenizer
+    from gan_cot.efficiency import against_base
 
-    tok = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
-    model = load_model(args.model, trust_remote_code=args.trust_remote_code)
-    result = evaluate(
-        model,
-        tok,
-        task,
-        examples,
-        samples=args.samples,
-        temperature=args.temperature,
-        max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        keep_completions=args.show,
-    )
+    result = evaluate_model(args.model, args, task, examples, keep_completions=args.show)
     for c in result.pop("completions", []):
         print(
             f"--- {c['question']}\n{c['completion']}\n(answer {c['answer']}, {'correct' if c['correct'] else 'wrong'})"
@@ -93,9 +117,26 @@ def main(argv=None) -> int:
         result["skipped_lines"] = sum(skipped.values())
     result.update(model=args.model, task=args.task, split=args.split)
     line = f"{args.task}/{args.split} n={result['n']}: accuracy {result['accuracy']:.3f}, mean tokens {result['mean_tokens']:.1f}"
+    line += f" (thinking {result['mean_thinking_tokens']:.1f}, answer {result['mean_answer_tokens']:.1f})"
     if "tokens_vs_minimal" in result:
         line += f", minimal {result['mean_minimal_tokens']:.1f}, tokens_vs_minimal {result['tokens_vs_minimal']:.3f}"
+    line += f", ACU {_fmt(result['acu'], '.4g')}"
     print(line, flush=True)
+    if args.base is not None:
+        base = evaluate_model(args.base, args, task, examples)
+        for key in ("accuracy", "mean_tokens", "mean_thinking_tokens", "mean_answer_tokens", "n_params", "acu"):
+            result[f"base_{key}"] = base[key]
+        if "tokens_vs_minimal" in base:
+            result["base_tokens_vs_minimal"] = base["tokens_vs_minimal"]
+        result["base_model"] = args.base
+        result.update(against_base(result, base))
+        print(
+            f"base {args.base}: accuracy {base['accuracy']:.3f}, mean tokens {base['mean_tokens']:.1f}"
+            f" (thinking {base['mean_thinking_tokens']:.1f}), ACU {_fmt(base['acu'], '.4g')}; "
+            f"compression {_fmt(result['compression'], '.3f')}"
+            f" (thinking {_fmt(result.get('thinking_compression'), '.3f')}), AES {_fmt(result['aes'], '.3f')}",
+            flush=True,
+        )
     if args.json:
         print_json(result)
     return 0
