@@ -73,3 +73,43 @@ def generate(
     finally:
         tokenizer.padding_side = old_side
     return out
+
+
+@torch.no_grad()
+def generate_gated(
+    policy,
+    tokenizer,
+    questions: list[str],
+    alpha: float | None = None,
+    batch_size: int = 64,
+    **kwargs,
+) -> tuple[list[list[Completion]], list[float]]:
+    """:func:`generate` with the LoRA delta scaled per question by the policy's alpha gate (``gan_cot.gate``).
+
+    ``policy`` is a :class:`gan_cot.gate.GatedPolicy`; ``alpha`` (a float) overrides its gate for every question
+    (CoT-Valve's manual alpha, e.g. a MixChain sweep). Returns the completions and the alpha used per question.
+    """
+    from gan_cot.gate import gated
+
+    device = next(policy.peft_model.parameters()).device
+    out: list[list[Completion]] = []
+    alphas: list[float] = []
+    prefixes = kwargs.pop("prefixes", None)
+    for i in range(0, len(questions), batch_size):
+        chunk = questions[i : i + batch_size]
+        if alpha is not None:
+            a = torch.full((len(chunk),), float(alpha))
+        else:
+            enc = tokenizer(
+                [render_prompt(tokenizer, q) for q in chunk],
+                return_tensors="pt",
+                padding=True,
+                add_special_tokens=False,
+                padding_side="left",
+            ).to(device)
+            a = policy.alpha(enc["input_ids"], enc["attention_mask"]).detach()
+        pre = None if prefixes is None else prefixes[i : i + batch_size]
+        with gated(policy.peft_model, a):
+            out += generate(policy.peft_model, tokenizer, chunk, batch_size=len(chunk), prefixes=pre, **kwargs)
+        alphas += a.float().cpu().tolist()
+    return out, alphas

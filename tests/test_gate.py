@@ -1,0 +1,284 @@
+"""The alpha gate: a per-row scale on the LoRA delta, in forward, generate and training, saved beside the adapter."""
+
+import json
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from gan_cot.gate import (
+    GATE_CONFIG,
+    GATE_WEIGHTS,
+    AlphaGate,
+    GatedPolicy,
+    attach_gate,
+    gate_loss,
+    gated,
+    length_cost,
+    load_gate,
+    prompt_features,
+    save_gate,
+)
+from gan_cot.models import render_prompt
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+QUESTIONS = ["Ann has 3 pens. Bob gives her 2.", "Cy has 7 cups.", "Dee has 4 hats and loses 1 of them."]
+
+
+@pytest.fixture(scope="module")
+def policy(tiny_tokenizer):
+    """A tiny Llama with a LoRA whose B is random (``init_lora_weights=False``): the delta is not zero."""
+    from gan_cot.models import build_tiny_model
+
+    base, tok = build_tiny_model(tiny_tokenizer, hidden_size=32, layers=2, heads=2, seed=3)
+    torch.manual_seed(0)
+    cfg = LoraConfig(r=4, lora_alpha=8, target_modules=TARGETS, lora_dropout=0.0, init_lora_weights=False)
+    model = get_peft_model(base, cfg)
+    model.eval()
+    return model, tok
+
+
+def encode(tok, questions, side="left"):
+    prompts = [render_prompt(tok, q) for q in questions]
+    return tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side=side)
+
+
+def logits(model, enc, alpha=None):
+    with torch.no_grad(), gated(model, alpha):
+        return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+
+
+def test_gate_output_shape_range_and_start(policy):
+    model, tok = policy
+    gate = AlphaGate(32, alpha_max=3.0, pooling="last")
+    feats = prompt_features(model, **encode(tok, QUESTIONS), pooling="last")
+    assert feats.shape == (3, 32)
+    alpha = gate(feats)
+    assert alpha.shape == (3,)
+    assert torch.allclose(alpha, torch.ones(3), atol=1e-6)  # starts as the plain LoRA
+    torch.manual_seed(1)
+    for std in (1.0, 50.0):  # trained and saturated weights alike stay in range
+        for p in gate.parameters():
+            torch.nn.init.normal_(p, std=std)
+        alpha = gate(feats)
+        assert ((alpha >= 0) & (alpha <= 3.0)).all()
+        assert alpha.std() > 0 or std > 1
+    assert gate.sample(feats, sigma=1.0).shape == (3,)
+    with pytest.raises(ValueError, match="alpha_max"):
+        AlphaGate(32, alpha_max=1.0)
+
+
+def test_features_do_not_depend_on_padding_side(policy):
+    model, tok = policy
+    for pooling in ("mean", "last"):
+        left = prompt_features(model, **encode(tok, QUESTIONS, "left"), pooling=pooling)
+        right = prompt_features(model, **encode(tok, QUESTIONS, "right"), pooling=pooling)
+        assert torch.allclose(left, right, atol=1e-5)
+
+
+def test_alpha_zero_is_the_base_and_alpha_one_the_plain_lora(policy):
+    model, tok = policy
+    enc = encode(tok, QUESTIONS)
+    with torch.no_grad(), model.disable_adapter():
+        base = model(**enc).logits
+    plain = logits(model, enc)
+    assert not torch.allclose(base, plain, atol=1e-3)  # the delta matters
+    assert torch.equal(logits(model, enc, 0.0), base)
+    assert torch.equal(logits(model, enc, torch.zeros(3)), base)
+    assert torch.equal(logits(model, enc, 1.0), plain)
+    assert torch.equal(logits(model, enc, torch.ones(3)), plain)
+    # a single-row alpha broadcasts over the batch
+    assert torch.equal(logits(model, enc, torch.tensor([0.5])), logits(model, enc, 0.5))
+
+
+def test_one_rows_alpha_changes_only_that_row(policy):
+    model, tok = policy
+    enc = encode(tok, QUESTIONS)
+    a = logits(model, enc, torch.tensor([1.0, 1.0, 1.0]))
+    b = logits(model, enc, torch.tensor([1.0, 1.7, 1.0]))
+    assert torch.allclose(a[0], b[0], atol=1e-6) and torch.allclose(a[2], b[2], atol=1e-6)
+    assert not torch.allclose(a[1], b[1], atol=1e-3)
+    # and the row's logits are those of the whole batch at that alpha
+    assert torch.allclose(b[1], logits(model, enc, 1.7)[1], atol=1e-6)
+
+
+def test_gated_refuses_wrong_rows_nesting_and_merged_adapters(policy, tiny_tokenizer):
+    from gan_cot.models import build_tiny_model
+
+    model, tok = policy
+    enc = encode(tok, QUESTIONS)
+    with pytest.raises(ValueError, match="not a multiple"):
+        logits(model, enc, torch.ones(2))
+    with gated(model, 1.0), pytest.raises(RuntimeError, match="nest"), gated(model, 0.5):
+        pass
+    assert torch.equal(logits(model, enc, 1.0), logits(model, enc))  # hooks are gone after the errors
+    with pytest.raises(ValueError, match="no active LoRA"), gated(torch.nn.Linear(2, 2), 1.0):
+        pass
+    base, _ = build_tiny_model(tiny_tokenizer, hidden_size=32, layers=2, heads=2, seed=4)
+    merged = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"]))
+    merged.merge_adapter()
+    with pytest.raises(ValueError, match="merged"), gated(merged, 0.5):
+        pass
+
+
+def test_gate_gets_gradients_and_survives_save_and_load(policy, tmp_path):
+    model, tok = policy
+    enc = encode(tok, QUESTIONS)
+    gate = AlphaGate(32, alpha_max=2.0, pooling="mean", layer_sizes=(16,))
+    gp = GatedPolicy(model, gate)
+    feats = gp.features(enc["input_ids"], enc["attention_mask"])
+    opt = torch.optim.SGD(gate.parameters(), lr=0.5)
+    for step in range(2):
+        opt.zero_grad()
+        alpha = gp.alpha(features=feats)
+        out = gp(enc["input_ids"], enc["attention_mask"], alpha=alpha)
+        loss = out.logits[:, -1].logsumexp(-1).mean() - out.logits[:, -1, 5].mean()
+        loss.backward()
+        grads = {n: p.grad for n, p in gate.named_parameters()}
+        assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
+        assert grads["net.3.weight"].abs().sum() > 0 and grads["net.3.bias"].abs().sum() > 0
+        if step == 1:  # the last layer left zero, so the first layer learns from the second step on
+            assert grads["net.1.weight"].abs().sum() > 0
+        opt.step()
+    assert not torch.allclose(gate(feats), torch.ones(3))
+    # the LoRA weights got gradients through the same forward
+    assert any(p.grad is not None for n, p in model.named_parameters() if "lora_B" in n)
+    model.zero_grad(set_to_none=True)
+
+    model.save_pretrained(tmp_path / "adapter")
+    save_gate(gate, tmp_path / "adapter")
+    assert (tmp_path / "adapter" / GATE_WEIGHTS).exists()
+    assert json.loads((tmp_path / "adapter" / GATE_CONFIG).read_text())["layer_sizes"] == [16]
+    assert not list((tmp_path / "adapter").glob("*.bin")) and not list((tmp_path / "adapter").glob("*.pt"))
+    again = load_gate(tmp_path / "adapter")
+    assert again is not None and again.pooling == "mean" and again.alpha_max == 2.0
+    with torch.no_grad():
+        assert torch.equal(again(feats), gate(feats))
+    assert load_gate(tmp_path) is None
+    # a plain peft loader reads the adapter folder as it is
+    from gan_cot.models import build_tiny_model
+
+    fresh, _ = build_tiny_model(tok, hidden_size=32, layers=2, heads=2, seed=3)
+    reloaded = PeftModel.from_pretrained(fresh, tmp_path / "adapter").eval()
+    assert torch.equal(logits(reloaded, enc, 0.7), logits(model, enc, 0.7))
+
+
+def test_attached_gate_is_a_parameter_of_the_model_but_not_of_the_adapter(tiny_tokenizer, tmp_path):
+    from gan_cot.models import build_tiny_model
+
+    base, _ = build_tiny_model(tiny_tokenizer, hidden_size=32, layers=2, heads=2, seed=4)
+    model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"]))
+    gate = attach_gate(model, AlphaGate(32))
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(n.startswith("alpha_gate.") for n in names)
+    model.save_pretrained(tmp_path)
+    from safetensors.torch import load_file
+
+    assert not any("alpha_gate" in k for k in load_file(str(tmp_path / "adapter_model.safetensors")))
+    assert model.alpha_gate is gate
+
+
+def gen(model, tok, questions, alpha, **kw):
+    enc = encode(tok, questions)
+    out = GatedPolicy(model).generate(
+        enc["input_ids"], enc["attention_mask"], alpha=alpha, max_new_tokens=8, pad_token_id=tok.pad_token_id,
+        eos_token_id=None, **kw,
+    )  # fmt: skip
+    return out[:, enc["input_ids"].shape[1] :]
+
+
+def test_batched_generate_matches_each_row_alone(policy):
+    model, tok = policy
+    qs = QUESTIONS[:2]
+    alphas = torch.tensor([0.3, 1.8])
+    batched = gen(model, tok, qs, alphas, do_sample=False)
+    for i, q in enumerate(qs):
+        alone = gen(model, tok, [q], alphas[i : i + 1], do_sample=False)
+        assert torch.equal(batched[i], alone[0]), i
+    # different alphas lead to different chains here, so the comparison above has teeth
+    assert not torch.equal(
+        gen(model, tok, qs[:1], 0.3, do_sample=False), gen(model, tok, qs[:1], 1.8, do_sample=False)
+    )
+
+    # num_return_sequences repeats rows: alpha per prompt is repeated with them (top_k=1: sampling is greedy)
+    expanded = gen(model, tok, qs, alphas, do_sample=True, top_k=1, num_return_sequences=2)
+    assert expanded.shape[0] == 4
+    for i in range(2):
+        assert torch.equal(expanded[2 * i], batched[i]) and torch.equal(expanded[2 * i + 1], batched[i])
+    # or one alpha per returned sequence
+    per_seq = gen(model, tok, qs, torch.tensor([0.3, 1.8, 1.8, 0.3]), do_sample=True, top_k=1, num_return_sequences=2)
+    assert torch.equal(per_seq[0], batched[0]) and torch.equal(per_seq[2], batched[1])
+    assert torch.equal(per_seq[1], gen(model, tok, qs[:1], 1.8, do_sample=False)[0])
+
+
+def test_fixed_alpha_overrides_the_gate(policy):
+    model, tok = policy
+    enc = encode(tok, QUESTIONS)
+    gp = GatedPolicy(model, AlphaGate(32), alpha=0.0)
+    assert torch.equal(gp.alpha(enc["input_ids"], enc["attention_mask"]), torch.zeros(3))
+    with torch.no_grad(), model.disable_adapter():
+        base = model(**enc).logits
+    with torch.no_grad():
+        assert torch.equal(gp(enc["input_ids"], enc["attention_mask"]).logits, base)
+    assert torch.equal(GatedPolicy(model).alpha(enc["input_ids"]), torch.ones(3))
+
+
+def test_generate_gated_helper(policy):
+    from gan_cot.rollout import generate_gated
+
+    model, tok = policy
+    gp = GatedPolicy(model, AlphaGate(32))
+    done, alphas = generate_gated(gp, tok, QUESTIONS, max_new_tokens=4, batch_size=2)
+    assert len(done) == 3 and alphas == pytest.approx([1.0, 1.0, 1.0])
+    _, fixed = generate_gated(gp, tok, QUESTIONS[:1], alpha=0.25, max_new_tokens=2)
+    assert fixed == [0.25]
+
+
+def test_length_cost_and_reinforce_gate_loss():
+    cost = length_cost([10, 20, 40], 20, coef=0.5)
+    assert torch.allclose(cost, torch.tensor([0.25, 0.5, 1.0]))
+    torch.manual_seed(0)
+    feats = torch.randn(1, 8).expand(4, 8)  # one question, four samples with their own alpha
+
+    def train(alpha, adv, steps, lr):
+        gate = AlphaGate(8, alpha_max=2.0, layer_sizes=(4,))
+        opt = torch.optim.SGD(gate.parameters(), lr=lr)
+        seen = [gate(feats[:1]).item()]
+        for _ in range(steps):
+            opt.zero_grad()
+            gate_loss(gate.log_prob(feats, torch.tensor(alpha), sigma=0.5), torch.tensor(adv)).backward()
+            opt.step()
+            seen.append(gate(feats[:1]).item())
+        return seen
+
+    # the small alphas gave correct, short chains: the gate's alpha moves down, step after step
+    seen = train([0.5, 0.6, 1.4, 1.5], [1.0, 1.0, -1.0, -1.0], steps=3, lr=0.01)
+    assert seen[0] == pytest.approx(1.0) and seen[1] < seen[0] and seen[2] < seen[1] and seen[3] < seen[2]
+    # rewarded samples at one alpha only: the gate settles on that alpha
+    assert train([0.7] * 4, [1.0] * 4, steps=60, lr=0.03)[-1] == pytest.approx(0.7, abs=0.02)
+    with pytest.raises(ValueError, match="match"):
+        gate_loss(torch.zeros(3), torch.zeros(4))
+
+
+def test_load_gated_policy_reads_adapter_and_gate_unmerged(tiny_model_dir, tmp_path):
+    from gan_cot.gate import load_gated_policy
+    from gan_cot.models import load_model, load_tokenizer
+
+    tok = load_tokenizer(str(tiny_model_dir))
+    torch.manual_seed(2)
+    cfg = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(load_model(str(tiny_model_dir), dtype=torch.float32), cfg).eval()
+    gate = AlphaGate(32, pooling="last")
+    torch.nn.init.normal_(gate.net[-1].weight, std=1.0)
+    model.save_pretrained(tmp_path)
+    save_gate(gate, tmp_path)
+    enc = encode(tok, QUESTIONS)
+    want = GatedPolicy(model, gate)
+    got = load_gated_policy(tmp_path)
+    assert got.gate is not None and got.fixed_alpha is None
+    with torch.no_grad():
+        a = want.alpha(enc["input_ids"], enc["attention_mask"])
+        assert not torch.allclose(a, torch.ones(3))
+        assert torch.equal(got.alpha(enc["input_ids"], enc["attention_mask"]), a)
+        assert torch.equal(got(**enc).logits, want(**enc).logits)
+    assert load_gated_policy(tmp_path, alpha=0.5).fixed_alpha == 0.5
