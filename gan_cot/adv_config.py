@@ -56,11 +56,15 @@ class LossConfig:
 class SFTConfig:
     steps: int = field(8, help="SFT steps per round (0 disables the phase)")
     batch_size: int = field(32, help="sequences per SFT step")
-    source: str = field("shortest_correct", help="shortest_correct (collected so far), reference, or minimal")
+    source: str = field(
+        "pruned",
+        help="pruned (shortest correct so far, discriminator-judged redundant/wrong steps cut), shortest_correct "
+        "(as sampled), reference (the task's chains), or minimal (the task's minimal chains)",
+    )
 
     def __post_init__(self):
-        if self.source not in ("shortest_correct", "reference", "minimal"):
-            raise ConfigError(f"sft.source: {self.source!r}; choose shortest_correct, reference or minimal")
+        if self.source not in ("pruned", "shortest_correct", "reference", "minimal"):
+            raise ConfigError(f"sft.source: {self.source!r}; choose pruned, shortest_correct, reference or minimal")
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 Each round:
 
-1. **SFT** on reference chains (by default the shortest correct chain sampled so far for each question,
-   Kimi's shortest rejection sampling, so SFT pulls toward brevity rather than toward the verbose data);
+1. **SFT** on reference chains: by default, for each question, the shortest correct chain sampled so far
+   after the discriminator's redundant and wrong steps are cut out of it (``sft.source: pruned``); or the
+   shortest correct chain as sampled (``shortest_correct``, Kimi's shortest rejection sampling), so SFT
+   pulls toward brevity rather than toward the verbose data;
 2. **rollout**: G chains per question from the current policy, with a thinking budget after which the
    end of thinking is forced, then a small answer budget;
 3. **scoring**: every chain is split into steps, the discriminator gives each step class probabilities,
@@ -35,7 +37,7 @@ from gan_cot.losses import policy_loss, token_logprobs
 from gan_cot.models import render_prompt
 from gan_cot.sft import collate
 from gan_cot.steps import LABELS, split_steps, step_token_spans
-from gan_cot.tasks.base import ANSWER_MARKER
+from gan_cot.tasks.base import ANSWER_MARKER, format_chain
 
 
 @dataclass
@@ -323,7 +325,7 @@ class AdversarialTrainer:
     def sft_pairs(self) -> list[tuple[list[int], int]]:
         source = self.cfg.sft.source
         tok = self.tokenizer
-        if source == "shortest_correct":
+        if source in ("shortest_correct", "pruned"):
             out = []
             for ex_i, ids in self.best.items():
                 p = tok(render_prompt(tok, self.task.prompt(self.train_examples[ex_i])), add_special_tokens=False)
@@ -336,11 +338,30 @@ class AdversarialTrainer:
         return encode_pairs(tok, prompts, completions)
 
     def remember_shortest(self, samples: list[Sample]) -> None:
+        """Keep, per question, the shortest correct finished chain (pruned by the discriminator first
+        when ``sft.source`` is ``pruned``)."""
+        eos = self.tokenizer.eos_token_id
         for s in samples:
-            if s.correct and s.completion_ids and s.completion_ids[-1] == self.tokenizer.eos_token_id:
-                best = self.best.get(s.example_index)
-                if best is None or len(s.completion_ids) < len(best):
-                    self.best[s.example_index] = list(s.completion_ids)
+            if not (s.correct and s.completion_ids and s.completion_ids[-1] == eos):
+                continue
+            ids = list(s.completion_ids)
+            if self.cfg.sft.source == "pruned" and s.probs is not None:
+                ids = self.pruned_ids(s) or ids
+            best = self.best.get(s.example_index)
+            if best is None or len(ids) < len(best):
+                self.best[s.example_index] = ids
+
+    def pruned_ids(self, s: Sample) -> list[int] | None:
+        """The chain with the steps the discriminator judges redundant or wrong removed, if its answer still
+        verifies; the discriminator's judgement turned into a shorter SFT target."""
+        keep = [step for step, p in zip(s.steps, s.probs) if LABELS[int(p.argmax())] == "useful"]
+        if not keep or len(keep) == len(s.steps):
+            return None
+        answer = s.text.split(ANSWER_MARKER, 1)[1].strip()
+        text = format_chain(keep, answer, self.task.separator)
+        if not self.task.verify(text, self.train_examples[s.example_index]):
+            return None
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
 
     def refresh_discriminator(self, samples: list[Sample]) -> dict:
         """Score the discriminator on this round's chains against their labels, then train on them.
@@ -408,7 +429,7 @@ class AdversarialTrainer:
         examples = self.task.examples(split, n)[self.rank :: self.world]
         res = evaluate(self.engine.module, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
                        max_new_tokens=self.cfg.rollout.max_think_tokens + self.cfg.rollout.max_answer_tokens)  # fmt: skip
-        keys = ["accuracy", "mean_tokens", "mean_minimal_tokens"]
+        keys = ["accuracy", "mean_tokens", "mean_minimal_tokens", "mean_thinking_tokens", "mean_answer_tokens"]
         vec = torch.tensor([res.get(k, 0.0) * len(examples) for k in keys] + [len(examples)], dtype=torch.float64)
         if self.world > 1:
             torch.distributed.all_reduce(vec)
@@ -490,6 +511,7 @@ class AdversarialTrainer:
             self.run_id = run.info.run_id
             if not resumed:
                 mlflow.log_params(tracking.flatten(to_dict(cfg)))
+                mlflow.set_tag("method", "gan-cot" if cfg.credit.mode == "discriminator" else "gan-cot-length")
                 self.out.mkdir(parents=True, exist_ok=True)
                 (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
                 mlflow.log_artifact(str(self.out / "config.json"))
@@ -501,6 +523,9 @@ class AdversarialTrainer:
                 base = self.evaluate("test", cfg.eval.n)
             if self.is_main:
                 base_path.write_text(json.dumps(base))
+                n_params = sum(p.numel() for p in self.engine.module.get_base_model().parameters())
+                mlflow.log_metrics({f"base_{k}": v for k, v in base.items() if isinstance(v, float)} | {
+                    "n_params": float(n_params)})  # fmt: skip
         try:
             for r in range(self.start_round, cfg.rounds):
                 metrics = self.run_round(r)
