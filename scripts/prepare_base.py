@@ -2,6 +2,8 @@
 
     python scripts/prepare_base.py --output models/ledger-verbose-base   # ~40 minutes on 2 CPU cores
     python scripts/prepare_base.py --steps 200 --eval-n 50 --output /tmp/base   # a quick smoke run
+    python scripts/prepare_base.py --init models/ledger-verbose-base --chains labeler --steps 600 --lr 5e-4 \
+        --output outputs/ledger-labeler   # the auto-label policy (scripts/label_agreement.py), warm-started
 
 Builds the tiny default (a byte-level BPE tokenizer trained on ledger text, a small Llama), trains it by
 SFT on the ledger task's *verbose* chains, evaluates it greedily on the test split, and saves an ordinary
@@ -21,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gan_cot.cli import REPO_ROOT, UsageError, check_writable_dir, fail, print_json  # noqa: E402
+from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -31,8 +33,13 @@ def parse_args(argv=None):
     p.add_argument("--output", default=str(REPO_ROOT / "outputs" / "ledger-verbose-base"), help="where to save")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
-        "--chains", choices=("verbose", "minimal"), default="verbose",
-        help="train on verbose chains (the base to compress) or minimal ones (a concise policy, e.g. for auto-labels)",
+        "--chains", choices=("verbose", "minimal", "labeler"), default="verbose",
+        help="train on verbose chains (the base to compress), minimal ones (a concise policy), or labeler pairs "
+        "(continue a prefix with redundant steps by the minimal rest: the auto-label policy)",
+    )  # fmt: skip
+    p.add_argument(
+        "--init", default=None,
+        help="start from this checkpoint (folder or Hub id) instead of a fresh tiny model, e.g. the verbose base",
     )  # fmt: skip
     p.add_argument("--steps", type=int, default=8000, help="optimizer steps")
     p.add_argument("--batch-size", type=int, default=32)
@@ -61,24 +68,35 @@ def main(argv=None) -> int:
         args = parse_args(argv)
         out = Path(args.output)
         check_writable_dir(out.parent)
+        if args.init:
+            check_model_path(args.init)
     except UsageError as e:
         fail(str(e))
 
     import torch
 
     from gan_cot.evaluate import evaluate
-    from gan_cot.models import build_tiny_model, save_pretrained
+    from gan_cot.models import build_tiny_model, load_model, load_tokenizer, save_pretrained
     from gan_cot.sft import task_pairs, train_sft
     from gan_cot.tasks.ledger import LedgerTask
 
     if args.threads:
         torch.set_num_threads(args.threads)
     started = time.time()
-    model, tok = build_tiny_model(seed=args.seed, hidden_size=args.hidden_size, layers=args.layers)
+    if args.init:
+        torch.manual_seed(args.seed)
+        model, tok = load_model(args.init, dtype=torch.float32), load_tokenizer(args.init)
+    else:
+        model, tok = build_tiny_model(seed=args.seed, hidden_size=args.hidden_size, layers=args.layers)
     task = LedgerTask(seed=args.seed)
-    prompts, completions = task_pairs(
-        tok, task, task.examples("train", args.train_size), minimal=args.chains == "minimal"
-    )
+    if args.chains == "labeler":
+        from gan_cot.discriminator.labels import labeler_pairs
+
+        prompts, completions = labeler_pairs(tok, task, task.examples("train", args.train_size), seed=args.seed)
+    else:
+        prompts, completions = task_pairs(
+            tok, task, task.examples("train", args.train_size), minimal=args.chains == "minimal"
+        )
     validation = task.examples("validation", 100)
 
     def on_log(step, loss):

@@ -14,14 +14,18 @@ before its answer, step i (between prefix i and prefix i+1) is labeled:
   remaining work unchanged within the tolerances (PRM800K's "neutral" step).
 
 The labels are only as good as the policy's judgement: a policy that itself writes redundant steps
-counts them as work. A concise policy (for the ledger task, one trained on minimal chains:
-``python scripts/prepare_base.py --chains minimal``) gives labels that agree with the gold ones; the
-agreement is measured by ``scripts/label_agreement.py``.
+counts them as work, and a policy that never saw a redundant step in its context can be thrown by one
+(it then looks wrong). The labeler policy for the ledger task is therefore trained on
+:func:`labeler_pairs`: the prefix of a chain that contains redundant (never wrong) steps is given, and the
+policy learns to continue it with the minimal remaining steps only
+(``python scripts/prepare_base.py --init models/ledger-verbose-base --chains labeler``). The agreement
+with gold labels is measured by ``scripts/label_agreement.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+from dataclasses import dataclass, replace
 
 from gan_cot.rollout import generate
 
@@ -42,6 +46,30 @@ class AutoLabels:
     soft_wrong: list[float]  # the success-rate drop at each step, clipped to [0, 1]
     success: list[float]  # s_0 .. s_n
     remaining: list[float]  # r_0 .. r_n
+
+
+def labeler_pairs(tokenizer, task, examples, seed: int = 0) -> tuple[list[str], list[str]]:
+    """SFT pairs for the ledger labeler policy: (rendered question + a prefix of a chain written at a random
+    verbosity without wrong steps, the useful steps that remain + the answer line).
+
+    The prefix is part of the prompt, so the loss is only on the concise continuation: the policy reads
+    redundant steps without being thrown by them and never writes one itself.
+    """
+    from gan_cot.models import render_prompt
+    from gan_cot.tasks.base import format_chain
+    from gan_cot.tasks.ledger import Verbosity, parse_problem, write_chains
+
+    rng = random.Random(f"labeler-pairs-{seed}")
+    prompts, completions = [], []
+    for ex in examples:
+        problem = parse_problem(ex.question)
+        steps, labels, _, _ = write_chains(problem, rng, replace(Verbosity.random(rng), wrong=0.0))
+        j = rng.randint(0, len(steps))
+        pre = "".join(step + task.separator for step in steps[:j])
+        rest = [step for step, lab in zip(steps[j:], labels[j:]) if lab == "useful"]
+        prompts.append(render_prompt(tokenizer, task.prompt(ex)) + pre)
+        completions.append(format_chain(rest, ex.answer, task.separator))
+    return prompts, completions
 
 
 def prefixes(steps: list[str], separator: str) -> list[str]:
