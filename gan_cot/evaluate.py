@@ -8,6 +8,12 @@ the shortest chain that still answers (1.0 is the physical limit on the ledger t
 ``thinking`` tokens are those before the answer marker ``####``, ``answer`` tokens the marker and what follows
 (:func:`gan_cot.efficiency.split_thinking`); the two add up to ``tokens``. Efficiency figures against a base
 model (compression, ACU, AES, the Pareto front) are in :mod:`gan_cot.efficiency`.
+
+A :class:`gan_cot.gate.GatedPolicy` (an adapter loaded unmerged, with or without its alpha gate) is evaluated with
+its LoRA delta scaled per question: ``alpha=None`` lets the gate choose (or uses the policy's fixed alpha), a float
+fixes alpha for every question (CoT-Valve's manual alpha); the result then adds the alpha statistics.
+``max_think_tokens`` is a thinking budget: a chain still thinking after that many tokens gets the end of thinking
+(``\n####``) appended and ``max_answer_tokens`` greedy tokens to answer, as the trainer's rollouts do.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import statistics
 from tqdm.auto import tqdm
 
 from gan_cot.efficiency import split_thinking
-from gan_cot.rollout import generate
+from gan_cot.rollout import Completion, generate, generate_gated
 
 
 def count_parameters(model) -> int:
@@ -43,6 +49,71 @@ def reference_tokens(tokenizer, task, examples, minimal: bool) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
+def _is_gated(model) -> bool:
+    from gan_cot.gate import GatedPolicy
+
+    return isinstance(model, GatedPolicy)
+
+
+def _generate(model, tokenizer, questions: list[str], alpha: float | None, **kwargs):
+    """Completions per question and, for a gated policy, the alpha used per question (else None)."""
+    if _is_gated(model):
+        return generate_gated(model, tokenizer, questions, alpha=alpha, **kwargs)
+    if alpha is not None:
+        raise ValueError("a fixed alpha scales a LoRA delta: pass a GatedPolicy (an adapter loaded unmerged)")
+    return generate(model, tokenizer, questions, **kwargs), None
+
+
+def force_answers(
+    model,
+    tokenizer,
+    questions: list[str],
+    groups: list[list[Completion]],
+    alpha: float | None = None,
+    end_of_thinking: str = "\n####",
+    max_answer_tokens: int = 8,
+    batch_size: int = 64,
+) -> int:
+    """Budget ran out: for every unfinished completion, append the end of thinking (unless already written) and
+    let the model answer greedily in ``max_answer_tokens`` tokens. Replaces the completions in ``groups`` in place
+    (their token counts include the appended marker); returns how many were forced."""
+    todo = [(i, k) for i, group in enumerate(groups) for k, c in enumerate(group) if not c.finished]
+    if not todo:
+        return 0
+    prefixes = []
+    for i, k in todo:
+        text = groups[i][k].text
+        prefixes.append(text if end_of_thinking.strip() in text else text + end_of_thinking)
+    conts, _ = _generate(
+        model, tokenizer, [questions[i] for i, _ in todo], alpha, max_new_tokens=max_answer_tokens,
+        do_sample=False, batch_size=batch_size, prefixes=prefixes,
+    )  # fmt: skip
+    for (i, k), prefix, (cont, *_) in zip(todo, prefixes, conts):
+        c = groups[i][k]
+        added = prefix[len(c.text) :]
+        n_added = len(tokenizer(added, add_special_tokens=False)["input_ids"]) if added else 0
+        groups[i][k] = Completion(prefix + cont.text, c.num_tokens + n_added + cont.num_tokens, cont.finished)
+    return len(todo)
+
+
+def alpha_stats(alphas: list[float], difficulties: list[int | None]) -> dict:
+    """``alpha_mean``, ``alpha_std``, ``alpha_min``, ``alpha_max`` and ``alpha_difficulty`` (difficulty -> mean
+    alpha, for the questions whose difficulty the task knows) of per-question alphas."""
+    if not alphas:
+        return {}
+    by_level: dict[int, list[float]] = {}
+    for a, d in zip(alphas, difficulties):
+        if d is not None:
+            by_level.setdefault(int(d), []).append(a)
+    return {
+        "alpha_mean": statistics.fmean(alphas),
+        "alpha_std": statistics.pstdev(alphas),
+        "alpha_min": min(alphas),
+        "alpha_max": max(alphas),
+        "alpha_difficulty": {str(d): statistics.fmean(v) for d, v in sorted(by_level.items())},
+    }
+
+
 def evaluate(
     model,
     tokenizer,
@@ -55,9 +126,20 @@ def evaluate(
     seed: int = 0,
     show_progress: bool = True,
     keep_completions: int = 0,
+    alpha: float | None = None,
+    max_think_tokens: int | None = None,
+    max_answer_tokens: int = 8,
+    end_of_thinking: str = "\n####",
+    keep_rows: bool = False,
 ) -> dict:
     """Accuracy (avg@k over ``samples``), mean tokens (all, thinking, answer) and, where the task knows it,
-    tokens vs minimal."""
+    tokens vs minimal.
+
+    ``model``: a causal LM, or a :class:`gan_cot.gate.GatedPolicy` (then ``alpha``: None for its gate, a float
+    to fix it; the result adds :func:`alpha_stats`). ``max_think_tokens``: generate at most that many tokens, then
+    force the end of thinking and ``max_answer_tokens`` more (``max_new_tokens`` is not used then).
+    ``keep_rows``: add ``rows``, one per completion: question id, difficulty, alpha, tokens, correct, completion.
+    """
     import torch
 
     questions = [task.prompt(ex) for ex in examples]
@@ -67,17 +149,23 @@ def evaluate(
         tqdm(total=len(questions), desc="evaluate", disable=not show_progress, leave=False) as bar,
     ):
         torch.manual_seed(seed)
-        groups = generate(
+        groups, alphas = _generate(
             model,
             tokenizer,
             questions,
-            max_new_tokens=max_new_tokens,
+            alpha,
+            max_new_tokens=max_new_tokens if max_think_tokens is None else max_think_tokens,
             do_sample=samples > 1,
             temperature=temperature,
             num_return_sequences=samples,
             batch_size=batch_size,
             progress=bar.update,
         )
+        forced = 0
+        if max_think_tokens is not None:
+            forced = force_answers(
+                model, tokenizer, questions, groups, alpha, end_of_thinking, max_answer_tokens, batch_size
+            )
     correct, tokens, unfinished = [], [], 0
     per_example = []
     for ex, group in zip(examples, groups):
@@ -107,4 +195,16 @@ def evaluate(
             {"question": ex.question, "answer": ex.answer, "completion": g[0].text, "correct": h[0]}
             for ex, g, h in per_example[:keep_completions]
         ]
+    if max_think_tokens is not None:
+        result["forced"] = forced
+    if alphas is not None:
+        result.update(alpha_stats(alphas, [ex.difficulty for ex in examples]))
+    if keep_rows:
+        per_alpha = alphas if alphas is not None else [None] * len(examples)
+        result["rows"] = [
+            {"id": ex.id, "difficulty": ex.difficulty, "alpha": a, "tokens": c.num_tokens, "correct": hit,
+             "completion": c.text}
+            for (ex, group, hits), a in zip(per_example, per_alpha)
+            for c, hit in zip(group, hits)
+        ]  # fmt: skip
     return result

@@ -3,6 +3,7 @@
     python scripts/evaluate.py --model models/ledger-verbose-base --task ledger --split test --n 500 --json
     python scripts/evaluate.py --model PATH --task gsm8k --data ../shared/data/gsm8k --n 200 --samples 4
     python scripts/evaluate.py --model outputs/adv/default/adapter --base models/ledger-verbose-base --json
+    python scripts/evaluate.py --model outputs/adv/default/adapter --alpha 1.5 --max-think-tokens 40 --json
 
 Greedy decoding by default; ``--samples k`` samples k chains per question (temperature ``--temperature``)
 and reports avg@k accuracy. Tokens are reported in all, and split into thinking (before ``####``) and
@@ -10,6 +11,13 @@ answer. ACU (accuracy points per billion parameters per hundred tokens) is alway
 also evaluates the model before compression on the same questions and reports the compression rate
 (``1 - tokens / base tokens``) and AES against it (see ``gan_cot/efficiency.py``). The last line is one
 JSON object with ``--json``.
+
+An adapter folder with a saved alpha gate (``alpha_gate.json``, written by a run with ``gate.enabled``) is
+evaluated unmerged with the gate choosing each question's alpha (``--alpha auto``, the default for such a
+folder); ``--alpha FLOAT`` fixes alpha for every question instead (any adapter folder, gate or not: the LoRA delta
+is scaled, CoT-Valve style). ``--max-think-tokens N`` is a thinking budget: a chain still thinking after N tokens
+gets the end of thinking (``\n####``) appended and ``--max-answer-tokens`` more tokens to answer; with
+``--base`` the base gets the same budget.
 """
 
 from __future__ import annotations
@@ -37,6 +45,14 @@ def parse_args(argv=None):
     p.add_argument("--samples", type=int, default=1, help="chains per question; >1 samples and reports avg@k")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument(
+        "--alpha",
+        default=None,
+        help="adapter folders: auto (the saved alpha gate chooses per question; the default when one is saved) or "
+        "a number >= 0 (the LoRA delta scaled by it for every question)",
+    )
+    p.add_argument("--max-think-tokens", type=int, default=None, help="thinking budget: force the end of thinking")
+    p.add_argument("--max-answer-tokens", type=int, default=8, help="tokens allowed after a forced end of thinking")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--data", default=None, help="data path for file-backed tasks (gsm8k: folder or .jsonl)")
     p.add_argument("--skip-bad", action="store_true", help="skip malformed data lines and count them")
@@ -46,15 +62,46 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.task not in TASKS:
         raise UsageError(f"unknown task {args.task!r}; known tasks: {', '.join(sorted(TASKS))}")
-    for key in ("n", "samples", "max_new_tokens", "batch_size"):
-        if getattr(args, key) <= 0:
+    for key in ("n", "samples", "max_new_tokens", "batch_size", "max_think_tokens", "max_answer_tokens"):
+        if getattr(args, key) is not None and getattr(args, key) <= 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     if args.temperature <= 0:
         raise UsageError(f"--temperature must be positive, got {args.temperature}")
     check_model_path(args.model)
     if args.base is not None:
         check_model_path(args.base)
+    args.alpha = resolve_alpha(args.model, args.alpha)
     return args
+
+
+def resolve_alpha(model: str, alpha: str | None) -> str | float | None:
+    """``--alpha`` checked against the model folder: "auto" (its saved gate), a float, or None (no gating: a
+    plain model, or an adapter without a gate, loaded merged). A folder with a saved gate defaults to "auto"."""
+    from gan_cot.gate import GATE_CONFIG
+
+    folder = Path(model)
+    has_gate = (folder / GATE_CONFIG).exists()
+    if alpha is None:
+        return "auto" if has_gate else None
+    if alpha == "auto":
+        if not has_gate:
+            raise UsageError(
+                f"--alpha auto needs a saved alpha gate, and {model} has none ({GATE_CONFIG}); train with "
+                "gate.enabled=true, or fix alpha with --alpha FLOAT"
+            )
+        return "auto"
+    try:
+        value = float(alpha)
+    except ValueError:
+        raise UsageError(f"--alpha must be auto or a number >= 0, got {alpha!r}") from None
+    if not value >= 0:
+        raise UsageError(f"--alpha must be auto or a number >= 0, got {alpha!r}")
+    if not (folder / "adapter_config.json").exists():
+        raise UsageError(
+            f"--alpha {alpha} scales a LoRA adapter's delta, and {model} is not an adapter folder "
+            "(no adapter_config.json)"
+        )
+    return value
 
 
 def make_task(args):
@@ -65,14 +112,22 @@ def make_task(args):
     return get_task(args.task)
 
 
-def evaluate_model(path: str, args, task, examples, keep_completions: int = 0) -> dict:
-    """Load ``path``, evaluate it with the command's decoding settings, free it; adds ``n_params`` and ``acu``."""
+def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, alpha=None) -> dict:
+    """Load ``path``, evaluate it with the command's decoding settings, free it; adds ``n_params`` and ``acu``.
+
+    ``alpha`` ("auto" or a float): load the adapter folder unmerged with its gate (if saved) and scale the delta by
+    the gate's alpha or by the float."""
     from gan_cot.efficiency import acu
     from gan_cot.evaluate import count_parameters, evaluate
     from gan_cot.models import load_model, load_tokenizer
 
     tok = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
-    model = load_model(path, trust_remote_code=args.trust_remote_code)
+    if alpha is None:
+        model = load_model(path, trust_remote_code=args.trust_remote_code)
+    else:
+        from gan_cot.gate import load_gated_policy
+
+        model = load_gated_policy(path, alpha=None if alpha == "auto" else alpha)
     result = evaluate(
         model,
         tok,
@@ -84,8 +139,15 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0) -
         batch_size=args.batch_size,
         seed=args.seed,
         keep_completions=keep_completions,
+        max_think_tokens=args.max_think_tokens,
+        max_answer_tokens=args.max_answer_tokens,
     )
-    result["n_params"] = count_parameters(model)
+    if alpha is None:
+        result["n_params"] = count_parameters(model)
+    else:  # the unmerged adapter and the gate run at inference too
+        gate_params = count_parameters(model.gate) if model.gate is not None else 0
+        result["n_params"] = count_parameters(model.peft_model) + gate_params
+        result["alpha"] = alpha
     result["acu"] = acu(result["accuracy"], result["n_params"], result["mean_tokens"])
     del model
     return result
@@ -107,7 +169,7 @@ def main(argv=None) -> int:
 
     from gan_cot.efficiency import against_base
 
-    result = evaluate_model(args.model, args, task, examples, keep_completions=args.show)
+    result = evaluate_model(args.model, args, task, examples, keep_completions=args.show, alpha=args.alpha)
     for c in result.pop("completions", []):
         print(
             f"--- {c['question']}\n{c['completion']}\n(answer {c['answer']}, {'correct' if c['correct'] else 'wrong'})"
@@ -116,12 +178,24 @@ def main(argv=None) -> int:
     if skipped:
         result["skipped_lines"] = sum(skipped.values())
     result.update(model=args.model, task=args.task, split=args.split)
+    if args.max_think_tokens is not None:
+        result["max_think_tokens"] = args.max_think_tokens
     line = f"{args.task}/{args.split} n={result['n']}: accuracy {result['accuracy']:.3f}, mean tokens {result['mean_tokens']:.1f}"
     line += f" (thinking {result['mean_thinking_tokens']:.1f}, answer {result['mean_answer_tokens']:.1f})"
     if "tokens_vs_minimal" in result:
         line += f", minimal {result['mean_minimal_tokens']:.1f}, tokens_vs_minimal {result['tokens_vs_minimal']:.3f}"
     line += f", ACU {_fmt(result['acu'], '.4g')}"
     print(line, flush=True)
+    if args.alpha is not None:
+        levels = ", ".join(f"{d}: {a:.3f}" for d, a in result.get("alpha_difficulty", {}).items())
+        print(
+            f"alpha {args.alpha}: mean {result['alpha_mean']:.3f} (std {result['alpha_std']:.3f}, min "
+            f"{result['alpha_min']:.3f}, max {result['alpha_max']:.3f})"
+            + (f"; per difficulty {levels}" if levels else ""),
+            flush=True,
+        )
+    if args.max_think_tokens is not None:
+        print(f"thinking budget {args.max_think_tokens}: {result['forced']} chains forced to answer", flush=True)
     if args.base is not None:
         base = evaluate_model(args.base, args, task, examples)
         for key in ("accuracy", "mean_tokens", "mean_thinking_tokens", "mean_answer_tokens", "n_params", "acu"):
