@@ -90,6 +90,48 @@ class EvalConfig:
 
 
 @dataclass
+class GateConfig:
+    enabled: bool = field(
+        False,
+        help="learn a per-question alpha gate: the LoRA delta is scaled by alpha = gate(prompt features) in rollouts, "
+        "updates and evaluation; the gate is saved beside the adapter (alpha_gate.safetensors)",
+    )
+    alpha: float | None = field(
+        None,
+        help="fixed CoT-Valve alpha instead of a gate: W + alpha * delta at training and inference (the saved adapter "
+        "holds alpha * delta); null: no fixed alpha",
+    )
+    alpha_max: float = field(2.0, help="the gate's alpha lies in [0, alpha_max]; must be > 1 (it starts at 1.0)")
+    pooling: str = field("mean", help="prompt features for the gate: mean over prompt tokens or the last one")
+    hidden: int = field(64, help="width of the gate's hidden layer")
+    length_coef: float = field(
+        0.2,
+        help="length cost: each chain's reward is correct - length_coef * tokens / mean tokens of its group, before "
+        "the group normalisation (gate on only); 0: the gate learns from the token credit alone",
+    )
+    lr: float = field(1e-3, help="gate learning rate (its own optimizer parameter group)")
+
+    def __post_init__(self):
+        if self.pooling not in ("mean", "last"):
+            raise ConfigError(f"gate.pooling: {self.pooling!r} is not allowed; choose mean or last")
+        if not self.alpha_max > 1.0:
+            raise ConfigError(f"gate.alpha_max must be > 1 (the gate starts at alpha = 1), got {self.alpha_max}")
+        if not self.length_coef >= 0:
+            raise ConfigError(f"gate.length_coef must be >= 0, got {self.length_coef}")
+        if self.hidden <= 0:
+            raise ConfigError(f"gate.hidden must be positive, got {self.hidden}")
+        if not self.lr > 0:
+            raise ConfigError(f"gate.lr must be positive, got {self.lr}")
+        if self.alpha is not None:
+            if not self.alpha >= 0:
+                raise ConfigError(f"gate.alpha must be >= 0 (or null), got {self.alpha}")
+            if self.enabled:
+                raise ConfigError(
+                    "gate.alpha: a fixed alpha replaces the learned gate; set gate.enabled=false or gate.alpha=null"
+                )
+
+
+@dataclass
 class AdvConfig:
     task: str = field("ledger", help="task: ledger or gsm8k")
     data: str | None = field(None, help="data path for file-backed tasks")
@@ -108,6 +150,7 @@ class AdvConfig:
     sft: SFTConfig = field(default_factory=SFTConfig, help="SFT phase")
     discriminator: DiscriminatorRunConfig = field(default_factory=DiscriminatorRunConfig, help="discriminator")
     eval: EvalConfig = field(default_factory=EvalConfig, help="evaluation")
+    gate: GateConfig = field(default_factory=GateConfig, help="alpha gate (per-question LoRA scale) or a fixed alpha")
 
     def __post_init__(self):
         for key, value in (("rounds", self.rounds), ("rollout.questions", self.rollout.questions),

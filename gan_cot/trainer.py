@@ -14,6 +14,20 @@ Each round:
    reference, which is the base model with the adapter switched off (no second copy in memory);
 5. **discriminator refresh** on the new chains (adversarial mode), or none (frozen, plug and play).
 
+The **alpha gate** (``gate.enabled``; :mod:`gan_cot.gate`, pathwise mode): a small MLP attached to the policy
+(so DeepSpeed partitions and all-reduces it like any parameter, and checkpoints carry it) maps each question's
+prompt features (the base model's pooled hidden state, adapter off) to ``alpha`` in ``[0, alpha_max]``, and the
+LoRA delta is scaled by it, ``W + alpha * delta``. Rollouts (forced answers too) run under each question's alpha,
+``old_logp`` under that same alpha, and the update's forward and backward under ``alpha = gate(features)`` with
+grad, so the PPO loss trains the gate with the adapter. SFT steps run under the gate's alpha without grad (the
+delta learns the short chains at the alpha the gate picks). The length cost enters the sequence reward before the
+group normalisation: ``R_i = correct_i - length_coef * tokens_i / mean_G tokens`` (:func:`gan_cot.gate.length_cost`
+with the group mean as reference), so within a group shorter correct chains get the larger advantage and a
+wrong one still loses more than any length saves (while ``length_coef`` < 1). Evaluation uses the gate; the final
+adapter folder gets ``alpha_gate.safetensors`` (:func:`gan_cot.gate.load_gated_policy` reads it).
+``gate.alpha`` instead fixes alpha (CoT-Valve): rollouts, updates, SFT and evaluation all run at
+``W + alpha * delta``, and the saved adapter holds ``alpha * delta`` so any LoRA loader reproduces it.
+
 What it leaves out on purpose: no value network (advantages come from group normalisation and step
 credit, as in GRPO), no reward model other than the discriminator and the task's answer check.
 """
@@ -33,6 +47,7 @@ import numpy as np
 import torch
 
 from gan_cot.credit import CreditWeights, group_sequence_advantage, sequence_rewards, step_credit, token_advantages
+from gan_cot.gate import gated, length_cost, save_gate
 from gan_cot.losses import policy_loss, token_logprobs
 from gan_cot.models import render_prompt
 from gan_cot.sft import collate
@@ -53,6 +68,8 @@ class Sample:
     correct: bool
     probs: torch.Tensor | None = None  # [n_steps, 3]
     advantages: torch.Tensor | None = None  # [len(completion_ids)]
+    features: torch.Tensor | None = None  # [hidden]: the gate's prompt features (gate on)
+    alpha: float | None = None  # the alpha the chain was sampled under (gate on or fixed alpha)
 
 
 def init_distributed() -> tuple[int, int]:
@@ -119,6 +136,8 @@ class AdversarialTrainer:
         self.nan_streak = 0
         self.run_id: str | None = None
         self.start_round = 0
+        self.gate = None  # the AlphaGate, attached to the policy as its ``alpha_gate`` submodule (gate.enabled)
+        self.fixed_alpha: float | None = cfg.gate.alpha  # CoT-Valve's constant alpha (gate.alpha)
 
     # -- setup -------------------------------------------------------------------------------------
 
@@ -143,12 +162,27 @@ class AdversarialTrainer:
             lora_dropout=0.0, task_type="CAUSAL_LM",
         )  # fmt: skip
         model = get_peft_model(base, lora)
+        if cfg.gate.enabled:  # before deepspeed.initialize: the engine then owns (and all-reduces) its parameters
+            from gan_cot.gate import AlphaGate, attach_gate
+
+            gate = AlphaGate(
+                base.config.hidden_size, cfg.gate.alpha_max, cfg.gate.pooling, layer_sizes=(cfg.gate.hidden,)
+            )
+            self.gate = attach_gate(model, gate)
         params = [p for p in model.parameters() if p.requires_grad]
         ds_config = json.loads(Path(cfg.deepspeed).read_text())
         ds_config["train_micro_batch_size_per_gpu"] = cfg.loss.micro_batch
         ds_config["gradient_accumulation_steps"] = 1
         ds_config.pop("train_batch_size", None)
-        optimizer = torch.optim.AdamW(params, lr=cfg.policy.lr, weight_decay=0.0)
+        if self.gate is None:
+            optimizer = torch.optim.AdamW(params, lr=cfg.policy.lr, weight_decay=0.0)
+        else:  # the adapter first (the logged lr), then the gate with its own learning rate
+            gate_ids = {id(p) for p in self.gate.parameters()}
+            groups = [
+                {"params": [p for p in params if id(p) not in gate_ids], "lr": cfg.policy.lr},
+                {"params": [p for p in params if id(p) in gate_ids], "lr": cfg.gate.lr},
+            ]
+            optimizer = torch.optim.AdamW(groups, lr=cfg.policy.lr, weight_decay=0.0)
         self.engine, *_ = deepspeed.initialize(
             model=model, model_parameters=params, optimizer=optimizer, config=ds_config
         )
@@ -179,35 +213,59 @@ class AdversarialTrainer:
             chunk = prompts[b : b + max(1, cfg.batch_size // cfg.group_size)]
             chunk_idx = indices[b : b + len(chunk)]
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
-            out = model.generate(
-                **enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-                max_new_tokens=cfg.max_think_tokens, num_return_sequences=cfg.group_size,
-                pad_token_id=tok.pad_token_id, eos_token_id=eos,
-            )  # fmt: skip
+            feats, alpha = self.prompt_alpha(enc["input_ids"], enc["attention_mask"])
+            with gated(model, alpha):  # each prompt's alpha, repeated for its G samples
+                out = model.generate(
+                    **enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+                    max_new_tokens=cfg.max_think_tokens, num_return_sequences=cfg.group_size,
+                    pad_token_id=tok.pad_token_id, eos_token_id=eos,
+                )  # fmt: skip
             new = out[:, enc["input_ids"].shape[1] :].tolist()
             for j, ids in enumerate(new):
-                ex_i = chunk_idx[j // cfg.group_size]
-                p_ids = tok(chunk[j // cfg.group_size], add_special_tokens=False)["input_ids"]
+                q = j // cfg.group_size
+                ex_i = chunk_idx[q]
+                p_ids = tok(chunk[q], add_special_tokens=False)["input_ids"]
+                row_alpha = alpha[q : q + 1] if isinstance(alpha, torch.Tensor) else alpha
                 ids = [t for t in ids if t != tok.pad_token_id]
                 if eos in ids:
                     ids = ids[: ids.index(eos) + 1]
                 else:
-                    ids = self.force_answer(model, p_ids, ids)
-                samples.append(self.make_sample(ex_i, p_ids, ids))
+                    ids = self.force_answer(model, p_ids, ids, row_alpha)
+                sample = self.make_sample(ex_i, p_ids, ids)
+                if feats is not None:
+                    sample.features = feats[q]
+                if alpha is not None:
+                    sample.alpha = float(row_alpha[0]) if isinstance(row_alpha, torch.Tensor) else float(row_alpha)
+                samples.append(sample)
         return samples
 
-    def force_answer(self, model, prompt_ids: list[int], ids: list[int]) -> list[int]:
-        """Budget ran out: append the end of thinking (unless written) and let the model answer briefly."""
+    @torch.no_grad()
+    def prompt_alpha(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pool_mask=None):
+        """Gate on: the prompts' features [batch, hidden] (adapter off) and alpha [batch] (no grad). Fixed alpha:
+        (None, alpha). Neither: (None, None), and ``gated(model, None)`` changes nothing."""
+        if self.gate is None:
+            return None, self.fixed_alpha
+        from gan_cot.gate import prompt_features
+
+        feats = prompt_features(
+            self.engine.module, input_ids, attention_mask, self.gate.pooling, self.gate.layer, pool_mask
+        )
+        return feats, self.gate(feats).detach()
+
+    def force_answer(self, model, prompt_ids: list[int], ids: list[int], alpha=None) -> list[int]:
+        """Budget ran out: append the end of thinking (unless written) and let the model answer briefly (under
+        the chain's own alpha)."""
         cfg = self.cfg.rollout
         tok = self.tokenizer
         text = tok.decode(ids, skip_special_tokens=True)
         if cfg.end_of_thinking.strip() not in text:
             ids = ids + tok(cfg.end_of_thinking, add_special_tokens=False)["input_ids"]
         x = torch.tensor([prompt_ids + ids])
-        out = model.generate(
-            input_ids=x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=cfg.max_answer_tokens,
-            pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-        )  # fmt: skip
+        with gated(model, alpha):
+            out = model.generate(
+                input_ids=x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=cfg.max_answer_tokens,
+                pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
+            )  # fmt: skip
         return ids + out[0, x.shape[1] :].tolist()
 
     def make_sample(self, ex_i: int, prompt_ids: list[int], ids: list[int]) -> Sample:
@@ -235,7 +293,10 @@ class AdversarialTrainer:
             correct = torch.tensor([float(s.correct) for s in group])
             lengths = torch.tensor([float(len(s.completion_ids)) for s in group])
             penalty = cfg.credit.length_penalty if cfg.credit.mode == "length" else 0.0
-            seq_adv = group_sequence_advantage(sequence_rewards(correct, lengths, penalty))
+            rewards = sequence_rewards(correct, lengths, penalty)
+            if self.gate is not None and cfg.gate.length_coef > 0:
+                rewards = rewards - length_cost(lengths, lengths.mean(), cfg.gate.length_coef)
+            seq_adv = group_sequence_advantage(rewards)
             for s, a in zip(group, seq_adv.tolist()):
                 credits = step_credit(s.probs, self.weights) if s.probs is not None else None
                 s.advantages = token_advantages(len(s.completion_ids), s.step_spans, credits, a, cfg.credit.step_coef)
@@ -255,7 +316,18 @@ class AdversarialTrainer:
             start = len(s.prompt_ids) - 1
             mask[i, start : start + len(s.completion_ids)] = 1
             adv[i, start : start + len(s.completion_ids)] = s.advantages
-        return {"input_ids": ids, "attention_mask": attn, "mask": mask, "advantages": adv}
+        out = {"input_ids": ids, "attention_mask": attn, "mask": mask, "advantages": adv}
+        if self.gate is not None:
+            out["features"] = torch.stack([s.features for s in samples])  # [batch, hidden]
+            out["alpha"] = torch.tensor([s.alpha for s in samples])  # [batch]: the rollout's alpha
+        return out
+
+    def update_alpha(self, batch):
+        """The alpha of the update's forward: the gate's, with grad (so the policy loss trains the gate), the
+        fixed alpha, or None (no gate)."""
+        if self.gate is not None:
+            return self.gate(batch["features"])
+        return self.fixed_alpha
 
     @torch.no_grad()
     def logprobs(self, batch, reference: bool = False) -> torch.Tensor:
@@ -265,7 +337,8 @@ class AdversarialTrainer:
             with model.disable_adapter():
                 logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         else:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            with gated(model, batch["alpha"] if self.gate is not None else self.fixed_alpha):  # the rollout's alpha
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         return token_logprobs(logits, batch["input_ids"])
 
     def policy_update(self, samples: list[Sample]) -> dict:
@@ -280,13 +353,15 @@ class AdversarialTrainer:
         for _ in range(cfg.epochs):
             for b in random.sample(batches, len(batches)):
                 self.engine.train()
-                logits = self.engine(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                logp = token_logprobs(logits, b["input_ids"])
-                loss, st = policy_loss(
-                    logp, b["old_logp"], b["ref_logp"], b["advantages"], b["mask"], cfg.clip_eps, cfg.kl_coef
-                )
-                if not self.step(loss):
-                    continue
+                # forward and backward in one gated block: the gradient reaches the gate through alpha
+                with gated(self.engine.module, self.update_alpha(b)):
+                    logits = self.engine(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+                    logp = token_logprobs(logits, b["input_ids"])
+                    loss, st = policy_loss(
+                        logp, b["old_logp"], b["ref_logp"], b["advantages"], b["mask"], cfg.clip_eps, cfg.kl_coef
+                    )
+                    if not self.step(loss):
+                        continue
                 st["policy_loss"] = loss.item()
                 stats.append(st)
         return _mean(stats)
@@ -315,12 +390,26 @@ class AdversarialTrainer:
         rng = random.Random(self.cfg.seed * 1000 + r)
         losses = []
         for _ in range(cfg.steps):
-            batch = collate(rng.sample(pairs, min(cfg.batch_size, len(pairs))), self.tokenizer.pad_token_id)
+            chosen = rng.sample(pairs, min(cfg.batch_size, len(pairs)))
+            batch = collate(chosen, self.tokenizer.pad_token_id)
+            alpha = self.sft_alpha(batch, [n for _, n in chosen])
             self.engine.train()
-            out = self.engine(**batch)
-            if self.step(out.loss):
-                losses.append(out.loss.item())
+            with gated(self.engine.module, alpha):
+                out = self.engine(**batch)
+                if self.step(out.loss):
+                    losses.append(out.loss.item())
         return {"sft_loss": sum(losses) / len(losses)} if losses else {}
+
+    def sft_alpha(self, batch: dict, prompt_lens: list[int]):
+        """SFT runs at the alpha the gate gives each prompt (no grad: SFT trains the delta, not the gate), the
+        fixed alpha, or None."""
+        if self.gate is None:
+            return self.fixed_alpha
+        pool = torch.zeros_like(batch["attention_mask"])
+        for i, n in enumerate(prompt_lens):
+            pool[i, :n] = 1
+        self.engine.module.eval()
+        return self.prompt_alpha(batch["input_ids"], batch["attention_mask"], pool_mask=pool)[1]
 
     def sft_pairs(self) -> list[tuple[list[int], int]]:
         source = self.cfg.sft.source
@@ -427,8 +516,15 @@ class AdversarialTrainer:
         from gan_cot.evaluate import evaluate
 
         examples = self.task.examples(split, n)[self.rank :: self.world]
-        res = evaluate(self.engine.module, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
-                       max_new_tokens=self.cfg.rollout.max_think_tokens + self.cfg.rollout.max_answer_tokens)  # fmt: skip
+        policy = self.engine.module
+        if self.gate is not None or self.fixed_alpha is not None:
+            from gan_cot.gate import GatedPolicy
+
+            policy = GatedPolicy(self.engine.module, self.gate, self.fixed_alpha)  # alpha auto: the gate's
+        gated_eval = policy is not self.engine.module
+        res = evaluate(policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
+                       max_new_tokens=self.cfg.rollout.max_think_tokens + self.cfg.rollout.max_answer_tokens,
+                       keep_rows=gated_eval)  # fmt: skip
         keys = ["accuracy", "mean_tokens", "mean_minimal_tokens", "mean_thinking_tokens", "mean_answer_tokens"]
         vec = torch.tensor([res.get(k, 0.0) * len(examples) for k in keys] + [len(examples)], dtype=torch.float64)
         if self.world > 1:
@@ -438,7 +534,18 @@ class AdversarialTrainer:
         if out["mean_minimal_tokens"]:
             out["tokens_vs_minimal"] = out["mean_tokens"] / out["mean_minimal_tokens"]
         out["n"] = int(total)
+        if gated_eval:
+            rows = self.gather([(r["alpha"], r["difficulty"]) for r in res["rows"]])
+            out.update(flat_alpha_stats([a for a, _ in rows], [d for _, d in rows]))
         return out
+
+    def gather(self, items: list) -> list:
+        """This process's list joined with every other process's (rank order)."""
+        if self.world == 1:
+            return list(items)
+        parts: list = [None] * self.world
+        torch.distributed.all_gather_object(parts, list(items))
+        return [x for part in parts for x in part]
 
     # -- checkpoint and resume ---------------------------------------------------------------------
 
@@ -460,6 +567,8 @@ class AdversarialTrainer:
         torch.distributed.barrier()
         if self.is_main:
             self.engine.module.save_pretrained(tmp / "adapter")
+            if self.gate is not None:  # a copy to read; the engine state above is what resume loads
+                save_gate(self.gate, tmp / "adapter")
             self.disc.save_pretrained(tmp / "discriminator")
             state = {"round": r, "run_id": self.run_id, "best": {str(k): v for k, v in self.best.items()}}
             (tmp / "state.json").write_text(json.dumps(state))
@@ -511,7 +620,12 @@ class AdversarialTrainer:
             self.run_id = run.info.run_id
             if not resumed:
                 mlflow.log_params(tracking.flatten(to_dict(cfg)))
-                mlflow.set_tag("method", "gan-cot" if cfg.credit.mode == "discriminator" else "gan-cot-length")
+                method = "gan-cot" if cfg.credit.mode == "discriminator" else "gan-cot-length"
+                if self.gate is not None:
+                    method += "-gate"
+                elif self.fixed_alpha is not None:
+                    method += f"-alpha{self.fixed_alpha:g}"
+                mlflow.set_tag("method", method)
                 self.out.mkdir(parents=True, exist_ok=True)
                 (self.out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
                 mlflow.log_artifact(str(self.out / "config.json"))
@@ -552,12 +666,20 @@ class AdversarialTrainer:
             "credit_mode": cfg.credit.mode,
             "wall_seconds": round(time.time() - started, 1),
         }
+        if self.gate is not None:
+            result.update(gate=True, **{k: v for k, v in final.items() if k.startswith("alpha_")})
+        elif self.fixed_alpha is not None:
+            result["alpha"] = self.fixed_alpha
         if self.is_main:
             adapter = self.out / "adapter"
             tmp = self.out / "adapter.tmp"
             shutil.rmtree(tmp, ignore_errors=True)
             self.engine.module.save_pretrained(tmp)
             self.tokenizer.save_pretrained(tmp)
+            if self.gate is not None:
+                save_gate(self.gate, tmp)  # load_gated_policy(OUTPUT_DIR/adapter) reads adapter and gate
+            elif self.fixed_alpha is not None:
+                fold_alpha(tmp, self.fixed_alpha)
             shutil.rmtree(adapter, ignore_errors=True)
             tmp.rename(adapter)
             self.disc.save_pretrained(self.out / "discriminator")
@@ -578,6 +700,8 @@ class AdversarialTrainer:
         metrics.update(self.policy_update(samples))
         metrics.update(self.refresh_discriminator(samples))
         metrics.update(self.sample_stats(samples))
+        if self.gate is not None:
+            metrics.update(self.alpha_metrics(samples))
         if cfg.eval.every and (r + 1) % cfg.eval.every == 0:
             ev = self.evaluate("validation", cfg.eval.round_n)
             metrics.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, float)})
@@ -604,6 +728,15 @@ class AdversarialTrainer:
         out.update({f"frac_{lab}": vec[3 + i].item() / steps for i, lab in enumerate(LABELS)})
         return out
 
+    def alpha_metrics(self, samples: list[Sample]) -> dict:
+        """The gate's alpha over this round's questions (one per question, all processes): mean, std, min, max
+        and the mean per difficulty level (``alpha_difficulty_{d}``)."""
+        g = self.cfg.rollout.group_size
+        rows = self.gather(
+            [(s.alpha, self.train_examples[s.example_index].difficulty) for s in samples[::g] if s.alpha is not None]
+        )
+        return flat_alpha_stats([a for a, _ in rows], [d for _, d in rows])
+
     def log_samples(self, samples: list[Sample], r: int) -> None:
         import mlflow
 
@@ -613,6 +746,8 @@ class AdversarialTrainer:
             for i, (step, p) in enumerate(zip(s.steps, probs)):
                 rows.append({"round": r, "example": s.example_index, "step": i, "text": step, "correct": s.correct,
                              **{lab: (p[k] if p else None) for k, lab in enumerate(LABELS)}})  # fmt: skip
+                if self.gate is not None:
+                    rows[-1]["alpha"] = s.alpha
         if rows:
             mlflow.log_table(
                 {k: [row[k] for row in rows] for k in rows[0]}, artifact_file=f"samples/round-{r:05d}.json"
@@ -629,6 +764,26 @@ def check_tokenizers(policy_tok, disc) -> None:
         disc.encode("check", ["a step"])
     except Exception as e:  # noqa: BLE001
         raise ValueError(f"the discriminator's tokenizer cannot encode chains: {e}") from e
+
+
+def flat_alpha_stats(alphas: list[float], difficulties: list) -> dict:
+    """:func:`gan_cot.evaluate.alpha_stats` as flat float metrics (``alpha_difficulty_{d}``)."""
+    from gan_cot.evaluate import alpha_stats
+
+    stats = alpha_stats(alphas, difficulties)
+    per_level = stats.pop("alpha_difficulty", {})
+    return {k: float(v) for k, v in stats.items()} | {f"alpha_difficulty_{d}": float(v) for d, v in per_level.items()}
+
+
+def fold_alpha(adapter_dir: Path, alpha: float) -> None:
+    """Scale a saved adapter's ``lora_B`` tensors by ``alpha`` (the whole delta, bias included): the folder then
+    holds ``alpha * delta``, the fixed-alpha policy, for any LoRA loader."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(adapter_dir) / "adapter_model.safetensors"
+    state = load_file(str(path))
+    state = {k: (v * alpha if "lora_B" in k else v).contiguous() for k, v in state.items()}
+    save_file(state, str(path), metadata={"format": "pt"})
 
 
 def _mean(stats: list[dict]) -> dict:

@@ -6,6 +6,7 @@ discriminator refresh) on DeepSpeed engines.
     deepspeed scripts/train_adv.py rounds=5 credit.mode=length       # overrides: key=value, dotted
     deepspeed scripts/train_adv.py --discriminator NAME_OR_PATH      # plug and play: a frozen discriminator
     deepspeed scripts/train_adv.py --resume                          # continue the same run and MLflow run
+    deepspeed scripts/train_adv.py --alpha 1.5                       # a fixed alpha instead of the learned gate
 
 The last line printed (rank 0) is one JSON object: run_id, output_dir, base and final accuracy, mean
 tokens and tokens_vs_minimal, wall_seconds.
@@ -34,6 +35,9 @@ def main(argv=None) -> int:
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (loss.kl_coef=0.05)")
     p.add_argument("--discriminator", default=None, help="use this discriminator frozen (plug-and-play mode)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's latest checkpoint")
+    p.add_argument(
+        "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.alpha)"
+    )
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = p.parse_args(argv)
     from gan_cot.adv_config import AdvConfig
@@ -41,6 +45,8 @@ def main(argv=None) -> int:
     overrides = list(args.overrides)
     if args.discriminator:
         overrides += [f"discriminator.name={args.discriminator}", "discriminator.mode=frozen"]
+    if args.alpha is not None:
+        overrides += ["gate.enabled=false", f"gate.alpha={args.alpha!r}"]
     try:
         cfg = load_config(AdvConfig, args.config, overrides)
         check_model_path(cfg.policy.model)
