@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gan_cot.cli import REPO_ROOT, UsageError
+from gan_cot.cli import REPO_ROOT, check_writable_dir
 
 DEFAULT_STORE = REPO_ROOT / "mlruns"
 
@@ -30,22 +30,26 @@ def _artifact_root(uri: str) -> str | None:
     return None
 
 
+def check_store(store_dir: str | Path | None = None, keep: bool = True) -> str:
+    """The tracking URI, after checking that a local SQLite store's folder can be written (UsageError if not).
+
+    With ``keep=False`` a folder the check created is removed again (a pre-flight check that leaves nothing).
+    """
+    uri = tracking_uri(store_dir)
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///") :])
+        check_writable_dir(
+            db.parent, keep=keep, what="MLflow store",
+            hint="choose another with mlflow_dir= (--mlflow-dir) or set MLFLOW_TRACKING_URI",
+        )  # fmt: skip
+    return uri
+
+
 def setup(experiment: str, store_dir: str | Path | None = None) -> str:
     """Point MLflow at the store and select (creating if needed) ``experiment``; returns its id."""
     import mlflow
 
-    uri = tracking_uri(store_dir)
-    if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///") :])
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            probe = db.parent / ".write-test"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as e:
-            raise UsageError(
-                f"MLflow store {db.parent} cannot be written ({e.strerror}); set MLFLOW_TRACKING_URI or --mlflow-dir"
-            ) from e
+    uri = check_store(store_dir)
     mlflow.set_tracking_uri(uri)
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:

@@ -49,10 +49,7 @@ def main(argv=None) -> int:
         overrides += ["gate.enabled=false", f"gate.alpha={args.alpha!r}"]
     try:
         cfg = load_config(AdvConfig, args.config, overrides)
-        check_model_path(cfg.policy.model)
-        if not Path(cfg.deepspeed).exists():
-            raise UsageError(f"DeepSpeed config {cfg.deepspeed} does not exist; see configs/deepspeed/")
-        check_writable_dir(cfg.output_dir)
+        preflight(cfg)
     except (ConfigError, UsageError) as e:
         fail(str(e))
     from gan_cot.discriminator.registry import DiscriminatorSourceError
@@ -64,9 +61,38 @@ def main(argv=None) -> int:
         result = trainer.train()
     except (UsageError, ValueError, DiscriminatorSourceError) as e:
         fail(str(e))
+    except OSError as e:  # a file the run needs went missing or cannot be written: say which
+        fail(f"{e.strerror or e}" + (f": {e.filename}" if getattr(e, "filename", None) else ""))
     if rank == 0:
         print_json(result)
     return 0
+
+
+def preflight(cfg) -> None:
+    """Everything that can be checked before DeepSpeed starts and the models load, leaving nothing behind:
+    the policy folder, the DeepSpeed config, the output folder and MLflow store (writable), the task's data
+    (every split the run reads) and the discriminator (files, card, label map, tokenizer; not its weights).
+    Raises UsageError with one line naming the file, line or key."""
+    from gan_cot import tracking
+    from gan_cot.discriminator.model import Discriminator
+    from gan_cot.discriminator.registry import DiscriminatorSourceError
+    from gan_cot.tasks import TASKS, get_task
+
+    check_model_path(cfg.policy.model)
+    if not Path(cfg.deepspeed).exists():
+        raise UsageError(f"DeepSpeed config {cfg.deepspeed} does not exist; see configs/deepspeed/")
+    check_writable_dir(cfg.output_dir, keep=False, hint="choose another with output_dir=")
+    tracking.check_store(cfg.mlflow_dir, keep=False)
+    if cfg.task not in TASKS:
+        raise UsageError(f"task: unknown task {cfg.task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    try:
+        if cfg.task != "ledger":  # the ledger task is generated, file-backed tasks are read now
+            task = get_task(cfg.task, path=cfg.data)
+            for split in ("train", "test") + (("validation",) if cfg.eval.every else ()):
+                task.examples(split)
+        Discriminator.check(cfg.discriminator.name)
+    except (ValueError, DiscriminatorSourceError) as e:
+        raise UsageError(str(e)) from e
 
 
 if __name__ == "__main__":

@@ -92,6 +92,56 @@ def class_index(id2label: dict, label_map: dict[str, str], where: str) -> list[i
     return index
 
 
+# A chain any discriminator tokenizer fit for the job encodes: words, digits, arithmetic, two steps.
+PROBE_QUESTION = "Tom has 12 apples and buys 3 bags of 4 apples. How many apples does he have now?"
+PROBE_STEPS = ["3 bags of 4 apples are 3 * 4 = 12 apples.", "He has 12 + 12 = 24 apples."]
+MAX_UNKNOWN_FRACTION = 0.5
+
+
+def encode_chain(tokenizer, separator: str, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
+    """Token ids of the rendered question + the steps joined by ``separator``, and each step's last token."""
+    prompt = render_prompt(tokenizer, question)
+    pieces, spans, pos = [], [], len(prompt)
+    for i, s in enumerate(steps):
+        if i:
+            pieces.append(separator)
+            pos += len(separator)
+        spans.append(Step(s, pos, pos + len(s)))
+        pieces.append(s)
+        pos += len(s)
+    text = prompt + "".join(pieces)
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if not steps:
+        return enc["input_ids"], []
+    token_spans = step_token_spans(tokenizer, text, spans, offsets=enc["offset_mapping"])
+    return enc["input_ids"], step_end_positions(token_spans)
+
+
+def check_tokenizer(tokenizer, separator: str, where: str) -> None:
+    """Refuse a discriminator tokenizer that cannot read chains: encoding fails, most of a plain chain comes
+    out as the unknown token (a vocabulary unrelated to the text), or two steps end on the same token."""
+    try:
+        ids, ends = encode_chain(tokenizer, separator, PROBE_QUESTION, PROBE_STEPS)
+    except Exception as e:  # noqa: BLE001 - whatever the tokenizer raises, it cannot encode chains
+        raise DiscriminatorError(
+            f"{where}: the discriminator tokenizer cannot encode a chain ({type(e).__name__}: {e}); "
+            "save the discriminator with the tokenizer of its backbone"
+        ) from e
+    unk = getattr(tokenizer, "unk_token_id", None)
+    unknown = sum(i == unk for i in ids) if unk is not None else 0
+    if not ids or unknown > MAX_UNKNOWN_FRACTION * len(ids):
+        raise DiscriminatorError(
+            f"{where}: the discriminator tokenizer maps {unknown} of {len(ids)} tokens of a plain chain to its "
+            f"unknown token {tokenizer.unk_token!r}; its vocabulary does not fit the text (a tokenizer from "
+            "another model?); save the discriminator with the tokenizer of its backbone"
+        )
+    if len(set(ends)) != len(ends):
+        raise DiscriminatorError(
+            f"{where}: the discriminator tokenizer merges the steps of a chain (step ends at tokens {ends}); "
+            "it cannot tell the steps apart"
+        )
+
+
 class Discriminator:
     """A token-classification model + tokenizer + card, with batched per-step scoring."""
 
@@ -139,9 +189,39 @@ class Discriminator:
         """Load by registry name, local folder, archive URL or Hub id (see ``discriminator.registry``).
 
         ``label_map`` (model label name -> class) is required for a checkpoint without a card. Code shipped
-        with a checkpoint is never run: the registry refuses configs that ask for it.
+        with a checkpoint is never run: the registry refuses configs that ask for it. Everything that can
+        be checked without the weights (files, card, label map, tokenizer) is checked before they load.
         """
-        from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+        from transformers import AutoModelForTokenClassification
+
+        path, card, tok = cls._prepare(name_or_path, label_map, separator, cache_dir, offline, allow_pickle)
+        try:
+            model = AutoModelForTokenClassification.from_pretrained(
+                path, use_safetensors=not allow_pickle, dtype=torch.float32
+            )
+        except Exception as e:  # noqa: BLE001 - any loader failure means the same thing to the user
+            raise DiscriminatorError(f"{path}: the weights cannot be loaded ({type(e).__name__}: {e})") from e
+        model.eval()
+        return cls(model, tok, card)
+
+    @classmethod
+    def check(
+        cls,
+        name_or_path: str,
+        label_map: dict[str, str] | None = None,
+        separator: str | None = None,
+        cache_dir: str | None = None,
+        offline: bool = False,
+        allow_pickle: bool = False,
+    ) -> Path:
+        """Everything :meth:`from_pretrained` checks except loading the weights (fetch, files, card, label map,
+        tokenizer); cheap, so a script can refuse a bad discriminator before it loads anything heavy. Returns
+        the checkpoint folder."""
+        return cls._prepare(name_or_path, label_map, separator, cache_dir, offline, allow_pickle)[0]
+
+    @staticmethod
+    def _prepare(name_or_path, label_map, separator, cache_dir, offline, allow_pickle):
+        from transformers import AutoConfig, AutoTokenizer
 
         from gan_cot.discriminator.registry import resolve
 
@@ -160,7 +240,10 @@ class Discriminator:
             )
         if separator is not None:
             card.separator = separator
-        config = AutoConfig.from_pretrained(path)
+        try:
+            config = AutoConfig.from_pretrained(path)
+        except Exception as e:  # noqa: BLE001
+            raise DiscriminatorError(f"{path / 'config.json'} cannot be loaded ({type(e).__name__}: {e})") from e
         class_index(config.id2label, card.label_map, str(path / "config.json"))  # fail before loading weights
         try:
             tok = AutoTokenizer.from_pretrained(path)
@@ -168,11 +251,8 @@ class Discriminator:
             raise DiscriminatorError(f"{path}: the tokenizer cannot be loaded ({type(e).__name__}: {e})") from e
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        model = AutoModelForTokenClassification.from_pretrained(
-            path, use_safetensors=not allow_pickle, dtype=torch.float32
-        )
-        model.eval()
-        return cls(model, tok, card)
+        check_tokenizer(tok, resolve_separator(card.separator), str(path))
+        return path, card, tok
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write config, safetensors weights, tokenizer and card, through a temporary folder."""
@@ -192,21 +272,7 @@ class Discriminator:
 
     def encode(self, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
         """Token ids of prompt + chain and the position of each step's last token."""
-        prompt = render_prompt(self.tokenizer, question)
-        pieces, spans, pos = [], [], len(prompt)
-        for i, s in enumerate(steps):
-            if i:
-                pieces.append(self.separator)
-                pos += len(self.separator)
-            spans.append(Step(s, pos, pos + len(s)))
-            pieces.append(s)
-            pos += len(s)
-        text = prompt + "".join(pieces)
-        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        if not steps:
-            return enc["input_ids"], []
-        token_spans = step_token_spans(self.tokenizer, text, spans, offsets=enc["offset_mapping"])
-        return enc["input_ids"], step_end_positions(token_spans)
+        return encode_chain(self.tokenizer, self.separator, question, steps)
 
     def collate(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
         """Right-padded batch; ``positions`` [batch, max_steps] with -1 where a row has fewer steps."""

@@ -36,7 +36,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from gan_cot.cli import REPO_ROOT
+from gan_cot.cli import REPO_ROOT, safetensors_problem
 
 DEFAULT_REGISTRY = REPO_ROOT / "discriminators" / "registry.yaml"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
@@ -731,8 +731,9 @@ def validate_checkpoint(folder: str | os.PathLike, allow_pickle: bool = False) -
     """Check that ``folder`` is a checkpoint that can be loaded without running its own code; return it.
 
     Refuses pickle weight files unless ``allow_pickle``, any ``*config.json`` that asks for remote code
-    (``auto_map``, ``trust_remote_code``), a missing or malformed config.json, and a folder without
-    ``.safetensors`` weights (pickle weights count only with ``allow_pickle``).
+    (``auto_map``, ``trust_remote_code``), a missing or malformed config.json, a folder without
+    ``.safetensors`` weights (pickle weights count only with ``allow_pickle``), and a truncated
+    ``.safetensors`` file (its header and size are checked, not its tensors).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -767,9 +768,14 @@ def validate_checkpoint(folder: str | os.PathLike, allow_pickle: bool = False) -
             json.loads(card.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, ValueError) as e:
             raise CheckpointError(f"{card} is not valid JSON: {e}") from e
-    if not any(p.name.endswith(".safetensors") for p in files) and not (allow_pickle and pickles):
+    weights = [p for p in files if p.name.endswith(".safetensors")]
+    if not weights and not (allow_pickle and pickles):
         hint = "" if allow_pickle else " (pickle weights are refused unless --allow-pickle)"
         raise CheckpointError(f"{folder} has no .safetensors weight file{hint}")
+    for w in weights:
+        problem = safetensors_problem(w)
+        if problem:
+            raise CheckpointError(f"{problem}; fetch or save the checkpoint again")
     return folder
 
 

@@ -31,6 +31,9 @@ SPLITS = ("train", "validation", "test")
 ENV_VAR = "GAN_COT_GSM8K"
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "gsm8k"
 CALC_REL_TOL = 1e-4
+# One record is a question and its solution: real GSM8K lines are under 2 KB. A longer line is a broken
+# file (records run together, a binary blob), refused before it is parsed and tokenized.
+MAX_LINE_BYTES = 1 << 20
 
 _ANNOTATION_RE = re.compile(r"<<(.*?)>>")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
@@ -118,9 +121,11 @@ def calculator_labels(example: Example) -> list[str | None]:
 
 
 def parse_record(record, id: str, keep_calculator: bool = False) -> Example:
-    """An :class:`Example` from one GSM8K record (a dict with ``question`` and ``answer``).
+    """An :class:`Example` from one GSM8K record (a dict with ``question`` and ``answer``, optionally ``id``).
 
-    Raises ValueError naming the problem; the caller adds where the record came from.
+    An ``id`` field (a string or an integer) is kept in ``meta["record_id"]``; the task refuses a split in
+    which two records share one. Raises ValueError naming the problem; the caller adds where the record
+    came from.
     """
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object with 'question' and 'answer', got {type(record).__name__}")
@@ -129,6 +134,9 @@ def parse_record(record, id: str, keep_calculator: bool = False) -> Example:
             raise ValueError(f"missing field {key!r}")
         if not isinstance(record[key], str):
             raise ValueError(f"field {key!r} is not a string")
+    record_id = record.get("id")
+    if "id" in record and (isinstance(record_id, bool) or not isinstance(record_id, (str, int)) or record_id == ""):
+        raise ValueError(f"field 'id' must be a non-empty string or an integer, got {record_id!r}")
     question = record["question"].strip()
     if not question:
         raise ValueError("empty question")
@@ -147,7 +155,11 @@ def parse_record(record, id: str, keep_calculator: bool = False) -> Example:
         steps=steps,
         answer=normalize_number(final),
         difficulty=len(raw_steps),
-        meta={"raw_steps": raw_steps, "calc_ok": [check_calculator(s) for s in raw_steps]},
+        meta={
+            "raw_steps": raw_steps,
+            "calc_ok": [check_calculator(s) for s in raw_steps],
+            **({"record_id": record_id} if record_id is not None else {}),
+        },
     )
 
 
@@ -231,9 +243,15 @@ class Gsm8kTask(TaskBase):
         else:
             rows, where = self._jsonl_rows(split)
         examples, bad = [], []
+        seen_ids: dict = {}  # record id -> where it first appeared
         for lineno, loc, parse in rows:
             try:
                 ex = parse_record(parse(), id=f"gsm8k-{split}-{lineno}", keep_calculator=self.keep_calculator)
+                record_id = ex.meta.get("record_id")
+                if record_id is not None:
+                    if record_id in seen_ids:
+                        raise ValueError(f"duplicate id {record_id!r} (first used at {seen_ids[record_id]})")
+                    seen_ids[record_id] = loc
             except ValueError as e:  # also json.JSONDecodeError and UnicodeDecodeError
                 if not self.skip_bad:
                     raise TaskDataError(f"{loc}: {e}; fix the line or pass skip_bad=True (--skip-bad)") from e
@@ -272,6 +290,8 @@ class Gsm8kTask(TaskBase):
         chosen = [lines[i] for i in self._split_range(len(lines), split, str(file))]
 
         def decode(raw: bytes):
+            if len(raw) > MAX_LINE_BYTES:
+                raise ValueError(f"line is {len(raw)} bytes, over the limit of {MAX_LINE_BYTES} bytes for one record")
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests and the reliability scripts (bad-input table, chaos run)."""

@@ -1,0 +1,521 @@
+"""A table of bad inputs and what the project must do with each: exit non-zero with one clear ``error:`` line that
+names the cause (file, line or key), print no traceback, and leave nothing half-written behind.
+
+Each :class:`Case` builds its bad input in a fresh folder and runs a real entry point in-process (a script's
+``main(argv)``): ``scripts/train_adv.py`` (the main job: data files, configs, checkpoints, output folders) or
+``scripts/download_discriminator.py`` (downloads and checkpoint checks). :func:`run_case` returns an
+:class:`Outcome` whose :meth:`Outcome.problems` lists every expectation the run missed. ``tests/test_bad_inputs.py``
+and ``scripts/bad_inputs_table.py`` both use :data:`CASES`.
+
+A case with ``pending`` set is not handled yet: its fix belongs in a file owned elsewhere, and the reason says
+which change it needs. Its ``precheck`` (when given) says cheaply whether the fix is in, so the case is not run
+while running it would only start a training run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import shutil
+import tarfile
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gan_cot.cli import REPO_ROOT
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
+DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
+# A run small enough to finish in seconds, should a bad input slip through the checks.
+TINY_RUN = (
+    "rounds=1", "rollout.questions=2", "rollout.group_size=2", "rollout.max_think_tokens=8",
+    "rollout.max_answer_tokens=4", "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference",
+    "loss.micro_batch=4", "loss.epochs=1", "discriminator.refresh_steps=1", "checkpoint_every=1",
+)  # fmt: skip
+GSM8K_GOOD_LINES = 510  # more than Gsm8kTask's validation_size (500), so the train split is not empty
+BAD_LINE = 3  # where the bad record goes: inside the train split
+
+
+@dataclass(frozen=True)
+class Shared:
+    """Inputs every case may start from: a tiny policy and a tiny discriminator on its backbone."""
+
+    model_dir: Path
+    disc_dir: Path
+
+
+def build_shared(root: Path, model_dir: Path | None = None) -> Shared:
+    """Save a tiny policy (unless ``model_dir`` is given) and a discriminator on its backbone under ``root``."""
+    from gan_cot.discriminator.model import Discriminator
+    from gan_cot.models import build_tiny_model, save_pretrained
+
+    root.mkdir(parents=True, exist_ok=True)
+    if model_dir is None:
+        model, tok = build_tiny_model(hidden_size=32, layers=2, heads=2)
+        model_dir = save_pretrained(model, tok, root / "policy")
+    disc_dir = Discriminator.from_backbone(str(model_dir)).save_pretrained(root / "disc")
+    return Shared(Path(model_dir), Path(disc_dir))
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad input: ``build(work, shared)`` writes it under ``work`` and returns the entry point's argv."""
+
+    id: str
+    area: str  # data | config | checkpoint | download | output
+    script: str  # a script under scripts/ (without .py) whose main(argv) runs
+    entry: str  # the command in short, for the table
+    build: Callable[[Path, Shared], list[str]]
+    expect: tuple[str, ...]  # substrings of the error line; "{work}" stands for the case's folder
+    may_create: tuple[str, ...] = ()  # folders (relative to work) the run may leave, empty, behind
+    pending: str | None = None  # why this input is not refused yet, and the change it needs
+    precheck: Callable[[Path, Shared], str | None] | None = None  # for pending cases: why not to run it yet
+
+
+@dataclass
+class Outcome:
+    case: Case
+    work: Path
+    code: int | None  # exit code; None when the entry point raised instead of exiting
+    stdout: str
+    stderr: str
+    raised: str  # the traceback of an exception that escaped the entry point, else ""
+    leftovers: list[str]
+    seconds: float
+
+    @property
+    def error_lines(self) -> list[str]:
+        return [line for line in self.stderr.splitlines() if line.startswith("error:")]
+
+    @property
+    def message(self) -> str:
+        """The error line with the case folder shown as ``<tmp>`` (or what happened instead)."""
+        if self.raised:
+            text = self.raised.strip().splitlines()[-1]
+        elif self.error_lines:
+            text = self.error_lines[0]
+        else:
+            text = (self.stderr.strip().splitlines() or ["(no message)"])[-1]
+        return text.replace(str(self.work), "<tmp>")
+
+    def problems(self) -> list[str]:
+        """Every expectation this run missed (empty when the bad input was handled as it should be)."""
+        out = []
+        if self.raised:
+            out.append(f"raised instead of exiting: {self.raised.strip().splitlines()[-1]}")
+        elif self.code == 0:
+            out.append("exited 0: the bad input was accepted")
+        if not self.raised and len(self.error_lines) != 1:
+            out.append(f"expected one 'error:' line on stderr, got {len(self.error_lines)}")
+        if "Traceback" in self.stdout + self.stderr:
+            out.append("a traceback was printed")
+        line = self.error_lines[0] if self.error_lines else ""
+        for needle in self.case.expect:
+            needle = needle.replace("{work}", str(self.work))
+            if needle not in line:
+                out.append(f"the error line does not say {needle!r}")
+        if self.leftovers:
+            out.append(f"left behind: {', '.join(self.leftovers[:5])}")
+        return out
+
+    def report(self) -> str:
+        return (
+            f"case {self.case.id}: exit {self.code}\n  problems: {self.problems()}\n"
+            f"  stderr (tail): {self.stderr[-2000:]}\n  raised: {self.raised[-3000:]}"
+        )
+
+
+# ------------------------------------------------------------------------------------------------ running
+
+
+_SCRIPTS: dict[str, object] = {}
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` as a module (scripts are not a package), loaded once."""
+    if name not in _SCRIPTS:
+        spec = importlib.util.spec_from_file_location(f"gan_cot_script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        _SCRIPTS[name] = module
+    return _SCRIPTS[name]
+
+
+def _tree(root: Path) -> dict[str, bool]:
+    """Relative path -> is a folder, for everything under ``root`` (``__pycache__`` aside)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != "__pycache__"]
+        base = Path(dirpath)
+        for d in dirnames:
+            out[str((base / d).relative_to(root))] = True
+        for f in filenames:
+            out[str((base / f).relative_to(root))] = False
+    return out
+
+
+def run_case(case: Case, work: Path, shared: Shared) -> Outcome:
+    """Build the case's input under ``work`` (a new folder), run its entry point in-process, collect the outcome."""
+    work.mkdir(parents=True, exist_ok=False)
+    argv = case.build(work, shared)
+    before = _tree(work)
+    main = load_script(case.script).main
+    out, err = io.StringIO(), io.StringIO()
+    code, raised = None, ""
+    started = time.time()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv) or 0
+        except SystemExit as e:
+            if e.code is None or isinstance(e.code, int):
+                code = e.code or 0
+            else:  # SystemExit("message"): Python prints the message and exits 1
+                code = 1
+                print(e.code, file=err)
+        except BaseException:  # noqa: BLE001 - whatever escapes is the finding
+            raised = traceback.format_exc()
+    seconds = time.time() - started
+    after = _tree(work)
+    leftovers = []
+    for rel, is_dir in sorted(after.items()):
+        new = rel not in before
+        if rel.endswith((".tmp", ".part", ".partial")) or Path(rel).name.startswith(".extract-"):
+            leftovers.append(rel)
+        elif new and not is_dir:
+            leftovers.append(rel)
+        elif new and is_dir and rel not in case.may_create:
+            leftovers.append(rel + "/")
+    return Outcome(case, work, code, out.getvalue(), err.getvalue(), raised, leftovers, seconds)
+
+
+# ------------------------------------------------------------------------------------------------ inputs
+
+
+def _adv(work: Path, shared: Shared, *args: str, disc: Path | str | None = None) -> list[str]:
+    """argv of scripts/train_adv.py on the tiny models, writing only under ``work``."""
+    return [
+        f"policy.model={shared.model_dir}", f"discriminator.name={disc or shared.disc_dir}",
+        f"deepspeed={DEEPSPEED_CONFIG}", f"output_dir={work / 'out'}", f"mlflow_dir={work / 'mlruns'}",
+        *TINY_RUN, *args,
+    ]  # fmt: skip
+
+
+def gsm8k_record(i: int, **extra) -> dict:
+    return {
+        "question": f"Tom has {i} apples and buys 2 more. How many apples does he have?",
+        "answer": f"He has {i} + 2 = <<{i}+2={i + 2}>>{i + 2} apples.\n#### {i + 2}",
+        **extra,
+    }
+
+
+def write_gsm8k(path: Path, bad: bytes | None, at: int = BAD_LINE, ids: bool = False) -> Path:
+    """A GSM8K-style jsonl of good records with ``bad`` as line ``at`` (if given)."""
+    lines = [
+        json.dumps(gsm8k_record(i, **({"id": f"q{i}"} if ids else {}))).encode()
+        for i in range(1, GSM8K_GOOD_LINES + 1)
+    ]
+    if bad is not None:
+        lines.insert(at - 1, bad)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def _data_case(bad: bytes | Callable[[], bytes], ids: bool = False):
+    def build(work: Path, shared: Shared) -> list[str]:
+        data = write_gsm8k(work / "bad.jsonl", bad() if callable(bad) else bad, ids=ids)
+        return _adv(work, shared, "task=gsm8k", f"data={data}")
+
+    return build
+
+
+def _bad_test_split(work: Path, shared: Shared) -> list[str]:
+    folder = work / "gsm8k"
+    folder.mkdir()
+    write_gsm8k(folder / "train.jsonl", None)
+    (folder / "test.jsonl").write_text(json.dumps(gsm8k_record(1)) + "\n" + '{"question": "Ann has 3 pens",\n')
+    return _adv(work, shared, "task=gsm8k", f"data={folder}")
+
+
+def _config_case(*overrides: str):
+    def build(work: Path, shared: Shared) -> list[str]:
+        return _adv(work, shared, *overrides)
+
+    return build
+
+
+def _config_accepts(*overrides: str):
+    """Precheck of a pending config case: the config loads, so running it would start a training run."""
+
+    def precheck(work: Path, shared: Shared) -> str | None:
+        from gan_cot.adv_config import AdvConfig
+        from gan_cot.config import ConfigError, load_config
+
+        try:
+            load_config(AdvConfig, DEFAULT_CONFIG, list(overrides))
+        except ConfigError:
+            return None
+        return f"the config loads with {' '.join(overrides)} (running it would train)"
+
+    return precheck
+
+
+def _bad_yaml(work: Path, shared: Shared) -> list[str]:
+    (work / "bad.yaml").write_text("seed: 0\nrounds: [1, 2\npolicy:\n  lr: 1e-3\n")
+    return ["--config", str(work / "bad.yaml"), *_adv(work, shared)]
+
+
+def _copy_disc(work: Path, shared: Shared) -> Path:
+    return Path(shutil.copytree(shared.disc_dir, work / "disc"))
+
+
+def _replace_tokenizer(folder: Path, vocab: dict[str, int], unk: str | None) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        (folder / name).unlink(missing_ok=True)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=unk))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", eos_token="[PAD]", unk_token=unk)
+    fast.save_pretrained(folder)
+
+
+def _tokenizer_cannot_encode(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    _replace_tokenizer(disc, {"[PAD]": 0, "hello": 1}, unk=None)  # no unknown token: any other word fails
+    return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _tokenizer_unrelated(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    words = ["[UNK]", "[PAD]", "zebra", "quartz", "violin", "harbor", "saffron", "glacier"]
+    _replace_tokenizer(disc, {w: i for i, w in enumerate(words)}, unk="[UNK]")
+    return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _label_map(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    config = json.loads((disc / "config.json").read_text())
+    config["id2label"] = {"0": "useful", "1": "wrong"}  # no 'redundant'
+    config["label2id"] = {"useful": 0, "wrong": 1}
+    (disc / "config.json").write_text(json.dumps(config))
+    return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _disc_truncated(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    _truncate(disc / "model.safetensors")
+    return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _policy_truncated(work: Path, shared: Shared) -> list[str]:
+    policy = Path(shutil.copytree(shared.model_dir, work / "policy"))
+    _truncate(policy / "model.safetensors")
+    return _adv(work, shared, f"policy.model={policy}")
+
+
+def _pickle_weights(work: Path, shared: Shared) -> list[str]:
+    import torch
+    from safetensors.torch import load_file
+
+    disc = _copy_disc(work, shared)
+    torch.save(load_file(str(disc / "model.safetensors")), disc / "pytorch_model.bin")
+    (disc / "model.safetensors").unlink()
+    return [str(disc), "--cache-dir", str(work / "cache")]
+
+
+def _remote_code(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    config = json.loads((disc / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForTokenClassification": "modeling_evil.EvilModel"}
+    (disc / "config.json").write_text(json.dumps(config))
+    # if this ever ran, the file it writes would show up as a leftover
+    (disc / "modeling_evil.py").write_text(f"open({str(work / 'ran-remote-code')!r}, 'w').close()\n")
+    return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _missing_name(work: Path, shared: Shared) -> list[str]:
+    return _adv(work, shared, disc="no-such-discriminator")
+
+
+def _archive(work: Path, shared: Shared, extra: Callable | None = None) -> Path:
+    """A .tar.gz of the tiny discriminator at its root, plus the members ``extra(tf)`` adds."""
+    path = work / "disc.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for f in sorted(shared.disc_dir.iterdir()):
+            tf.add(f, arcname=f.name)
+        if extra is not None:
+            extra(tf)
+    return path
+
+
+def _sha_mismatch(work: Path, shared: Shared) -> list[str]:
+    archive = _archive(work, shared)
+    return [archive.as_uri(), "--sha256", "0" * 64, "--cache-dir", str(work / "cache")]
+
+
+def _path_traversal(work: Path, shared: Shared) -> list[str]:
+    from gan_cot.discriminator.registry import sha256_file
+
+    def evil(tf: tarfile.TarFile) -> None:
+        info = tarfile.TarInfo("../evil.txt")
+        info.size = 4
+        tf.addfile(info, io.BytesIO(b"evil"))
+
+    archive = _archive(work, shared, evil)
+    return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(work / "cache")]
+
+
+def _truncated_in_archive(work: Path, shared: Shared) -> list[str]:
+    from gan_cot.discriminator.registry import sha256_file
+
+    src = _copy_disc(work, shared)
+    _truncate(src / "model.safetensors")
+    archive = work / "disc.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        for f in sorted(src.iterdir()):
+            tf.add(f, arcname=f.name)
+    return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(work / "cache")]
+
+
+def _unwritable(work: Path) -> Path:
+    """A folder path that cannot be created or written: read-only for a normal user, under a file for root."""
+    if os.geteuid() == 0:  # root writes anywhere: a path under a regular file cannot be a folder
+        (work / "a-file").write_text("")
+        return work / "a-file" / "sub"
+    ro = work / "read-only"
+    ro.mkdir()
+    ro.chmod(0o500)
+    return ro / "sub"
+
+
+def _mlflow_unwritable(work: Path, shared: Shared) -> list[str]:
+    return _adv(work, shared, f"mlflow_dir={_unwritable(work)}")
+
+
+def _output_unwritable(work: Path, shared: Shared) -> list[str]:
+    return _adv(work, shared, f"output_dir={_unwritable(work)}")
+
+
+def _cache_unwritable(work: Path, shared: Shared) -> list[str]:
+    from gan_cot.discriminator.registry import sha256_file
+
+    archive = _archive(work, shared)
+    return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(_unwritable(work))]
+
+
+def _resume_missing(work: Path, shared: Shared) -> list[str]:
+    ckpts = work / "out" / "checkpoints"
+    ckpts.mkdir(parents=True)
+    (ckpts / "latest").write_text("round-00003")  # the folder it names is gone
+    return [*_adv(work, shared), "--resume"]
+
+
+_DATA = "train_adv.py task=gsm8k data=bad.jsonl"
+_ADV = "train_adv.py"
+_DL = "download_discriminator.py"
+
+CASES: list[Case] = [
+    # ---- data files (GSM8K-style jsonl)
+    Case("data-malformed-json", "data", "train_adv", _DATA, _data_case(b'{"question": "Ann has 3 pens", "answer": '),
+         ("bad.jsonl:3", "not valid JSON")),
+    Case("data-missing-field", "data", "train_adv", _DATA, _data_case(b'{"question": "Ann has 3 pens."}'),
+         ("bad.jsonl:3", "missing field 'answer'")),
+    Case("data-empty-chain", "data", "train_adv", _DATA,
+         _data_case(b'{"question": "Ann has 3 pens.", "answer": "#### 3"}'), ("bad.jsonl:3", "no solution steps")),
+    Case("data-no-final-answer", "data", "train_adv", _DATA,
+         _data_case(b'{"question": "Ann has 3 pens.", "answer": "She has 3 pens."}'),
+         ("bad.jsonl:3", "no final answer")),
+    Case("data-non-utf8", "data", "train_adv", _DATA,
+         _data_case(b'{"question": "Ann has 3 pens \xff\xfe.", "answer": "3\\n#### 3"}'),
+         ("bad.jsonl:3", "not valid UTF-8")),
+    Case("data-10mb-line", "data", "train_adv", _DATA,
+         _data_case(lambda: json.dumps({"question": "x" * (10 << 20), "answer": "1\n#### 1"}).encode()),
+         ("bad.jsonl:3", "over the limit")),
+    Case("data-duplicate-id", "data", "train_adv", _DATA,
+         _data_case(json.dumps(gsm8k_record(99, id="q1")).encode(), ids=True),
+         ("bad.jsonl:3", "duplicate id 'q1'", "bad.jsonl:1")),
+    Case("data-bad-test-split", "data", "train_adv", "train_adv.py task=gsm8k data=FOLDER (bad test.jsonl)",
+         _bad_test_split, ("test.jsonl:2", "not valid JSON")),
+    Case("data-missing-file", "data", "train_adv", "train_adv.py task=gsm8k data=nowhere.jsonl",
+         lambda w, s: _adv(w, s, "task=gsm8k", f"data={w / 'nowhere.jsonl'}"), ("GSM8K data not found", "nowhere")),
+    # ---- configs (key=value overrides and YAML files)
+    Case("config-unknown-key", "config", "train_adv", "train_adv.py roundz=3", _config_case("roundz=3"),
+         ("unknown key 'roundz'",)),
+    Case("config-wrong-type", "config", "train_adv", "train_adv.py rounds=many", _config_case("rounds=many"),
+         ("rounds: expected an integer, got 'many'",)),
+    Case("config-negative-micro-batch", "config", "train_adv", "train_adv.py loss.micro_batch=-4",
+         _config_case("loss.micro_batch=-4"), ("loss.micro_batch must be positive, got -4",)),
+    Case("config-negative-rollout-batch", "config", "train_adv", "train_adv.py rollout.batch_size=-8",
+         _config_case("rollout.batch_size=-8"), ("rollout.batch_size",),
+         pending="adv_config.py does not check rollout.batch_size (a negative one is silently treated as 1)",
+         precheck=_config_accepts("rollout.batch_size=-8")),
+    Case("config-negative-sft-batch", "config", "train_adv", "train_adv.py sft.batch_size=-2",
+         _config_case("sft.batch_size=-2"), ("sft.batch_size",),
+         pending="adv_config.py does not check sft.batch_size (the run fails mid-round in random.sample)",
+         precheck=_config_accepts("sft.batch_size=-2")),
+    Case("config-bad-yaml", "config", "train_adv", "train_adv.py --config bad.yaml", _bad_yaml,
+         ("bad.yaml:", "not valid YAML")),
+    # ---- checkpoints (discriminator and policy folders)
+    Case("ckpt-tokenizer-cannot-encode", "checkpoint", "train_adv", "train_adv.py --discriminator DISC",
+         _tokenizer_cannot_encode, ("tokenizer cannot encode a chain", "disc")),
+    Case("ckpt-tokenizer-unrelated-vocab", "checkpoint", "train_adv", "train_adv.py --discriminator DISC",
+         _tokenizer_unrelated, ("unknown token", "vocabulary does not fit")),
+    Case("ckpt-label-map-mismatch", "checkpoint", "train_adv", "train_adv.py --discriminator DISC", _label_map,
+         ("config.json", "['redundant']", "id2label")),
+    Case("ckpt-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py --discriminator DISC",
+         _disc_truncated, ("model.safetensors", "truncated")),
+    Case("ckpt-policy-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py policy.model=POLICY",
+         _policy_truncated, ("policy/model.safetensors", "truncated")),
+    Case("ckpt-pickle-weights", "checkpoint", "download_discriminator", f"{_DL} DISC", _pickle_weights,
+         ("pytorch_model.bin", "pickle", "--allow-pickle")),
+    Case("ckpt-remote-code", "checkpoint", "train_adv", "train_adv.py --discriminator DISC", _remote_code,
+         ("config.json", "auto_map", "refuses to run code")),
+    Case("ckpt-resume-missing-checkpoint", "checkpoint", "train_adv", "train_adv.py --resume (latest -> gone)",
+         _resume_missing, ("round-00003",),
+         pending="trainer.py load_checkpoint does not check the checkpoint `latest` names (DeepSpeed asserts); "
+         "see the proposed CheckpointLoadError diff"),
+    # ---- downloads
+    Case("download-sha256-mismatch", "download", "download_discriminator", f"{_DL} file://disc.tar.gz --sha256 0…",
+         _sha_mismatch, ("sha256 mismatch", "disc.tar.gz"), may_create=("cache",)),
+    Case("download-path-traversal", "download", "download_discriminator", f"{_DL} file://disc.tar.gz (../evil.txt)",
+         _path_traversal, ("unsafe archive", "'../evil.txt'"), may_create=("cache",)),
+    Case("download-truncated-safetensors", "download", "download_discriminator",
+         f"{_DL} file://disc.tar.gz (truncated weights)", _truncated_in_archive, ("refused", "truncated"),
+         may_create=("cache",)),
+    Case("download-missing-name", "download", "train_adv", "train_adv.py discriminator.name=no-such-discriminator",
+         _missing_name, ("unknown discriminator 'no-such-discriminator'", "ledger-tiny")),
+    Case("download-cache-unwritable", "download", "download_discriminator", f"{_DL} URL --cache-dir UNWRITABLE",
+         _cache_unwritable, ("cache folder", "cannot be written")),
+    # ---- outputs
+    Case("output-mlflow-unwritable", "output", "train_adv", "train_adv.py mlflow_dir=UNWRITABLE",
+         _mlflow_unwritable, ("MLflow store", "cannot be written", "mlflow_dir=")),
+    Case("output-folder-unwritable", "output", "train_adv", "train_adv.py output_dir=UNWRITABLE",
+         _output_unwritable, ("output folder", "cannot be written", "output_dir=")),
+]  # fmt: skip
+
+
+def markdown_table(outcomes: list[Outcome | tuple[Case, str]]) -> str:
+    """case | entry point | exit code | message (first line); a pending case not run shows why."""
+    rows = ["| case | entry point | exit code | message (first line) |", "|---|---|---|---|"]
+    for item in outcomes:
+        if isinstance(item, Outcome):
+            case, code, msg = item.case, str(item.code) if item.code is not None else "raised", item.message
+            if item.problems():
+                msg += f" **[{'; '.join(item.problems())}]**"
+        else:
+            case, why = item
+            code, msg = "—", f"not run (pending: {case.pending}; {why})"
+        msg = msg.replace("|", "\\|")
+        rows.append(f"| {case.id} | `{case.entry}` | {code} | {msg} |")
+    return "\n".join(rows)
