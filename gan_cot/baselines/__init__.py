@@ -1,0 +1,154 @@
+"""Baselines from the seed methods, most of them on TRL trainers.
+
+Every baseline shortens the same base policy and is measured the same way: the base is evaluated on the
+test split, the method runs, the result is evaluated on the same questions, and one MLflow run (tag
+``method``) gets the flattened config, base and final accuracy / mean tokens / tokens vs minimal, the policy's
+parameter count, the number of sampled completions used for training (``rollouts``) and the wall time.
+
+=================  =====================================================================================
+method (tag)       what it does
+=================  =====================================================================================
+srs                Kimi k1.5 shortest rejection sampling: n samples per question, SFT (TRL ``SFTTrainer``,
+                   LoRA) on the shortest correct one
+dpo                Kimi k1.5 long2short DPO: shortest correct = chosen; wrong ones and correct ones
+                   ``long_ratio`` x longer = rejected (TRL ``DPOTrainer``, LoRA)
+grpo-<reward>      TRL ``GRPOTrainer`` (LoRA) with a length reward from :mod:`gan_cot.rewards`: kimi,
+                   o1pruner, shorterbetter or l1
+budget-forcing     no training: at inference the end of thinking is forced after N tokens (S1, elastic
+                   reasoning), then the model answers in a few tokens
+merge              no training: the base and a shortened model averaged weight by weight (Kimi k1.5)
+=================  =====================================================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+
+from gan_cot.baselines.common import BaselineError, Context, Outcome
+from gan_cot.baselines.config import METHODS, BaselineConfig
+
+# method -> module with ``train(ctx) -> Outcome``; imported on use, so only the TRL trainer needed loads
+MODULES = {
+    "srs": "gan_cot.baselines.srs",
+    "dpo": "gan_cot.baselines.dpo",
+    "grpo": "gan_cot.baselines.grpo",
+    "budget-forcing": "gan_cot.baselines.budget",
+    "merge": "gan_cot.baselines.merge",
+}
+assert set(MODULES) == set(METHODS)
+
+
+def make_task(cfg):
+    from gan_cot.tasks import get_task
+
+    if cfg.task == "ledger":
+        return get_task("ledger", seed=cfg.seed)
+    if cfg.task == "gsm8k":
+        return get_task("gsm8k", path=cfg.data)
+    return get_task(cfg.task)
+
+
+def output_dir(cfg) -> Path:
+    return Path(cfg.output_dir) if cfg.output_dir else Path("outputs") / "baselines" / cfg.tag
+
+
+def _evaluate(cfg, model, tokenizer, task, examples) -> dict:
+    from gan_cot.evaluate import evaluate
+
+    return evaluate(
+        model, tokenizer, task, examples, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
+        seed=cfg.seed, show_progress=cfg.progress,
+    )  # fmt: skip
+
+
+def _log_history(trainer) -> None:
+    """The TRL trainer's logged statistics (loss, rewards, lengths) as MLflow step metrics."""
+    import math
+
+    import mlflow
+
+    for entry in getattr(getattr(trainer, "state", None), "log_history", []):
+        step = int(entry.get("step", 0))
+        metrics = {
+            f"train/{k}": float(v)
+            for k, v in entry.items()
+            if k not in ("step", "epoch") and isinstance(v, (int, float)) and math.isfinite(v)
+        }
+        if metrics:
+            mlflow.log_metrics(metrics, step=step)
+
+
+def run(cfg: BaselineConfig, log=print) -> dict:
+    """Evaluate the base, run the method, evaluate its result, log one MLflow run; returns the result dict."""
+    import mlflow
+    import torch
+    from transformers import set_seed
+
+    from gan_cot import tracking
+    from gan_cot.baselines.common import count_params
+    from gan_cot.cli import check_writable_dir
+    from gan_cot.config import to_dict
+    from gan_cot.models import load_model, load_tokenizer
+
+    started = time.time()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    out = check_writable_dir(output_dir(cfg))
+    task = make_task(cfg)
+    test = task.examples("test", cfg.eval.n)
+    model_id = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
+    tokenizer = load_tokenizer(model_id)
+    model = load_model(model_id, dtype=torch.float32)
+    n_params = count_params(model)
+    method = importlib.import_module(MODULES[cfg.method])
+
+    tracking.setup(cfg.experiment, cfg.mlflow_dir)
+    with mlflow.start_run(run_name=f"{cfg.tag}-{time.strftime('%Y%m%d-%H%M%S')}") as active:
+        run_id = active.info.run_id
+        mlflow.set_tag("method", cfg.tag)
+        mlflow.log_params(tracking.flatten(to_dict(cfg)))
+        (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
+        log(f"[{cfg.tag}] evaluating the base {model_id} on {len(test)} test questions")
+        base = _evaluate(cfg, model, tokenizer, task, test)
+        log(f"[{cfg.tag}] base: accuracy {base['accuracy']:.3f}, mean tokens {base['mean_tokens']:.1f}")
+        ctx = Context(cfg=cfg, task=task, tokenizer=tokenizer, model=model, model_id=model_id, out=out, log=log)
+        outcome: Outcome = method.train(ctx)
+        if outcome.trainer is not None:
+            _log_history(outcome.trainer)
+        log(f"[{cfg.tag}] evaluating the result")
+        final = _evaluate(cfg, outcome.model, tokenizer, outcome.eval_task or task, test)
+        result = {
+            "method": cfg.tag,
+            "run_id": run_id,
+            "output_dir": str(out),
+            "saved": str(outcome.saved) if outcome.saved else None,
+            "n": final["n"],
+            "seed": cfg.seed,
+            "base_accuracy": base["accuracy"],
+            "base_mean_tokens": base["mean_tokens"],
+            "base_tokens_vs_minimal": base.get("tokens_vs_minimal"),
+            "final_accuracy": final["accuracy"],
+            "final_mean_tokens": final["mean_tokens"],
+            "final_tokens_vs_minimal": final.get("tokens_vs_minimal"),
+            "n_params": n_params,
+            "rollouts": outcome.rollouts,
+            **outcome.metrics,
+        }
+        result["wall_seconds"] = round(time.time() - started, 1)
+        skip = ("method", "run_id", "output_dir", "saved", "n", "seed")
+        mlflow.log_metrics({k: float(v) for k, v in result.items() if k not in skip and v is not None})
+        (out / "result.json").write_text(json.dumps(result, indent=2))
+        mlflow.log_artifact(str(out / "result.json"))
+        mlflow.log_artifact(str(out / "config.json"))
+    log(
+        f"[{cfg.tag}] accuracy {base['accuracy']:.3f} -> {final['accuracy']:.3f}, "
+        f"mean tokens {base['mean_tokens']:.1f} -> {final['mean_tokens']:.1f}"
+    )
+    return result
+
+
+__all__ = ["METHODS", "MODULES", "BaselineConfig", "BaselineError", "Context", "Outcome", "run"]

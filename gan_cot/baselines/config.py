@@ -1,0 +1,189 @@
+"""Configuration of the seed-method baselines (``python scripts/train_baseline.py --config ...``).
+
+One dataclass serves every method; each method reads the sections it needs (``sample`` for the methods
+that sample from the base, ``dpo``, ``grpo``, ``budget``, ``merge``) and ignores the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gan_cot.config import ConfigError, field
+
+METHODS = ("srs", "dpo", "grpo", "budget-forcing", "merge")
+GRPO_REWARDS = ("kimi", "o1pruner", "shorterbetter", "l1")
+
+
+@dataclass
+class LoraSection:
+    r: int = field(16, help="LoRA rank")
+    alpha: int = field(32, help="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = field(0.0, help="LoRA dropout")
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        help="module names that get LoRA adapters",
+    )
+
+
+@dataclass
+class TrainSection:
+    steps: int = field(40, help="optimizer steps (TRL max_steps)")
+    batch_size: int = field(
+        16, help="sequences per device per step; for GRPO, completions (questions x grpo.num_generations)"
+    )
+    grad_accum: int = field(1, help="gradient accumulation steps")
+    lr: float = field(2e-3, help="adapter learning rate")
+    warmup: float = field(0.1, help="warmup: a fraction of the steps if below 1, else a number of steps")
+    max_length: int = field(512, help="longest tokenized prompt + completion kept for SFT and DPO")
+    logging_steps: int = field(5, help="log training statistics every N steps")
+    bf16: bool = field(False, help="bf16 mixed precision (GPUs that support it; leave off on a CPU)")
+
+
+@dataclass
+class SampleSection:
+    n: int = field(8, help="chains sampled per training question from the base (srs, dpo)")
+    temperature: float = field(1.0, help="sampling temperature")
+    max_new_tokens: int = field(200, help="token budget per sampled chain")
+    batch_size: int = field(64, help="questions per generation batch")
+
+
+@dataclass
+class DPOSection:
+    beta: float = field(0.1, help="DPO beta (strength of the implicit KL to the base)")
+    long_ratio: float = field(1.5, help="a correct chain this many times longer than the chosen one is rejected")
+    max_pairs: int = field(4, help="preference pairs per question at most (wrong chains first, then the longest)")
+
+
+@dataclass
+class GRPOSection:
+    reward: str = field("kimi", help=f"length reward: {', '.join(GRPO_REWARDS)}")
+    num_generations: int = field(4, help="completions per question (the group the reward is computed over)")
+    max_completion_length: int = field(160, help="token budget per completion")
+    temperature: float = field(1.0, help="sampling temperature")
+    beta: float = field(0.0, help="KL coefficient to the base (0: no reference forward passes)")
+    kimi_weight: float = field(1.0, help="kimi: weight of the length reward added to the 0/1 correctness reward")
+    o1pruner_lambda: float = field(2.0, help="o1pruner: weight of the accuracy term")
+    o1pruner_reference: str = field(
+        "base", help="o1pruner: base (means from samples of the base, as the paper) or group (the group's own means)"
+    )
+    o1pruner_samples: int = field(4, help="o1pruner: base samples per question for the reference means")
+    shorterbetter_alpha: float = field(2.0, help="shorterbetter: reward of a correct answer")
+    shorterbetter_beta: float = field(0.001, help="shorterbetter: penalty per token away from the optimal length")
+    shorterbetter_no_correct: str = field(
+        "shortest", help="shorterbetter: optimal length of a group with no correct answer: shortest or mean"
+    )
+    l1_a: float = field(0.0003, help="l1: penalty per token away from the requested length")
+    l1_budgets: list[int] = field(
+        default_factory=lambda: [32, 48, 64, 96], help="l1: requested lengths, drawn per training question"
+    )
+    l1_eval_budget: int = field(40, help="l1: requested length in the final evaluation prompt")
+
+
+@dataclass
+class BudgetSection:
+    think_tokens: int = field(64, help="thinking budget N: past it the end of thinking is forced")
+    answer_tokens: int = field(8, help="tokens the model may write after the forced end of thinking")
+    end_of_thinking: str = field("\n####", help="text appended to end the thinking (unless already written)")
+
+
+@dataclass
+class MergeSection:
+    other: str | None = field(
+        "outputs/baselines/srs/adapter", help="the shortened model (folder or adapter folder) averaged with the base"
+    )
+    weight: float = field(0.5, help="weight of `other`: merged = (1 - weight) * base + weight * other")
+
+
+@dataclass
+class EvalSection:
+    n: int = field(200, help="test questions for the base and the final evaluation (greedy)")
+    max_new_tokens: int = field(200, help="token budget per evaluated chain")
+    batch_size: int = field(64, help="questions per generation batch")
+
+
+@dataclass
+class BaselineConfig:
+    method: str = field("srs", help=f"baseline: {', '.join(METHODS)}")
+    task: str = field("ledger", help="task: ledger or gsm8k")
+    data: str | None = field(None, help="data path for file-backed tasks")
+    seed: int = field(0, help="seed for data, sampling and initialisation")
+    model: str = field("models/ledger-verbose-base", help="base causal LM (Hub id or folder) to shorten")
+    train_questions: int = field(64, help="training questions (the first n of the train split)")
+    output_dir: str | None = field(None, help="run folder (default outputs/baselines/<method tag>)")
+    experiment: str = field("gan-cot", help="MLflow experiment")
+    mlflow_dir: str | None = field(None, help="local MLflow store folder (default mlruns/; MLFLOW_TRACKING_URI wins)")
+    threads: int | None = field(None, help="torch CPU threads (default: torch's choice)")
+    progress: bool = field(True, help="show progress bars")
+    lora: LoraSection = field(default_factory=LoraSection, help="LoRA adapter (srs, dpo, grpo)")
+    train: TrainSection = field(default_factory=TrainSection, help="optimisation (srs, dpo, grpo)")
+    sample: SampleSection = field(default_factory=SampleSection, help="sampling from the base (srs, dpo)")
+    dpo: DPOSection = field(default_factory=DPOSection, help="DPO pairs and loss")
+    grpo: GRPOSection = field(default_factory=GRPOSection, help="GRPO rollouts and length rewards")
+    budget: BudgetSection = field(default_factory=BudgetSection, help="budget forcing at inference")
+    merge: MergeSection = field(default_factory=MergeSection, help="weight averaging")
+    eval: EvalSection = field(default_factory=EvalSection, help="evaluation")
+
+    @property
+    def tag(self) -> str:
+        """The method as logged (MLflow tag ``method``): ``grpo-<reward>`` for GRPO, else the method."""
+        return f"grpo-{self.grpo.reward}" if self.method == "grpo" else self.method
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ConfigError(f"method: {self.method!r} is not allowed; choose one of {', '.join(METHODS)}")
+        if self.grpo.reward not in GRPO_REWARDS:
+            raise ConfigError(
+                f"grpo.reward: {self.grpo.reward!r} is not allowed; choose one of {', '.join(GRPO_REWARDS)}"
+            )
+        if self.grpo.o1pruner_reference not in ("base", "group"):
+            raise ConfigError(f"grpo.o1pruner_reference: {self.grpo.o1pruner_reference!r}; choose base or group")
+        if self.grpo.shorterbetter_no_correct not in ("shortest", "mean"):
+            raise ConfigError(
+                f"grpo.shorterbetter_no_correct: {self.grpo.shorterbetter_no_correct!r}; choose shortest or mean"
+            )
+        positive = {
+            "train_questions": self.train_questions, "train.steps": self.train.steps,
+            "train.batch_size": self.train.batch_size, "train.grad_accum": self.train.grad_accum,
+            "train.max_length": self.train.max_length, "train.logging_steps": self.train.logging_steps,
+            "sample.n": self.sample.n, "sample.max_new_tokens": self.sample.max_new_tokens,
+            "sample.batch_size": self.sample.batch_size, "dpo.max_pairs": self.dpo.max_pairs,
+            "grpo.max_completion_length": self.grpo.max_completion_length,
+            "grpo.o1pruner_samples": self.grpo.o1pruner_samples, "grpo.l1_eval_budget": self.grpo.l1_eval_budget,
+            "budget.think_tokens": self.budget.think_tokens, "eval.n": self.eval.n,
+            "eval.max_new_tokens": self.eval.max_new_tokens, "eval.batch_size": self.eval.batch_size,
+            "lora.r": self.lora.r,
+        }  # fmt: skip
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if self.threads is not None and self.threads <= 0:
+            raise ConfigError(f"threads must be positive, got {self.threads}")
+        for key, value in (
+            ("sample.temperature", self.sample.temperature),
+            ("grpo.temperature", self.grpo.temperature),
+        ):
+            if value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if self.train.lr <= 0 or self.train.warmup < 0:
+            raise ConfigError(
+                f"train.lr must be positive and train.warmup 0 or more, got {self.train.lr}, {self.train.warmup}"
+            )
+        if self.budget.answer_tokens < 0:
+            raise ConfigError(f"budget.answer_tokens must be 0 or more, got {self.budget.answer_tokens}")
+        if self.dpo.long_ratio < 1:
+            raise ConfigError(f"dpo.long_ratio must be at least 1, got {self.dpo.long_ratio}")
+        if self.grpo.num_generations < 2:
+            raise ConfigError("grpo.num_generations must be at least 2: the rewards compare completions in a group")
+        if self.method == "grpo" and self.train.batch_size % self.grpo.num_generations:
+            raise ConfigError(
+                f"train.batch_size ({self.train.batch_size}) must be a multiple of grpo.num_generations "
+                f"({self.grpo.num_generations}): each step holds whole groups"
+            )
+        if not self.grpo.l1_budgets or any(b <= 0 for b in self.grpo.l1_budgets):
+            raise ConfigError(
+                f"grpo.l1_budgets must be a non-empty list of positive lengths, got {self.grpo.l1_budgets}"
+            )
+        if not 0.0 <= self.merge.weight <= 1.0:
+            raise ConfigError(f"merge.weight must be in [0, 1], got {self.merge.weight}")
+        if self.method == "merge" and not self.merge.other:
+            raise ConfigError("merge.other is required for method merge: the shortened model to average with the base")
