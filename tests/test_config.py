@@ -16,6 +16,10 @@ def test_yaml_and_overrides(tmp_path):
     f.write_text("steps: 10\nlr: 0.01\n")
     cfg = load_config(DiscriminatorTrainConfig, f, ["steps=20", "name=x"])
     assert cfg.steps == 20 and cfg.lr == 0.01 and cfg.name == "x"
+    cfg = load_config(DiscriminatorTrainConfig, f, ["lr=5e-4"])  # YAML 1.1 reads this as a string
+    assert cfg.lr == 5e-4
+    with pytest.raises(ConfigError, match="lr: expected a number, got 'fast'"):
+        load_config(DiscriminatorTrainConfig, f, ["lr=fast"])
 
 
 @pytest.mark.parametrize(
