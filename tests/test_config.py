@@ -46,7 +46,9 @@ def test_every_yaml_under_configs_loads():
     from gan_cot.adv_config import AdvConfig
     from gan_cot.config import from_dict
 
-    kinds = {"discriminator": DiscriminatorTrainConfig, "configs": AdvConfig}
+    from gan_cot.baselines.config import BaselineConfig
+
+    kinds = {"discriminator": DiscriminatorTrainConfig, "configs": AdvConfig, "baselines": BaselineConfig}
     found = 0
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
         first = path.read_text().splitlines()[0]
@@ -58,7 +60,7 @@ def test_every_yaml_under_configs_loads():
             continue
         from_dict(cls, yaml.safe_load(path.read_text()) or {}, str(path))
         found += 1
-    assert found >= 3
+    assert found >= 11
     for path in sorted((ROOT / "configs" / "deepspeed").glob("*.json")):
         import json
 
