@@ -8,8 +8,8 @@ discriminator refresh) on DeepSpeed engines.
     deepspeed scripts/train_adv.py --resume                          # continue the same run and MLflow run
     deepspeed scripts/train_adv.py --alpha 1.5                       # a fixed alpha instead of the learned gate
 
-The last line printed (rank 0) is one JSON object: run_id, output_dir, base and final accuracy, mean
-tokens and tokens_vs_minimal, wall_seconds.
+The last line printed (rank 0) is one JSON object (with or without ``--json``): run_id, output_dir, base
+and final accuracy, mean tokens and tokens_vs_minimal, wall_seconds, peak_rss_mb.
 """
 
 from __future__ import annotations
@@ -38,6 +38,11 @@ def main(argv=None) -> int:
     p.add_argument(
         "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.alpha)"
     )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="accepted for symmetry with the other scripts: the JSON line is always printed",
+    )
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = p.parse_args(argv)
     from gan_cot.adv_config import AdvConfig
@@ -64,6 +69,9 @@ def main(argv=None) -> int:
     except OSError as e:  # a file the run needs went missing or cannot be written: say which
         fail(f"{e.strerror or e}" + (f": {e.filename}" if getattr(e, "filename", None) else ""))
     if rank == 0:
+        import resource
+
+        result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # this process
         print_json(result)
     return 0
 
