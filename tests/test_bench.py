@@ -1,0 +1,64 @@
+"""scripts/bench.py end to end on a tiny policy and discriminator built in-process: the three ratios come back as
+numbers or null, and both throughput figures are positive. A benchmark: nothing here checks a timing target."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--tiny", "--json", "--seed", "0", "--steps", "1", "--questions", "2", "--group-size", "2", "--max-rollouts", "8",
+    "--val-n", "4", "--max-think-tokens", "8", "--max-answer-tokens", "4", "--gen-batch", "4", "--gen-repeats", "1",
+]  # fmt: skip
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def is_number_or_null(x) -> bool:
+    return x is None or (isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x))
+
+
+@pytest.mark.slow
+def test_bench_reports_the_three_ratios(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    bench = load_bench()
+    assert bench.main([*TINY, "--workdir", str(tmp_path / "work")]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    for key in ("update_throughput_ratio", "rollouts_to_target_ratio", "generation_time_ratio"):
+        assert key in out and is_number_or_null(out[key]), (key, out.get(key))
+    tp = out["throughput"]
+    assert tp["ours_samples_per_s"] > 0 and tp["trl_samples_per_s"] > 0
+    assert out["update_throughput_ratio"] > 0
+    assert len(tp["ours_update_seconds"]) == len(tp["trl_update_seconds"]) == 1
+    assert tp["trl_distributed_type"] == "NO"  # TRL runs as a plain one-process run, not under DDP
+    # both trainers stop within the rollout budget, counted in whole rounds of Q x G = 4 chains
+    for side in ("ours", "trl"):
+        r = out["rollouts_to_target"][side]
+        assert 0 < r["rollouts_run"] <= 8 and r["rollouts_run"] % 4 == 0
+        assert r["rollouts"] is None or r["rollouts"] == r["rollouts_run"]
+    if out["ours_rollouts_to_target"] is None or out["trl_rollouts_to_target"] is None:
+        assert out["rollouts_to_target_ratio"] is None
+    gt = out["generation_time"]
+    assert gt["base_seconds_per_answer"] > 0 and gt["ours_seconds_per_answer"] > 0
+    assert out["settings"]["group_size"] == 2 and out["settings"]["questions"] == 2
+    assert "notes" in out and out["wall_seconds"]["total"] > 0
+
+
+def test_bad_arguments_are_refused(capsys):
+    bench = load_bench()
+    for argv, message in (
+        (["--group-size", "1"], "--group-size must be at least 2"),
+        (["--questions", "4", "--group-size", "4", "--max-rollouts", "8"], "below one round"),
+        (["--tiny", "--model", "x"], "leave out --model"),
+    ):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv)
+        assert message in capsys.readouterr().err
