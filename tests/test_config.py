@@ -44,9 +44,8 @@ def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
 
 def test_every_yaml_under_configs_loads():
     from gan_cot.adv_config import AdvConfig
-    from gan_cot.config import from_dict
-
     from gan_cot.baselines.config import BaselineConfig
+    from gan_cot.config import from_dict
 
     kinds = {"discriminator": DiscriminatorTrainConfig, "configs": AdvConfig, "baselines": BaselineConfig}
     found = 0
