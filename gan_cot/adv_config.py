@@ -154,9 +154,19 @@ class AdvConfig:
 
     def __post_init__(self):
         for key, value in (("rounds", self.rounds), ("rollout.questions", self.rollout.questions),
-                           ("rollout.group_size", self.rollout.group_size), ("loss.micro_batch", self.loss.micro_batch),
-                           ("eval.n", self.eval.n)):  # fmt: skip
+                           ("rollout.group_size", self.rollout.group_size), ("rollout.batch_size", self.rollout.batch_size),
+                           ("rollout.max_think_tokens", self.rollout.max_think_tokens),
+                           ("loss.micro_batch", self.loss.micro_batch), ("loss.epochs", self.loss.epochs),
+                           ("sft.batch_size", self.sft.batch_size), ("eval.n", self.eval.n),
+                           ("max_nan_steps", self.max_nan_steps)):  # fmt: skip
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
+        for key, value in (("checkpoint_every", self.checkpoint_every), ("eval.every", self.eval.every),
+                           ("sft.steps", self.sft.steps), ("discriminator.refresh_steps", self.discriminator.refresh_steps),
+                           ("rollout.max_answer_tokens", self.rollout.max_answer_tokens)):  # fmt: skip
+            if value < 0:
+                raise ConfigError(f"{key} must be >= 0, got {value}")
+        if self.eval.every and self.eval.round_n <= 0:
+            raise ConfigError(f"eval.round_n must be positive when eval.every is set, got {self.eval.round_n}")
         if self.rollout.group_size < 2:
             raise ConfigError("rollout.group_size must be at least 2: credit is normalised within the group")

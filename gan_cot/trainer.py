@@ -578,23 +578,42 @@ class AdversarialTrainer:
             (root / "latest.tmp").write_text(final.name)
             os.replace(root / "latest.tmp", latest)
             for old in sorted(root.glob("round-*")):
-                if old != final and not old.name.endswith(".tmp"):
-                    shutil.rmtree(old, ignore_errors=True)
+                if old == final:
+                    continue
+                if not old.name.endswith(".tmp"):
+                    trash = old.with_name(old.name + ".old.tmp")
+                    os.replace(old, trash)
+                    old = trash
+                shutil.rmtree(old, ignore_errors=True)
         torch.distributed.barrier()
 
     def load_checkpoint(self) -> bool:
-        """Restore the latest complete checkpoint, if any; returns whether one was found."""
+        """Restore the latest complete checkpoint, if any; returns whether one was found.
+
+        A checkpoint that ``latest`` names but that cannot be read raises :class:`CheckpointLoadError` naming it,
+        before anything is restored."""
         from gan_cot.discriminator.model import Discriminator
 
         latest = self.checkpoint_dir() / "latest"
         if not latest.exists():
             return False
         ckpt = self.checkpoint_dir() / latest.read_text().strip()
-        self.engine.load_checkpoint(str(ckpt / "engine"), tag="state")
-        state = json.loads((ckpt / "state.json").read_text())
-        self.start_round = state["round"] + 1
-        self.run_id = state["run_id"]
-        self.best = {int(k): v for k, v in state["best"].items()}
+        hint = f"restore it, or delete {self.checkpoint_dir()} to start the run over"
+        needed = ("state.json", "engine/state", "discriminator/config.json")
+        missing = [name for name in needed if not (ckpt / name).exists()]
+        if missing:
+            raise CheckpointLoadError(f"checkpoint {ckpt} (named by {latest}) lacks {', '.join(missing)}; {hint}")
+        try:
+            state = json.loads((ckpt / "state.json").read_text())
+            start_round, run_id = int(state["round"]) + 1, state["run_id"]
+            best = {int(k): list(v) for k, v in state["best"].items()}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointLoadError(f"{ckpt / 'state.json'} cannot be read ({type(e).__name__}: {e}); {hint}") from e
+        try:
+            self.engine.load_checkpoint(str(ckpt / "engine"), tag="state")
+        except Exception as e:  # noqa: BLE001 - DeepSpeed asserts, raises OSError or pickle errors alike
+            raise CheckpointLoadError(f"{ckpt / 'engine'} cannot be loaded ({type(e).__name__}: {e}); {hint}") from e
+        self.start_round, self.run_id, self.best = start_round, run_id, best
         self.disc = Discriminator.from_pretrained(str(ckpt / "discriminator"))
         rng_file = ckpt / f"rng-{self.rank}.json"
         if rng_file.exists():
@@ -616,8 +635,13 @@ class AdversarialTrainer:
         resumed = self.resume and self.load_checkpoint()
         if self.is_main:
             tracking.setup(cfg.experiment, cfg.mlflow_dir)
-            run = mlflow.start_run(run_id=self.run_id) if resumed and self.run_id else mlflow.start_run()
+            run_file = self.out / "mlflow_run.json"
+            if self.resume and not resumed and run_file.exists():  # killed before its first checkpoint
+                self.run_id = json.loads(run_file.read_text())["run_id"]
+            run = mlflow.start_run(run_id=self.run_id) if self.run_id else mlflow.start_run()
             self.run_id = run.info.run_id
+            self.out.mkdir(parents=True, exist_ok=True)
+            write_json(run_file, {"run_id": self.run_id})
             if not resumed:
                 mlflow.log_params(tracking.flatten(to_dict(cfg)))
                 method = "gan-cot" if cfg.credit.mode == "discriminator" else "gan-cot-length"
@@ -636,7 +660,7 @@ class AdversarialTrainer:
             with self.engine.module.disable_adapter():
                 base = self.evaluate("test", cfg.eval.n)
             if self.is_main:
-                base_path.write_text(json.dumps(base))
+                write_json(base_path, base)
                 n_params = sum(p.numel() for p in self.engine.module.get_base_model().parameters())
                 mlflow.log_metrics({f"base_{k}": v for k, v in base.items() if isinstance(v, float)} | {
                     "n_params": float(n_params)})  # fmt: skip
@@ -683,7 +707,7 @@ class AdversarialTrainer:
             shutil.rmtree(adapter, ignore_errors=True)
             tmp.rename(adapter)
             self.disc.save_pretrained(self.out / "discriminator")
-            (self.out / "result.json").write_text(json.dumps(result, indent=2))
+            write_json(self.out / "result.json", result, indent=2)
             mlflow.log_metrics({f"final_{k}": v for k, v in final.items() if isinstance(v, float)})
             mlflow.log_artifacts(str(adapter), artifact_path="adapter")
             mlflow.end_run()
@@ -756,6 +780,17 @@ class AdversarialTrainer:
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+class CheckpointLoadError(ValueError):
+    """The checkpoint to resume from cannot be read; the message names it and what to do."""
+
+
+def write_json(path: Path, obj, **kwargs) -> None:
+    """Write JSON through a temporary file and a rename: a kill never leaves half a file that is read back."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, **kwargs))
+    os.replace(tmp, path)
 
 
 def check_tokenizers(policy_tok, disc) -> None:

@@ -31,11 +31,6 @@ def test_killed_and_resumed_run_matches_an_unbroken_one(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="pending trainer.py change: a run killed after MLflow starts but before its first checkpoint is resumed "
-    "into a new MLflow run, leaving the first one RUNNING (the run id lives only in checkpoints)",
-)
 def test_kill_before_the_first_checkpoint_keeps_one_mlflow_run(tmp_path):
     r = subprocess.run(
         [sys.executable, "scripts/chaos.py", "--kills", "1", "--rounds", "2", "--first-kill-on", "round 0:",

@@ -457,13 +457,9 @@ CASES: list[Case] = [
     Case("config-negative-micro-batch", "config", "train_adv", "train_adv.py loss.micro_batch=-4",
          _config_case("loss.micro_batch=-4"), ("loss.micro_batch must be positive, got -4",)),
     Case("config-negative-rollout-batch", "config", "train_adv", "train_adv.py rollout.batch_size=-8",
-         _config_case("rollout.batch_size=-8"), ("rollout.batch_size",),
-         pending="adv_config.py does not check rollout.batch_size (a negative one is silently treated as 1)",
-         precheck=_config_accepts("rollout.batch_size=-8")),
+         _config_case("rollout.batch_size=-8"), ("rollout.batch_size",)),
     Case("config-negative-sft-batch", "config", "train_adv", "train_adv.py sft.batch_size=-2",
-         _config_case("sft.batch_size=-2"), ("sft.batch_size",),
-         pending="adv_config.py does not check sft.batch_size (the run fails mid-round in random.sample)",
-         precheck=_config_accepts("sft.batch_size=-2")),
+         _config_case("sft.batch_size=-2"), ("sft.batch_size",)),
     Case("config-bad-yaml", "config", "train_adv", "train_adv.py --config bad.yaml", _bad_yaml,
          ("bad.yaml:", "not valid YAML")),
     # ---- checkpoints (discriminator and policy folders)
@@ -482,9 +478,7 @@ CASES: list[Case] = [
     Case("ckpt-remote-code", "checkpoint", "train_adv", "train_adv.py --discriminator DISC", _remote_code,
          ("config.json", "auto_map", "refuses to run code")),
     Case("ckpt-resume-missing-checkpoint", "checkpoint", "train_adv", "train_adv.py --resume (latest -> gone)",
-         _resume_missing, ("round-00003",),
-         pending="trainer.py load_checkpoint does not check the checkpoint `latest` names (DeepSpeed asserts); "
-         "see the proposed CheckpointLoadError diff"),
+         _resume_missing, ("round-00003",),),
     # ---- downloads
     Case("download-sha256-mismatch", "download", "download_discriminator", f"{_DL} file://disc.tar.gz --sha256 0…",
          _sha_mismatch, ("sha256 mismatch", "disc.tar.gz"), may_create=("cache",)),
