@@ -313,6 +313,9 @@ def main(argv=None) -> int:
         "TOKENIZERS_PARALLELISM": "false",
     }
     env.pop("MLFLOW_TRACKING_URI", None)
+    # a single-process run sets these in its own environment; a child must pick a fresh rendezvous
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
     problems: list[str] = []
     try:
         import contextlib
