@@ -57,9 +57,10 @@ class SFTConfig:
     steps: int = field(8, help="SFT steps per round (0 disables the phase)")
     batch_size: int = field(32, help="sequences per SFT step")
     source: str = field(
-        "pruned",
-        help="pruned (shortest correct so far, discriminator-judged redundant/wrong steps cut), shortest_correct "
-        "(as sampled), reference (the task's chains), or minimal (the task's minimal chains)",
+        "shortest_correct",
+        help="shortest_correct (shortest correct chain sampled so far), pruned (the same with the discriminator's "
+        "redundant/wrong steps cut; needs many questions per round: on a few dozen it overfits them), reference "
+        "(the task's chains), or minimal (the task's minimal chains)",
     )
 
     def __post_init__(self):

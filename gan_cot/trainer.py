@@ -3,9 +3,9 @@
 Each round:
 
 1. **SFT** on reference chains: by default, for each question, the shortest correct chain sampled so far
-   after the discriminator's redundant and wrong steps are cut out of it (``sft.source: pruned``); or the
-   shortest correct chain as sampled (``shortest_correct``, Kimi's shortest rejection sampling), so SFT
-   pulls toward brevity rather than toward the verbose data;
+   (``sft.source: shortest_correct``, Kimi's shortest rejection sampling), so SFT pulls toward brevity rather
+   than toward the verbose data; or the same chain with the discriminator's redundant and wrong steps cut out
+   (``pruned``: much shorter targets, which on a few dozen questions per round the policy overfits);
 2. **rollout**: G chains per question from the current policy, with a thinking budget after which the
    end of thinking is forced, then a small answer budget;
 3. **scoring**: every chain is split into steps, the discriminator gives each step class probabilities,
