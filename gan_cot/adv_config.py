@@ -106,11 +106,11 @@ class GateConfig:
     pooling: str = field("mean", help="prompt features for the gate: mean over prompt tokens or the last one")
     hidden: int = field(64, help="width of the gate's hidden layer")
     length_coef: float = field(
-        0.2,
-        help="length cost: each chain's reward is correct - length_coef * tokens / mean tokens of its group, before "
-        "the group normalisation (gate on only); 0: the gate learns from the token credit alone",
+        1.0,
+        help="length cost (gate on only): each chain's sequence advantage loses length_coef * (tokens / mean tokens "
+        "of its group - 1), centred and not std-normalised; 0: the gate learns from the token credit alone",
     )
-    lr: float = field(1e-3, help="gate learning rate (its own optimizer parameter group)")
+    lr: float = field(1e-2, help="gate learning rate (its own optimizer parameter group)")
 
     def __post_init__(self):
         if self.pooling not in ("mean", "last"):

@@ -20,11 +20,14 @@ prompt features (the base model's pooled hidden state, adapter off) to ``alpha``
 LoRA delta is scaled by it, ``W + alpha * delta``. Rollouts (forced answers too) run under each question's alpha,
 ``old_logp`` under that same alpha, and the update's forward and backward under ``alpha = gate(features)`` with
 grad, so the PPO loss trains the gate with the adapter. SFT steps run under the gate's alpha without grad (the
-delta learns the short chains at the alpha the gate picks). The length cost enters the sequence reward before the
-group normalisation: ``R_i = correct_i - length_coef * tokens_i / mean_G tokens`` (:func:`gan_cot.gate.length_cost`
-with the group mean as reference), so within a group shorter correct chains get the larger advantage and a
-wrong one still loses more than any length saves (while ``length_coef`` < 1). Evaluation uses the gate; the final
-adapter folder gets ``alpha_gate.safetensors`` (:func:`gan_cot.gate.load_gated_policy` reads it).
+delta learns the short chains at the alpha the gate picks). The length cost, ``c_i = length_coef * tokens_i /
+mean_G tokens`` (:func:`gan_cot.gate.length_cost` with the group mean as reference), enters each chain's sequence
+advantage centred on its group and at its own scale: ``A_i = GRPO(correct)_i - (c_i - mean_G c)``, so a chain 10%
+shorter than its group's mean gains ``0.1 * length_coef`` on every token. It is not put into the reward before the
+std normalisation: in a group where every chain is correct (most groups, on the built-in task) that would turn a
+one-token difference into a full +-1 advantage. A wrong chain still loses more than any length saves. Evaluation
+uses the gate; the final adapter folder gets ``alpha_gate.safetensors`` (:func:`gan_cot.gate.load_gated_policy`
+reads it).
 ``gate.alpha`` instead fixes alpha (CoT-Valve): rollouts, updates, SFT and evaluation all run at
 ``W + alpha * delta``, and the saved adapter holds ``alpha * delta`` so any LoRA loader reproduces it.
 
@@ -165,9 +168,11 @@ class AdversarialTrainer:
         if cfg.gate.enabled:  # before deepspeed.initialize: the engine then owns (and all-reduces) its parameters
             from gan_cot.gate import AlphaGate, attach_gate
 
-            gate = AlphaGate(
-                base.config.hidden_size, cfg.gate.alpha_max, cfg.gate.pooling, layer_sizes=(cfg.gate.hidden,)
-            )
+            with torch.random.fork_rng(devices=[]):  # its own init stream: the run's sampling is not shifted
+                torch.manual_seed(cfg.seed)
+                gate = AlphaGate(
+                    base.config.hidden_size, cfg.gate.alpha_max, cfg.gate.pooling, layer_sizes=(cfg.gate.hidden,)
+                )
             self.gate = attach_gate(model, gate)
         params = [p for p in model.parameters() if p.requires_grad]
         ds_config = json.loads(Path(cfg.deepspeed).read_text())
@@ -293,10 +298,10 @@ class AdversarialTrainer:
             correct = torch.tensor([float(s.correct) for s in group])
             lengths = torch.tensor([float(len(s.completion_ids)) for s in group])
             penalty = cfg.credit.length_penalty if cfg.credit.mode == "length" else 0.0
-            rewards = sequence_rewards(correct, lengths, penalty)
-            if self.gate is not None and cfg.gate.length_coef > 0:
-                rewards = rewards - length_cost(lengths, lengths.mean(), cfg.gate.length_coef)
-            seq_adv = group_sequence_advantage(rewards)
+            seq_adv = group_sequence_advantage(sequence_rewards(correct, lengths, penalty))
+            if self.gate is not None and cfg.gate.length_coef > 0:  # centred, not divided by the group's std
+                cost = length_cost(lengths, lengths.mean(), cfg.gate.length_coef)
+                seq_adv = seq_adv - (cost - cost.mean())
             for s, a in zip(group, seq_adv.tolist()):
                 credits = step_credit(s.probs, self.weights) if s.probs is not None else None
                 s.advantages = token_advantages(len(s.completion_ids), s.step_spans, credits, a, cfg.credit.step_coef)

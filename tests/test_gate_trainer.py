@@ -94,6 +94,27 @@ def test_gate_trains_logs_alpha_and_is_saved_with_the_adapter(tmp_path, tiny_mod
         assert torch.allclose(loaded.gate(feats), gate(feats))
 
 
+def test_a_new_gate_samples_what_the_plain_adapter_samples(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
+    """A new gate gives alpha = 1.0 (the plain LoRA) and its initialisation does not shift the run's random stream,
+    so round 0's rollouts are those of the same run with the gate off."""
+    monkeypatch.chdir(ROOT)
+    from gan_cot.trainer import AdversarialTrainer
+
+    on = AdversarialTrainer(
+        gate_config(tmp_path / "on", tiny_model_dir, tiny_disc_dir, "rounds=1"), log=lambda m: None
+    )
+    off = AdversarialTrainer(
+        gate_config(tmp_path / "off", tiny_model_dir, tiny_disc_dir, "rounds=1", "gate.enabled=false"),
+        log=lambda m: None,
+    )
+    a, b = on.train(), off.train()
+    for key in ("rollout_tokens", "rollout_accuracy", "frac_redundant"):
+        assert _history(tmp_path / "on" / "mlruns", a["run_id"], key) == _history(
+            tmp_path / "off" / "mlruns", b["run_id"], key
+        ), key
+    assert _history(tmp_path / "on" / "mlruns", a["run_id"], "alpha_mean") == {0: 1.0}
+
+
 def test_resume_with_the_gate_matches_an_unbroken_run(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
     monkeypatch.chdir(ROOT)
     from gan_cot.trainer import AdversarialTrainer
