@@ -62,10 +62,25 @@ class SFTConfig:
         "redundant/wrong steps cut; needs many questions per round: on a few dozen it overfits them), reference "
         "(the task's chains), or minimal (the task's minimal chains)",
     )
+    pool_questions: int = field(
+        0,
+        help="before round 0, sample G chains for this many training questions and keep each one's shortest "
+        "correct (pruned) chain, so the first SFT steps see a pool this large instead of one round's questions",
+    )
+    pool_samples: int = field(1, help="chains sampled per pool question (pool_questions)")
+    warmup_steps: int = field(0, help="SFT steps on the pool before round 0 (after pool_questions fills it)")
+    lr: float | None = field(None, help="SFT learning rate (null: policy.lr)")
 
     def __post_init__(self):
         if self.source not in ("pruned", "shortest_correct", "reference", "minimal"):
             raise ConfigError(f"sft.source: {self.source!r}; choose pruned, shortest_correct, reference or minimal")
+        if self.pool_samples <= 0:
+            raise ConfigError(f"sft.pool_samples must be positive, got {self.pool_samples}")
+        for key in ("pool_questions", "warmup_steps"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"sft.{key} must be 0 or more, got {getattr(self, key)}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError(f"sft.lr must be positive (or null for policy.lr), got {self.lr}")
 
 
 @dataclass

@@ -37,6 +37,7 @@ credit, as in GRPO), no reward model other than the discriminator and the task's
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -155,7 +156,8 @@ class AdversarialTrainer:
         cfg = self.cfg
         seed_everything(cfg.seed + self.rank)
         self.task = get_task("ledger", seed=cfg.seed) if cfg.task == "ledger" else get_task(cfg.task, path=cfg.data)
-        self.train_examples = self.task.examples("train", max(cfg.rollout.questions * cfg.rounds, 512))
+        n_train = max(cfg.rollout.questions * cfg.rounds, cfg.sft.pool_questions, 512)
+        self.train_examples = self.task.examples("train", n_train)
         # an absolute base path, so the saved adapter finds its base from any working directory
         model_id = str(Path(cfg.policy.model).resolve()) if Path(cfg.policy.model).exists() else cfg.policy.model
         self.tokenizer = load_tokenizer(model_id)
@@ -205,29 +207,30 @@ class AdversarialTrainer:
         return idx[self.rank :: self.world]
 
     @torch.no_grad()
-    def rollout(self, indices: list[int]) -> list[Sample]:
+    def rollout(self, indices: list[int], group_size: int | None = None) -> list[Sample]:
         """G sampled chains per question under the thinking budget, then a forced end of thinking."""
         cfg = self.cfg.rollout
+        g = group_size or cfg.group_size
         model = self.engine.module
         model.eval()
         tok = self.tokenizer
         eos = tok.eos_token_id
         samples: list[Sample] = []
         prompts = [render_prompt(tok, self.task.prompt(self.train_examples[i])) for i in indices]
-        for b in range(0, len(prompts), max(1, cfg.batch_size // cfg.group_size)):
-            chunk = prompts[b : b + max(1, cfg.batch_size // cfg.group_size)]
+        for b in range(0, len(prompts), max(1, cfg.batch_size // g)):
+            chunk = prompts[b : b + max(1, cfg.batch_size // g)]
             chunk_idx = indices[b : b + len(chunk)]
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
             feats, alpha = self.prompt_alpha(enc["input_ids"], enc["attention_mask"])
             with gated(model, alpha):  # each prompt's alpha, repeated for its G samples
                 out = model.generate(
                     **enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
-                    max_new_tokens=cfg.max_think_tokens, num_return_sequences=cfg.group_size,
+                    max_new_tokens=cfg.max_think_tokens, num_return_sequences=g,
                     pad_token_id=tok.pad_token_id, eos_token_id=eos,
                 )  # fmt: skip
             new = out[:, enc["input_ids"].shape[1] :].tolist()
             for j, ids in enumerate(new):
-                q = j // cfg.group_size
+                q = j // g
                 ex_i = chunk_idx[q]
                 p_ids = tok(chunk[q], add_special_tokens=False)["input_ids"]
                 row_alpha = alpha[q : q + 1] if isinstance(alpha, torch.Tensor) else alpha
@@ -284,7 +287,7 @@ class AdversarialTrainer:
         return Sample(ex_i, prompt_ids, ids, text, [s.text for s in steps], spans, self.task.verify(text, example))
 
     @torch.no_grad()
-    def score(self, samples: list[Sample]) -> None:
+    def score(self, samples: list[Sample], group_size: int | None = None) -> None:
         """Discriminator probabilities per step and per-token advantages, normalised within each group."""
         cfg = self.cfg
         with_steps = [s for s in samples if s.steps]
@@ -292,7 +295,7 @@ class AdversarialTrainer:
             questions = [self.task.prompt(self.train_examples[s.example_index]) for s in with_steps]
             for s, p in zip(with_steps, self.disc.score(questions, [s.steps for s in with_steps])):
                 s.probs = p
-        g = cfg.rollout.group_size
+        g = group_size or cfg.rollout.group_size
         for k in range(0, len(samples), g):
             group = samples[k : k + g]
             correct = torch.tensor([float(s.correct) for s in group])
@@ -384,26 +387,43 @@ class AdversarialTrainer:
         self.engine.step()
         return True
 
-    def sft_phase(self, r: int) -> dict:
-        """A few SFT steps on the chosen reference chains (the shortest correct so far by default)."""
+    def sft_phase(self, r: int, steps: int | None = None) -> dict:
+        """A few SFT steps on the chosen reference chains (the shortest correct so far by default); ``r = -1``
+        with ``steps`` is the warm-up on the pool before round 0."""
         cfg = self.cfg.sft
-        if cfg.steps <= 0:
+        steps = cfg.steps if steps is None else steps
+        if steps <= 0:
             return {}
         pairs = self.sft_pairs()
         if not pairs:
             return {}
         rng = random.Random(self.cfg.seed * 1000 + r)
         losses = []
-        for _ in range(cfg.steps):
-            chosen = rng.sample(pairs, min(cfg.batch_size, len(pairs)))
-            batch = collate(chosen, self.tokenizer.pad_token_id)
-            alpha = self.sft_alpha(batch, [n for _, n in chosen])
-            self.engine.train()
-            with gated(self.engine.module, alpha):
-                out = self.engine(**batch)
-                if self.step(out.loss):
-                    losses.append(out.loss.item())
+        with self.sft_lr():
+            for _ in range(steps):
+                chosen = rng.sample(pairs, min(cfg.batch_size, len(pairs)))
+                batch = collate(chosen, self.tokenizer.pad_token_id)
+                alpha = self.sft_alpha(batch, [n for _, n in chosen])
+                self.engine.train()
+                with gated(self.engine.module, alpha):
+                    out = self.engine(**batch)
+                    if self.step(out.loss):
+                        losses.append(out.loss.item())
         return {"sft_loss": sum(losses) / len(losses)} if losses else {}
+
+    @contextlib.contextmanager
+    def sft_lr(self):
+        """``sft.lr`` for the adapter's parameter group while SFT runs (the gate's group keeps its own)."""
+        lr = self.cfg.sft.lr
+        groups = self.engine.optimizer.param_groups[:1] if lr is not None else []
+        saved = [g["lr"] for g in groups]
+        for g in groups:
+            g["lr"] = lr
+        try:
+            yield
+        finally:
+            for g, v in zip(groups, saved):
+                g["lr"] = v
 
     def sft_alpha(self, batch: dict, prompt_lens: list[int]):
         """SFT runs at the alpha the gate gives each prompt (no grad: SFT trains the delta, not the gate), the
@@ -669,6 +689,10 @@ class AdversarialTrainer:
                 n_params = sum(p.numel() for p in self.engine.module.get_base_model().parameters())
                 mlflow.log_metrics({f"base_{k}": v for k, v in base.items() if isinstance(v, float)} | {
                     "n_params": float(n_params)})  # fmt: skip
+        if not resumed:
+            warm = self.warm_start()
+            if self.is_main and warm:
+                mlflow.log_metrics(warm)
         try:
             for r in range(self.start_round, cfg.rounds):
                 metrics = self.run_round(r)
@@ -718,6 +742,45 @@ class AdversarialTrainer:
             mlflow.end_run()
         self.save_checkpoint(cfg.rounds - 1)
         return result
+
+    def warm_start(self) -> dict:
+        """Before round 0: fill the SFT pool (``sft.pool_questions``), then ``sft.warmup_steps`` SFT steps on it."""
+        cfg = self.cfg.sft
+        out = {}
+        if cfg.pool_questions:
+            out.update(self.fill_pool(cfg.pool_questions))
+            if self.is_main:
+                self.log("pool: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(out.items())))
+        if cfg.warmup_steps:
+            warm = self.sft_phase(-1, cfg.warmup_steps)
+            if warm:
+                out["warmup_sft_loss"] = warm["sft_loss"]
+                if self.is_main:
+                    self.log(f"warm-up: {cfg.warmup_steps} SFT steps, sft_loss {warm['sft_loss']:.3g}")
+        return out
+
+    def fill_pool(self, n: int) -> dict:
+        """Sample, score and remember chains for the first ``n`` training questions (this process's share), so the
+        SFT pool starts with ``n`` targets: a few dozen pruned targets get memorised, a few hundred do not."""
+        n = min(n, len(self.train_examples))
+        idx = list(range(n - n % self.world))[self.rank :: self.world]  # the same count on every process
+        g = self.cfg.sft.pool_samples
+        chunk = max(1, self.cfg.rollout.batch_size // g)
+        stats = []
+        for b in range(0, len(idx), chunk):
+            samples = self.rollout(idx[b : b + chunk], group_size=g)
+            self.score(samples, group_size=g)
+            self.remember_shortest(samples)
+            stats.append(self.sample_stats(samples) if self.world == 1 else None)
+        size = torch.tensor([float(len(self.best)), float(sum(map(len, self.best.values())))], dtype=torch.float64)
+        if self.world > 1:
+            torch.distributed.all_reduce(size)
+        out = {"pool_size": size[0].item(), "pool_tokens": size[1].item() / max(size[0].item(), 1.0)}
+        if self.world == 1 and stats:
+            out.update(
+                {f"pool_{k}": v for k, v in _mean(stats).items() if k in ("rollout_accuracy", "rollout_tokens")}
+            )
+        return out
 
     def run_round(self, r: int) -> dict:
         cfg = self.cfg

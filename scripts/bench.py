@@ -166,6 +166,7 @@ class Bench:
             over.append(f"rollout.max_answer_tokens={self.args.max_answer_tokens}")
         if self.args.tiny:  # seconds, not minutes
             over += ["sft.steps=1", "sft.batch_size=4", "discriminator.refresh_steps=1", "loss.micro_batch=4"]
+            over += ["sft.pool_questions=0", "sft.warmup_steps=0"]
         return load_config(AdvConfig, DEFAULT_CONFIG, over)
 
     def settings(self) -> dict:
@@ -384,13 +385,15 @@ class Bench:
         tr.setup()
         tr.log_samples = lambda *a, **k: None  # no MLflow run here: the round's sample table is not logged
         history, reached = [], None
+        tr.warm_start()  # the SFT pool's chains count as rollouts too
+        pool = min(cfg.sft.pool_questions, len(tr.train_examples)) * cfg.sft.pool_samples
         for r in range(self.rounds):
             tr.run_round(r)
             ev = self.val_eval(tr.engine.module, tr.tokenizer)
-            history.append({"rollouts": (r + 1) * self.n, **ev})
-            self.log(f"[ours] round {r}: {(r + 1) * self.n} rollouts, " + fmt_eval(ev))
+            history.append({"rollouts": pool + (r + 1) * self.n, **ev})
+            self.log(f"[ours] round {r}: {pool + (r + 1) * self.n} rollouts, " + fmt_eval(ev))
             if self.reached(ev):
-                reached = (r + 1) * self.n
+                reached = pool + (r + 1) * self.n
                 break
         adapter = self.work / "ours-adapter"
         tr.engine.module.save_pretrained(adapter)

@@ -54,7 +54,7 @@ TRAIN_ADV = REPO_ROOT / "scripts" / "train_adv.py"
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
 TINY_RUN = (
     "rollout.questions=2", "rollout.group_size=2", "rollout.max_think_tokens=12", "rollout.max_answer_tokens=4",
-    "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference", "loss.micro_batch=4", "loss.epochs=1",
+    "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference", "sft.pool_questions=0", "sft.warmup_steps=0", "loss.micro_batch=4", "loss.epochs=1",
     "discriminator.refresh_steps=1", "checkpoint_every=1",
 )  # fmt: skip
 REL_TOL = 1e-4

@@ -21,7 +21,7 @@ def short_run_config(out, store, model_dir, disc_dir, experiment):
             f"policy.model={model_dir}", f"discriminator.name={disc_dir}", f"output_dir={out}",
             f"mlflow_dir={store}", f"experiment={experiment}", f"deepspeed={ROOT / 'configs/deepspeed/zero0.json'}",
             "seed=3", "rounds=2", "rollout.questions=2", "rollout.group_size=2", "rollout.max_think_tokens=12",
-            "rollout.max_answer_tokens=4", "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference",
+            "rollout.max_answer_tokens=4", "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference", "sft.pool_questions=0", "sft.warmup_steps=0",
             "loss.micro_batch=4", "loss.epochs=1", "discriminator.refresh_steps=1", "checkpoint_every=0",
         ],
     )  # fmt: skip

@@ -29,6 +29,8 @@ def gate_config(tmp_path, model_dir, disc_dir, *extra):
             "eval.n=4",
             "sft.steps=2",
             "sft.source=reference",
+            "sft.pool_questions=0",
+            "sft.warmup_steps=0",
             "loss.micro_batch=8",
             f"output_dir={tmp_path / 'out'}",
             f"mlflow_dir={tmp_path / 'mlruns'}",

@@ -23,6 +23,8 @@ def tiny_run_config(tmp_path, model_dir, disc_dir, *extra):
             "eval.n=4",
             "sft.steps=2",
             "sft.source=reference",
+            "sft.pool_questions=0",
+            "sft.warmup_steps=0",
             "loss.micro_batch=8",
             f"output_dir={tmp_path / 'out'}",
             f"mlflow_dir={tmp_path / 'mlruns'}",
@@ -118,3 +120,54 @@ def test_non_finite_losses_are_skipped_then_stop(tmp_path):
     assert "non-finite loss skipped (1 in a row)" in logs[0]
     with pytest.raises(NonFiniteLoss, match="2 non-finite losses in a row"):
         trainer.step(torch.tensor(float("inf")))
+
+
+def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, monkeypatch):
+    """sft.pool_questions samples and prunes chains before round 0, sft.warmup_steps trains on them at sft.lr,
+    and the adapter's learning rate is restored for the policy update."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    from gan_cot.trainer import AdversarialTrainer
+
+    cfg = load_config(
+        AdvConfig,
+        "configs/default.yaml",
+        [
+            "rounds=1",
+            "rollout.questions=2",
+            "rollout.group_size=2",
+            "eval.n=4",
+            "sft.steps=1",
+            "sft.source=pruned",
+            "sft.pool_questions=6",
+            "sft.pool_samples=2",
+            "sft.warmup_steps=2",
+            "sft.lr=1e-4",
+            "policy.lr=3e-3",
+            "loss.micro_batch=8",
+            "checkpoint_every=0",
+            f"output_dir={tmp_path / 'out'}",
+            f"mlflow_dir={tmp_path / 'mlruns'}",
+        ],  # fmt: skip
+    )
+    trainer = AdversarialTrainer(cfg, log=lambda m: None)
+    seen = []
+    step = trainer.step
+
+    def record(loss):
+        seen.append(trainer.engine.optimizer.param_groups[0]["lr"])
+        return step(loss)
+
+    monkeypatch.setattr(trainer, "step", record)
+    result = trainer.train()
+    assert seen[:2] == [1e-4, 1e-4]  # the warm-up's two steps run at sft.lr
+    assert 3e-3 in seen[2:]  # the policy update at policy.lr again
+    assert trainer.engine.optimizer.param_groups[0]["lr"] == 3e-3
+
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    metrics = mlflow.tracking.MlflowClient().get_run(result["run_id"]).data.metrics
+    assert 1 <= metrics["pool_size"] <= 6  # the shipped base answers most questions: most get a target
+    assert metrics["pool_tokens"] < metrics["pool_rollout_tokens"]  # pruned targets: shorter than the samples
+    assert "warmup_sft_loss" in metrics

@@ -34,7 +34,7 @@ DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
 # A run small enough to finish in seconds, should a bad input slip through the checks.
 TINY_RUN = (
     "rounds=1", "rollout.questions=2", "rollout.group_size=2", "rollout.max_think_tokens=8",
-    "rollout.max_answer_tokens=4", "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference",
+    "rollout.max_answer_tokens=4", "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference", "sft.pool_questions=0", "sft.warmup_steps=0",
     "loss.micro_batch=4", "loss.epochs=1", "discriminator.refresh_steps=1", "checkpoint_every=1",
 )  # fmt: skip
 GSM8K_GOOD_LINES = 510  # more than Gsm8kTask's validation_size (500), so the train split is not empty
