@@ -291,7 +291,9 @@ class AdversarialTrainer:
         """Discriminator probabilities per step and per-token advantages, normalised within each group."""
         cfg = self.cfg
         with_steps = [s for s in samples if s.steps]
-        if cfg.credit.mode == "discriminator" and with_steps:
+        step_credit_on = cfg.credit.mode == "discriminator"
+        # the ablation (credit.mode=length) still asks the discriminator when it prunes SFT targets
+        if (step_credit_on or cfg.sft.source == "pruned") and with_steps:
             questions = [self.task.prompt(self.train_examples[s.example_index]) for s in with_steps]
             for s, p in zip(with_steps, self.disc.score(questions, [s.steps for s in with_steps])):
                 s.probs = p
@@ -306,7 +308,7 @@ class AdversarialTrainer:
                 cost = length_cost(lengths, lengths.mean(), cfg.gate.length_coef)
                 seq_adv = seq_adv - (cost - cost.mean())
             for s, a in zip(group, seq_adv.tolist()):
-                credits = step_credit(s.probs, self.weights) if s.probs is not None else None
+                credits = step_credit(s.probs, self.weights) if step_credit_on and s.probs is not None else None
                 s.advantages = token_advantages(len(s.completion_ids), s.step_spans, credits, a, cfg.credit.step_coef)
 
     def batch_tensors(self, samples: list[Sample]) -> dict[str, torch.Tensor]:

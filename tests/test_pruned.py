@@ -45,3 +45,40 @@ def test_pruned_leaves_an_all_useful_chain_alone(tiny_model_dir):
     trainer = make_trainer(tiny_model_dir)
     s = sample_for(trainer, ["a", "b"], ["useful", "useful"], trainer.train_examples[0].answer)
     assert trainer.pruned_ids(s) is None
+
+
+class FixedScores:
+    """Stands in for the discriminator: every step judged redundant (what score() reads: .score only)."""
+
+    def score(self, questions, chains):
+        return [torch.tensor([[0.1, 0.8, 0.1]] * len(steps)) for steps in chains]
+
+
+def scored(mode, source):
+    from gan_cot.adv_config import AdvConfig
+    from gan_cot.config import load_config
+    from gan_cot.credit import CreditWeights
+
+    trainer = AdversarialTrainer.__new__(AdversarialTrainer)
+    trainer.cfg = load_config(AdvConfig, "configs/default.yaml", [f"credit.mode={mode}", f"sft.source={source}"])
+    trainer.task = LedgerTask(seed=0)
+    trainer.train_examples = trainer.task.examples("train", 1)
+    trainer.disc, trainer.gate = FixedScores(), None
+    trainer.weights = CreditWeights(0.2, -1.0, -1.0)
+    samples = [
+        Sample(0, [], list(range(n)), "a\nb\n#### 1", ["a", "b"], [(0, 2), (2, 4)], ok)
+        for n, ok in ((6, True), (8, True), (6, False), (9, False))
+    ]
+    trainer.score(samples)
+    return samples
+
+
+def test_length_ablation_gets_no_step_credit_but_still_prunes(monkeypatch):
+    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[1])
+    with_steps = scored("discriminator", "pruned")
+    assert with_steps[0].advantages[0] < with_steps[0].advantages[-1]  # a redundant step's tokens lose credit
+    ablation = scored("length", "pruned")
+    assert all(s.probs is not None for s in ablation)  # scored: pruned SFT targets need the judgement
+    for s in ablation:  # but the credit is the sequence term only, the same on every token
+        assert torch.allclose(s.advantages, s.advantages[0].expand_as(s.advantages))
+    assert all(s.probs is None for s in scored("length", "shortest_correct"))  # no discriminator at all
