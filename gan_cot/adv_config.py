@@ -59,7 +59,7 @@ class SFTConfig:
     source: str = field(
         "shortest_correct",
         help="shortest_correct (shortest correct chain sampled so far), pruned (the same with the discriminator's "
-        "redundant/wrong steps cut; needs many questions per round: on a few dozen it overfits them), reference "
+        "redundant/wrong steps cut; needs a pool of thousands, pool_questions: a few dozen get memorised), reference "
         "(the task's chains), or minimal (the task's minimal chains)",
     )
     pool_questions: int = field(

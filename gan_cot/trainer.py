@@ -1,11 +1,14 @@
 """The adversarial loop on DeepSpeed engines.
 
+Before round 0 (``sft.pool_questions``, ``sft.warmup_steps``): one chain per training question for a pool of
+questions, each correct one pruned by the discriminator, and SFT steps on that pool (``warm_start``). A few
+dozen pruned targets get memorised and the policy collapses; a pool of thousands does not.
+
 Each round:
 
-1. **SFT** on reference chains: by default, for each question, the shortest correct chain sampled so far
-   (``sft.source: shortest_correct``, Kimi's shortest rejection sampling), so SFT pulls toward brevity rather
-   than toward the verbose data; or the same chain with the discriminator's redundant and wrong steps cut out
-   (``pruned``: much shorter targets, which on a few dozen questions per round the policy overfits);
+1. **SFT** on the pool: by default (``sft.source: pruned``), for each question, the shortest correct chain
+   sampled so far with the discriminator's redundant and wrong steps cut out; or that chain unpruned
+   (``shortest_correct``, Kimi's shortest rejection sampling), or the task's reference or minimal chains;
 2. **rollout**: G chains per question from the current policy, with a thinking budget after which the
    end of thinking is forced, then a small answer budget;
 3. **scoring**: every chain is split into steps, the discriminator gives each step class probabilities,
