@@ -64,8 +64,8 @@ class SFTConfig:
     )
     pool_questions: int = field(
         0,
-        help="before round 0, sample G chains for this many training questions and keep each one's shortest "
-        "correct (pruned) chain, so the first SFT steps see a pool this large instead of one round's questions",
+        help="before round 0, sample pool_samples chains for this many training questions and keep each one's "
+        "shortest correct (pruned) chain, so SFT sees a pool this large instead of one round's questions",
     )
     pool_samples: int = field(1, help="chains sampled per pool question (pool_questions)")
     warmup_steps: int = field(0, help="SFT steps on the pool before round 0 (after pool_questions fills it)")

@@ -2,7 +2,7 @@
 
 Before round 0 (``sft.pool_questions``, ``sft.warmup_steps``): one chain per training question for a pool of
 questions, each correct one pruned by the discriminator, and SFT steps on that pool (``warm_start``). A few
-dozen pruned targets get memorised and the policy collapses; a pool of thousands does not.
+hundred pruned targets get memorised and the policy collapses; a pool of thousands does not.
 
 Each round:
 
@@ -766,7 +766,7 @@ class AdversarialTrainer:
 
     def fill_pool(self, n: int) -> dict:
         """Sample, score and remember chains for the first ``n`` training questions (this process's share), so the
-        SFT pool starts with ``n`` targets: a few dozen pruned targets get memorised, a few hundred do not."""
+        SFT pool starts with ``n`` targets: a few hundred pruned targets get memorised, a few thousand do not."""
         n = min(n, len(self.train_examples))
         idx = list(range(n - n % self.world))[self.rank :: self.world]  # the same count on every process
         g = self.cfg.sft.pool_samples
@@ -776,12 +776,13 @@ class AdversarialTrainer:
             samples = self.rollout(idx[b : b + chunk], group_size=g)
             self.score(samples, group_size=g)
             self.remember_shortest(samples)
-            stats.append(self.sample_stats(samples) if self.world == 1 else None)
+            if self.world == 1:  # sample_stats all-reduces: the chunk counts would have to match across ranks
+                stats.append(self.sample_stats(samples))
         size = torch.tensor([float(len(self.best)), float(sum(map(len, self.best.values())))], dtype=torch.float64)
         if self.world > 1:
             torch.distributed.all_reduce(size)
         out = {"pool_size": size[0].item(), "pool_tokens": size[1].item() / max(size[0].item(), 1.0)}
-        if self.world == 1 and stats:
+        if stats:
             out.update(
                 {f"pool_{k}": v for k, v in _mean(stats).items() if k in ("rollout_accuracy", "rollout_tokens")}
             )
