@@ -126,8 +126,26 @@ class GateConfig:
         "of its group - 1), centred and not std-normalised; 0: the gate learns from the token credit alone",
     )
     lr: float = field(1e-2, help="gate learning rate (its own optimizer parameter group)")
+    mode: str = field(
+        "pathwise",
+        help="how the gate learns: pathwise (the PPO loss back-propagates through alpha) or reinforce (each chain "
+        "samples its own alpha around the gate's, and the gate learns which alpha won its group; the LoRA trains "
+        "at the sampled alpha)",
+    )
+    sigma: float = field(1.0, help="reinforce mode: exploration noise on the gate's logit (alpha_max * sigmoid(.))")
+    sft_alpha: float | None = field(
+        None,
+        help="alpha of the SFT steps (warm-up included): null, the gate's alpha for each prompt; a number, the "
+        "delta learns the short chains at that alpha and the gate chooses how much of it each question gets",
+    )
 
     def __post_init__(self):
+        if self.mode not in ("pathwise", "reinforce"):
+            raise ConfigError(f"gate.mode: {self.mode!r} is not allowed; choose pathwise or reinforce")
+        if not self.sigma > 0:
+            raise ConfigError(f"gate.sigma must be > 0, got {self.sigma}")
+        if self.sft_alpha is not None and not self.sft_alpha >= 0:
+            raise ConfigError(f"gate.sft_alpha must be >= 0 (or null), got {self.sft_alpha}")
         if self.pooling not in ("mean", "last"):
             raise ConfigError(f"gate.pooling: {self.pooling!r} is not allowed; choose mean or last")
         if not self.alpha_max > 1.0:

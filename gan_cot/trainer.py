@@ -31,6 +31,12 @@ std normalisation: in a group where every chain is correct (most groups, on the 
 one-token difference into a full +-1 advantage. A wrong chain still loses more than any length saves. Evaluation
 uses the gate; the final adapter folder gets ``alpha_gate.safetensors`` (:func:`gan_cot.gate.load_gated_policy`
 reads it).
+``gate.mode=reinforce`` trains the gate by exploration instead: in each round's rollout every chain samples its
+own alpha, ``alpha_max * sigmoid(logit + gate.sigma * N(0, 1))``, so the G chains of a question try different
+amounts of the delta; the token loss runs at the sampled alpha as a constant (it trains the LoRA only), and the
+gate learns from ``Trainer.gate_loss``: the sampled alpha is one more action, rewarded by its chain's sequence
+advantage, in PPO's clipped form. ``gate.sft_alpha`` fixes the alpha of the SFT steps (e.g. 1.0: the delta is
+the short style, and the gate chooses how much of it each question gets).
 ``gate.alpha`` instead fixes alpha (CoT-Valve): rollouts, updates, SFT and evaluation all run at
 ``W + alpha * delta``, and the saved adapter holds ``alpha * delta`` so any LoRA loader reproduces it.
 
@@ -77,6 +83,9 @@ class Sample:
     advantages: torch.Tensor | None = None  # [len(completion_ids)]
     features: torch.Tensor | None = None  # [hidden]: the gate's prompt features (gate on)
     alpha: float | None = None  # the alpha the chain was sampled under (gate on or fixed alpha)
+    gate_alpha: float | None = None  # the gate's own alpha for the question (reinforce mode samples around it)
+    alpha_logp: float | None = None  # reinforce mode: log-density of the sampled alpha at rollout
+    seq_adv: float | None = None  # the chain's sequence advantage (the gate's reward in reinforce mode)
 
 
 def init_distributed() -> tuple[int, int]:
@@ -210,10 +219,12 @@ class AdversarialTrainer:
         return idx[self.rank :: self.world]
 
     @torch.no_grad()
-    def rollout(self, indices: list[int], group_size: int | None = None) -> list[Sample]:
-        """G sampled chains per question under the thinking budget, then a forced end of thinking."""
+    def rollout(self, indices: list[int], group_size: int | None = None, explore: bool = False) -> list[Sample]:
+        """G sampled chains per question under the thinking budget, then a forced end of thinking. ``explore``
+        (the round's rollout) with ``gate.mode=reinforce``: each chain samples its own alpha around the gate's."""
         cfg = self.cfg.rollout
         g = group_size or cfg.group_size
+        reinforce = explore and self.gate is not None and self.cfg.gate.mode == "reinforce"
         model = self.engine.module
         model.eval()
         tok = self.tokenizer
@@ -225,7 +236,12 @@ class AdversarialTrainer:
             chunk_idx = indices[b : b + len(chunk)]
             enc = tok(chunk, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
             feats, alpha = self.prompt_alpha(enc["input_ids"], enc["attention_mask"])
-            with gated(model, alpha):  # each prompt's alpha, repeated for its G samples
+            gate_alpha = alpha
+            if reinforce:  # one alpha per returned sequence: rows are repeat_interleaved by num_return_sequences
+                rep = feats.repeat_interleave(g, dim=0)
+                alpha = self.gate.sample(rep, self.cfg.gate.sigma)
+                alpha_logp = self.gate.log_prob(rep, alpha, self.cfg.gate.sigma)
+            with gated(model, alpha):  # each prompt's alpha, repeated for its G samples (or each sample's own)
                 out = model.generate(
                     **enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
                     max_new_tokens=cfg.max_think_tokens, num_return_sequences=g,
@@ -236,7 +252,8 @@ class AdversarialTrainer:
                 q = j // g
                 ex_i = chunk_idx[q]
                 p_ids = tok(chunk[q], add_special_tokens=False)["input_ids"]
-                row_alpha = alpha[q : q + 1] if isinstance(alpha, torch.Tensor) else alpha
+                row = j if reinforce else q
+                row_alpha = alpha[row : row + 1] if isinstance(alpha, torch.Tensor) else alpha
                 ids = [t for t in ids if t != tok.pad_token_id]
                 if eos in ids:
                     ids = ids[: ids.index(eos) + 1]
@@ -247,6 +264,10 @@ class AdversarialTrainer:
                     sample.features = feats[q]
                 if alpha is not None:
                     sample.alpha = float(row_alpha[0]) if isinstance(row_alpha, torch.Tensor) else float(row_alpha)
+                if isinstance(gate_alpha, torch.Tensor):
+                    sample.gate_alpha = float(gate_alpha[q])
+                if reinforce:
+                    sample.alpha_logp = float(alpha_logp[j])
                 samples.append(sample)
         return samples
 
@@ -311,6 +332,7 @@ class AdversarialTrainer:
                 cost = length_cost(lengths, lengths.mean(), cfg.gate.length_coef)
                 seq_adv = seq_adv - (cost - cost.mean())
             for s, a in zip(group, seq_adv.tolist()):
+                s.seq_adv = a
                 credits = step_credit(s.probs, self.weights) if step_credit_on and s.probs is not None else None
                 s.advantages = token_advantages(len(s.completion_ids), s.step_spans, credits, a, cfg.credit.step_coef)
 
@@ -333,11 +355,16 @@ class AdversarialTrainer:
         if self.gate is not None:
             out["features"] = torch.stack([s.features for s in samples])  # [batch, hidden]
             out["alpha"] = torch.tensor([s.alpha for s in samples])  # [batch]: the rollout's alpha
+            if self.cfg.gate.mode == "reinforce":
+                out["alpha_logp"] = torch.tensor([s.alpha_logp for s in samples])  # [batch]
+                out["seq_adv"] = torch.tensor([s.seq_adv for s in samples])  # [batch]
         return out
 
     def update_alpha(self, batch):
         """The alpha of the update's forward: the gate's, with grad (so the policy loss trains the gate), the
-        fixed alpha, or None (no gate)."""
+        sampled one as a constant (reinforce mode: :meth:`gate_loss` trains the gate), the fixed alpha, or None."""
+        if self.gate is not None and self.cfg.gate.mode == "reinforce":
+            return batch["alpha"]
         if self.gate is not None:
             return self.gate(batch["features"])
         return self.fixed_alpha
@@ -373,11 +400,26 @@ class AdversarialTrainer:
                     loss, st = policy_loss(
                         logp, b["old_logp"], b["ref_logp"], b["advantages"], b["mask"], cfg.clip_eps, cfg.kl_coef
                     )
+                    if "alpha_logp" in b:
+                        g_loss = self.gate_loss(b)
+                        st["gate_loss"] = g_loss.item()
+                        loss = loss + g_loss
                     if not self.step(loss):
                         continue
                 st["policy_loss"] = loss.item()
                 stats.append(st)
         return _mean(stats)
+
+    def gate_loss(self, batch) -> torch.Tensor:
+        """Reinforce mode: the sampled alpha is one more action of the chain, rewarded by the chain's sequence
+        advantage (correctness against its group, minus the centred length cost), in the same clipped form as the
+        token loss: ``-mean(min(rho * A, clip(rho) * A))`` with ``rho = p(alpha | prompt) / p_rollout(alpha | prompt)``.
+        Only the gate gets its gradient (the policy forward ran at the sampled alpha as a constant)."""
+        eps = self.cfg.loss.clip_eps
+        logp = self.gate.log_prob(batch["features"], batch["alpha"], self.cfg.gate.sigma)
+        ratio = torch.exp(logp - batch["alpha_logp"].to(logp))
+        adv = batch["seq_adv"].to(logp)
+        return -torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv).mean()
 
     def step(self, loss: torch.Tensor) -> bool:
         """Backward and optimizer step; a non-finite loss is skipped with a warning (and counted)."""
@@ -435,6 +477,8 @@ class AdversarialTrainer:
         fixed alpha, or None."""
         if self.gate is None:
             return self.fixed_alpha
+        if self.cfg.gate.sft_alpha is not None:
+            return self.cfg.gate.sft_alpha
         pool = torch.zeros_like(batch["attention_mask"])
         for i, n in enumerate(prompt_lens):
             pool[i, :n] = 1
@@ -792,7 +836,7 @@ class AdversarialTrainer:
         cfg = self.cfg
         metrics: dict[str, float] = {}
         metrics.update(self.sft_phase(r))
-        samples = self.rollout(self.round_questions(r))
+        samples = self.rollout(self.round_questions(r), explore=True)
         self.score(samples)
         self.remember_shortest(samples)
         metrics.update(self.policy_update(samples))
@@ -831,7 +875,8 @@ class AdversarialTrainer:
         and the mean per difficulty level (``alpha_difficulty_{d}``)."""
         g = self.cfg.rollout.group_size
         rows = self.gather(
-            [(s.alpha, self.train_examples[s.example_index].difficulty) for s in samples[::g] if s.alpha is not None]
+            [(s.gate_alpha, self.train_examples[s.example_index].difficulty) for s in samples[::g]
+             if s.gate_alpha is not None]  # fmt: skip
         )
         return flat_alpha_stats([a for a, _ in rows], [d for _, d in rows])
 

@@ -135,6 +135,52 @@ def test_resume_with_the_gate_matches_an_unbroken_run(tmp_path, tiny_model_dir, 
     assert full["alpha_mean"] == pytest.approx(done["alpha_mean"], abs=1e-5)
 
 
+def test_reinforce_gate_explores_per_chain_and_learns_from_the_gate_loss(
+    tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch
+):
+    """gate.mode=reinforce: the G chains of a question get different alphas around the gate's, the update runs at
+    those alphas, only the gate loss reaches the gate, and SFT runs at gate.sft_alpha."""
+    monkeypatch.chdir(ROOT)
+    from gan_cot.trainer import AdversarialTrainer
+
+    cfg = gate_config(tmp_path, tiny_model_dir, tiny_disc_dir, "rounds=1", "gate.mode=reinforce", "gate.sigma=1.0",
+                      "gate.sft_alpha=1.0", "rollout.group_size=3")  # fmt: skip
+    trainer = AdversarialTrainer(cfg, log=lambda m: None)
+    trainer.setup()
+    samples = trainer.rollout(trainer.round_questions(0), explore=True)
+    trainer.score(samples)
+    g = cfg.rollout.group_size
+    for k in range(0, len(samples), g):
+        group = samples[k : k + g]
+        assert len({s.alpha for s in group}) == g  # each chain its own alpha
+        assert [s.gate_alpha for s in group] == pytest.approx([1.0] * g)  # around the new gate's 1.0
+        assert all(s.alpha_logp is not None and s.seq_adv is not None for s in group)
+    # without exploration (the pool, evaluation) every chain of a question runs at the gate's alpha
+    plain = trainer.rollout(trainer.round_questions(0)[:1])
+    assert [s.alpha for s in plain] == pytest.approx([1.0] * len(plain))
+
+    batch = trainer.batch_tensors(samples)
+    assert torch.equal(trainer.update_alpha(batch), batch["alpha"])  # a constant: the token loss skips the gate
+    assert trainer.sft_alpha(batch, [3] * len(samples)) == 1.0
+    # a chain with a positive advantage pulls the gate's logit towards its alpha
+    batch["seq_adv"] = torch.zeros(len(samples))
+    hi = max(range(len(samples)), key=lambda i: samples[i].alpha)
+    batch["seq_adv"][hi] = 1.0
+    before = trainer.gate(batch["features"][hi : hi + 1]).item()
+    trainer.gate.zero_grad()
+    trainer.gate_loss(batch).backward()
+    with torch.no_grad():
+        for p in trainer.gate.parameters():
+            p -= 0.5 * p.grad
+        after = trainer.gate(batch["features"][hi : hi + 1]).item()
+    assert (after - before) * (samples[hi].alpha - before) > 0, (before, after, samples[hi].alpha)
+
+    result = AdversarialTrainer(cfg, log=lambda m: None).train()
+    assert 0.0 <= result["alpha_mean"] <= cfg.gate.alpha_max
+    hist = _history(tmp_path / "mlruns", result["run_id"], "gate_loss")
+    assert list(hist) == [0]
+
+
 def test_fixed_alpha_zero_is_the_base(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
     monkeypatch.chdir(ROOT)
     from safetensors.torch import load_file
@@ -158,6 +204,10 @@ def test_bad_gate_settings_are_refused_naming_the_key():
         load_config(AdvConfig, "configs/default.yaml", ["gate.alpha_max=1.0"])
     with pytest.raises(ConfigError, match="gate.length_coef must be >= 0"):
         load_config(AdvConfig, "configs/default.yaml", ["gate.length_coef=-0.1"])
+    with pytest.raises(ConfigError, match="gate.mode"):
+        load_config(AdvConfig, "configs/default.yaml", ["gate.mode=sampled"])
+    with pytest.raises(ConfigError, match="gate.sigma must be > 0"):
+        load_config(AdvConfig, "configs/default.yaml", ["gate.sigma=0"])
     with pytest.raises(ConfigError, match="gate.pooling"):
         load_config(AdvConfig, "configs/default.yaml", ["gate.pooling=max"])
     with pytest.raises(ConfigError, match="gate.alpha"):
