@@ -70,8 +70,22 @@ class SFTConfig:
     pool_samples: int = field(1, help="chains sampled per pool question (pool_questions)")
     warmup_steps: int = field(0, help="SFT steps on the pool before round 0 (after pool_questions fills it)")
     lr: float | None = field(None, help="SFT learning rate (null: policy.lr)")
+    pool_temperature: float | None = field(
+        None,
+        help="sampling temperature of the pool's chains (null: rollout.temperature); a cooler pool has fewer odd "
+        "steps for the discriminator to misjudge",
+    )
+    prune_confidence: float = field(
+        0.0,
+        help="source pruned: a chain becomes an SFT target only if the discriminator's top class has at least this "
+        "probability on every step (its false cuts sit on the steps it is unsure about); 0 keeps every chain",
+    )
 
     def __post_init__(self):
+        if self.pool_temperature is not None and not self.pool_temperature > 0:
+            raise ConfigError(f"sft.pool_temperature must be > 0 (or null), got {self.pool_temperature}")
+        if not 0.0 <= self.prune_confidence < 1.0:
+            raise ConfigError(f"sft.prune_confidence must be in [0, 1), got {self.prune_confidence}")
         if self.source not in ("pruned", "shortest_correct", "reference", "minimal"):
             raise ConfigError(f"sft.source: {self.source!r}; choose pruned, shortest_correct, reference or minimal")
         if self.pool_samples <= 0:

@@ -219,7 +219,13 @@ class AdversarialTrainer:
         return idx[self.rank :: self.world]
 
     @torch.no_grad()
-    def rollout(self, indices: list[int], group_size: int | None = None, explore: bool = False) -> list[Sample]:
+    def rollout(
+        self,
+        indices: list[int],
+        group_size: int | None = None,
+        explore: bool = False,
+        temperature: float | None = None,
+    ) -> list[Sample]:
         """G sampled chains per question under the thinking budget, then a forced end of thinking. ``explore``
         (the round's rollout) with ``gate.mode=reinforce``: each chain samples its own alpha around the gate's."""
         cfg = self.cfg.rollout
@@ -243,7 +249,7 @@ class AdversarialTrainer:
                 alpha_logp = self.gate.log_prob(rep, alpha, self.cfg.gate.sigma)
             with gated(model, alpha):  # each prompt's alpha, repeated for its G samples (or each sample's own)
                 out = model.generate(
-                    **enc, do_sample=True, temperature=cfg.temperature, top_k=0, top_p=1.0,
+                    **enc, do_sample=True, temperature=temperature or cfg.temperature, top_k=0, top_p=1.0,
                     max_new_tokens=cfg.max_think_tokens, num_return_sequences=g,
                     pad_token_id=tok.pad_token_id, eos_token_id=eos,
                 )  # fmt: skip
@@ -509,6 +515,8 @@ class AdversarialTrainer:
                 continue
             ids = list(s.completion_ids)
             if self.cfg.sft.source == "pruned" and s.probs is not None:
+                if len(s.probs) and float(s.probs.max(-1).values.min()) < self.cfg.sft.prune_confidence:
+                    continue  # the discriminator is unsure of a step: a cut there may remove a needed one
                 ids = self.pruned_ids(s) or ids
             best = self.best.get(s.example_index)
             if best is None or len(ids) < len(best):
@@ -817,7 +825,7 @@ class AdversarialTrainer:
         chunk = max(1, self.cfg.rollout.batch_size // g)
         stats = []
         for b in range(0, len(idx), chunk):
-            samples = self.rollout(idx[b : b + chunk], group_size=g)
+            samples = self.rollout(idx[b : b + chunk], group_size=g, temperature=self.cfg.sft.pool_temperature)
             self.score(samples, group_size=g)
             self.remember_shortest(samples)
             if self.world == 1:  # sample_stats all-reduces: the chunk counts would have to match across ranks
@@ -875,8 +883,11 @@ class AdversarialTrainer:
         and the mean per difficulty level (``alpha_difficulty_{d}``)."""
         g = self.cfg.rollout.group_size
         rows = self.gather(
-            [(s.gate_alpha, self.train_examples[s.example_index].difficulty) for s in samples[::g]
-             if s.gate_alpha is not None]  # fmt: skip
+            [
+                (s.gate_alpha, self.train_examples[s.example_index].difficulty)
+                for s in samples[::g]
+                if s.gate_alpha is not None
+            ]  # fmt: skip
         )
         return flat_alpha_stats([a for a, _ in rows], [d for _, d in rows])
 
