@@ -75,17 +75,17 @@ class SFTConfig:
         help="sampling temperature of the pool's chains (null: rollout.temperature); a cooler pool has fewer odd "
         "steps for the discriminator to misjudge",
     )
-    prune_confidence: float = field(
-        0.0,
-        help="source pruned: a chain becomes an SFT target only if the discriminator's top class has at least this "
-        "probability on every step (its false cuts sit on the steps it is unsure about); 0 keeps every chain",
+    pool_frozen: bool = field(
+        False,
+        help="keep the warm-start pool as it is: the rounds' chains never replace a question's target (a shorter "
+        "correct chain from the policy can skip a step and do it silently); false: the shortest so far wins",
     )
 
     def __post_init__(self):
         if self.pool_temperature is not None and not self.pool_temperature > 0:
             raise ConfigError(f"sft.pool_temperature must be > 0 (or null), got {self.pool_temperature}")
-        if not 0.0 <= self.prune_confidence < 1.0:
-            raise ConfigError(f"sft.prune_confidence must be in [0, 1), got {self.prune_confidence}")
+        if self.pool_frozen and self.pool_questions <= 0:
+            raise ConfigError("sft.pool_frozen needs a pool: set sft.pool_questions > 0 (or sft.pool_frozen=false)")
         if self.source not in ("pruned", "shortest_correct", "reference", "minimal"):
             raise ConfigError(f"sft.source: {self.source!r}; choose pruned, shortest_correct, reference or minimal")
         if self.pool_samples <= 0:

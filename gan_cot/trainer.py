@@ -515,8 +515,6 @@ class AdversarialTrainer:
                 continue
             ids = list(s.completion_ids)
             if self.cfg.sft.source == "pruned" and s.probs is not None:
-                if len(s.probs) and float(s.probs.max(-1).values.min()) < self.cfg.sft.prune_confidence:
-                    continue  # the discriminator is unsure of a step: a cut there may remove a needed one
                 ids = self.pruned_ids(s) or ids
             best = self.best.get(s.example_index)
             if best is None or len(ids) < len(best):
@@ -846,7 +844,8 @@ class AdversarialTrainer:
         metrics.update(self.sft_phase(r))
         samples = self.rollout(self.round_questions(r), explore=True)
         self.score(samples)
-        self.remember_shortest(samples)
+        if not cfg.sft.pool_frozen:
+            self.remember_shortest(samples)
         metrics.update(self.policy_update(samples))
         metrics.update(self.refresh_discriminator(samples))
         metrics.update(self.sample_stats(samples))

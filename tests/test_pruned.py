@@ -82,24 +82,3 @@ def test_length_ablation_gets_no_step_credit_but_still_prunes(monkeypatch):
     for s in ablation:  # but the credit is the sequence term only, the same on every token
         assert torch.allclose(s.advantages, s.advantages[0].expand_as(s.advantages))
     assert all(s.probs is None for s in scored("length", "shortest_correct"))  # no discriminator at all
-
-
-def test_an_unsure_judgement_keeps_the_chain_out_of_the_pool(tiny_model_dir):
-    """sft.prune_confidence: a chain whose least certain step is below it is not used at all (not pruned, not
-    kept whole); at 0 it is pruned as usual."""
-    from gan_cot.adv_config import AdvConfig
-    from gan_cot.config import load_config
-
-    trainer = make_trainer(tiny_model_dir)
-    i, ex = next((i, e) for i, e in enumerate(trainer.train_examples) if "redundant" in e.labels)
-    eos = trainer.tokenizer.eos_token_id
-    for conf, kept in ((0.0, True), (0.85, False), (0.75, True)):
-        trainer.cfg = load_config(AdvConfig, None, ["sft.source=pruned", f"sft.prune_confidence={conf}"])
-        trainer.best = {}
-        s = sample_for(trainer, list(ex.steps), list(ex.labels), ex.answer, index=i)  # top classes 0.9 / 0.8
-        s.completion_ids = trainer.tokenizer(s.text, add_special_tokens=False)["input_ids"] + [eos]
-        trainer.remember_shortest([s])
-        assert (i in trainer.best) is kept, conf
-        if kept:
-            text = trainer.tokenizer.decode(trainer.best[i], skip_special_tokens=True)
-            assert text == "\n".join([*ex.minimal_steps, f"#### {ex.answer}"])

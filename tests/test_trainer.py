@@ -171,3 +171,41 @@ def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, m
     assert 1 <= metrics["pool_size"] <= 6  # the shipped base answers most questions: most get a target
     assert metrics["pool_tokens"] < metrics["pool_rollout_tokens"]  # pruned targets: shorter than the samples
     assert "warmup_sft_loss" in metrics
+
+
+def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):
+    """sft.pool_frozen: the rounds' chains never replace the warm-start pool's targets; without it they can."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    from gan_cot.trainer import AdversarialTrainer
+
+    def run(frozen):
+        cfg = load_config(
+            AdvConfig,
+            "configs/default.yaml",
+            ["rounds=2", "rollout.questions=6", "rollout.group_size=4", "eval.n=2", "sft.steps=1",
+             "sft.pool_questions=6", "sft.warmup_steps=1", "rollout.temperature=1.5", "loss.micro_batch=12",
+             "checkpoint_every=0", f"sft.pool_frozen={frozen}", f"output_dir={tmp_path / str(frozen) / 'out'}",
+             f"mlflow_dir={tmp_path / str(frozen) / 'mlruns'}"],
+        )  # fmt: skip
+        trainer = AdversarialTrainer(cfg, log=lambda m: None)
+        pools = []
+        warm_start = trainer.warm_start
+
+        def snapshot():
+            out = warm_start()
+            pools.append({k: list(v) for k, v in trainer.best.items()})
+            return out
+
+        monkeypatch.setattr(trainer, "warm_start", snapshot)
+        trainer.train()
+        return pools[0], trainer.best
+
+    before, after = run(True)
+    assert before and after == before
+    before, after = run(False)
+    assert after != before  # 48 hot samples of the same 6 questions: some chain is new or shorter
+    assert all(len(after[k]) <= len(v) for k, v in before.items())
+
+    with pytest.raises(ConfigError, match="sft.pool_frozen needs a pool"):
+        load_config(AdvConfig, "configs/default.yaml", ["sft.pool_frozen=true", "sft.pool_questions=0"])
