@@ -147,6 +147,11 @@ class GateConfig:
         "at the sampled alpha)",
     )
     sigma: float = field(1.0, help="reinforce mode: exploration noise on the gate's logit (alpha_max * sigmoid(.))")
+    choices: list[float] | None = field(
+        None,
+        help="reinforce mode: [low, high], the gate picks one of two alphas per question (a Bernoulli on its logit; "
+        "the likelier one at evaluation) instead of a continuous alpha; e.g. [0.0, 1.0]: the base or the delta",
+    )
     sft_alpha: float | None = field(
         None,
         help="alpha of the SFT steps (warm-up included): null, the gate's alpha for each prompt; a number, the "
@@ -158,6 +163,11 @@ class GateConfig:
             raise ConfigError(f"gate.mode: {self.mode!r} is not allowed; choose pathwise or reinforce")
         if not self.sigma > 0:
             raise ConfigError(f"gate.sigma must be > 0, got {self.sigma}")
+        if self.choices is not None:
+            if len(self.choices) != 2 or not 0 <= self.choices[0] < self.choices[1]:
+                raise ConfigError(f"gate.choices must be [low, high] with 0 <= low < high, got {self.choices}")
+            if self.mode != "reinforce":
+                raise ConfigError("gate.choices needs gate.mode=reinforce (a choice has no gradient through alpha)")
         if self.sft_alpha is not None and not self.sft_alpha >= 0:
             raise ConfigError(f"gate.sft_alpha must be >= 0 (or null), got {self.sft_alpha}")
         if self.pooling not in ("mean", "last"):

@@ -130,8 +130,13 @@ class AlphaGate(nn.Module):
         pooling: str = "mean",
         layer: int = -1,
         layer_sizes: Sequence[int] = (64,),
+        choices: Sequence[float] | None = None,
     ):
         super().__init__()
+        if choices is not None:
+            choices = [float(c) for c in choices]
+            if len(choices) != 2 or not 0 <= choices[0] < choices[1]:
+                raise ValueError(f"choices must be two alphas [low, high] with 0 <= low < high, got {choices}")
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if not alpha_max > 1.0:
@@ -141,6 +146,7 @@ class AlphaGate(nn.Module):
         self.pooling = pooling
         self.layer = int(layer)
         self.layer_sizes = [int(n) for n in layer_sizes]
+        self.choices = choices
         mods: list[nn.Module] = [nn.LayerNorm(self.hidden_size, elementwise_affine=False)]
         width = self.hidden_size
         for n in self.layer_sizes:
@@ -148,7 +154,8 @@ class AlphaGate(nn.Module):
             width = n
         out = nn.Linear(width, 1)
         nn.init.zeros_(out.weight)
-        nn.init.constant_(out.bias, -math.log(self.alpha_max - 1.0))  # logit(1 / alpha_max): alpha = 1
+        # logit(1 / alpha_max): alpha = 1; a choice starts even (p(high) = 0.5), with the high alpha as its pick
+        nn.init.constant_(out.bias, 0.0 if choices else -math.log(self.alpha_max - 1.0))
         mods.append(out)
         self.net = nn.Sequential(*mods)
 
@@ -161,6 +168,7 @@ class AlphaGate(nn.Module):
             "pooling": self.pooling,
             "layer": self.layer,
             "layer_sizes": self.layer_sizes,
+            "choices": self.choices,
         }
 
     def logit(self, features: torch.Tensor) -> torch.Tensor:
@@ -171,8 +179,13 @@ class AlphaGate(nn.Module):
         return self.net(features.to(device=w.device, dtype=w.dtype)).squeeze(-1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """alpha [batch] in [0, alpha_max]."""
-        return self.alpha_max * torch.sigmoid(self.logit(features))
+        """alpha [batch] in [0, alpha_max]; with ``choices``, the likelier of the two (no gradient: a choice gate
+        trains by :meth:`log_prob`)."""
+        z = self.logit(features)
+        if self.choices is not None:
+            low, high = self.choices
+            return torch.where(z >= 0, torch.full_like(z, high), torch.full_like(z, low)).detach()
+        return self.alpha_max * torch.sigmoid(z)
 
     def pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Hidden states [batch, seq, hidden] -> [batch, hidden] with this gate's pooling (see :func:`pool_hidden`)."""
@@ -180,17 +193,25 @@ class AlphaGate(nn.Module):
 
     @torch.no_grad()
     def sample(self, features: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Exploration for the REINFORCE mode: ``alpha_max * sigmoid(logit + sigma * N(0, 1))``, [batch]."""
+        """Exploration for the REINFORCE mode: ``alpha_max * sigmoid(logit + sigma * N(0, 1))``, [batch]; with
+        ``choices``, the high alpha with probability ``sigmoid(logit)``, else the low one (``sigma`` unused)."""
         z = self.logit(features)
+        if self.choices is not None:
+            u = torch.rand(z.shape, generator=generator, dtype=z.dtype, device="cpu").to(z.device)
+            low, high = self.choices
+            return torch.where(u < torch.sigmoid(z), torch.full_like(z, high), torch.full_like(z, low))
         noise = torch.randn(z.shape, generator=generator, dtype=z.dtype, device="cpu").to(z.device)
         return self.alpha_max * torch.sigmoid(z + sigma * noise)
 
     def log_prob(self, features: torch.Tensor, alpha: torch.Tensor, sigma: float) -> torch.Tensor:
         """Log-density [batch] of ``alpha`` under :meth:`sample`'s distribution, as a function of the gate's
         parameters (the change of variables from logit to alpha does not depend on them and is left out)."""
+        m = self.logit(features)
+        if self.choices is not None:  # Bernoulli: log sigmoid(m) for the high alpha, log sigmoid(-m) for the low
+            high = alpha.to(m) > sum(self.choices) / 2
+            return torch.nn.functional.logsigmoid(torch.where(high, m, -m))
         if sigma <= 0:
             raise ValueError("log_prob needs sigma > 0")
-        m = self.logit(features)
         a = (alpha.to(m) / self.alpha_max).clamp(1e-6, 1 - 1e-6)
         z = torch.log(a) - torch.log1p(-a)
         return torch.distributions.Normal(m, sigma).log_prob(z)
@@ -230,7 +251,9 @@ def load_gate(path: str | Path, device: str | torch.device = "cpu") -> AlphaGate
         raise ValueError(f"{path / GATE_CONFIG} is not an alpha gate config")
     if not (path / GATE_WEIGHTS).exists():
         raise FileNotFoundError(f"{path / GATE_CONFIG} exists but {GATE_WEIGHTS} does not")
-    gate = AlphaGate(cfg["hidden_size"], cfg["alpha_max"], cfg["pooling"], cfg["layer"], cfg["layer_sizes"])
+    gate = AlphaGate(
+        cfg["hidden_size"], cfg["alpha_max"], cfg["pooling"], cfg["layer"], cfg["layer_sizes"], cfg.get("choices")
+    )
     gate.load_state_dict(load_file(str(path / GATE_WEIGHTS)), strict=True)
     return gate.to(device)
 

@@ -185,8 +185,9 @@ class AdversarialTrainer:
             with torch.random.fork_rng(devices=[]):  # its own init stream: the run's sampling is not shifted
                 torch.manual_seed(cfg.seed)
                 gate = AlphaGate(
-                    base.config.hidden_size, cfg.gate.alpha_max, cfg.gate.pooling, layer_sizes=(cfg.gate.hidden,)
-                )
+                    base.config.hidden_size, cfg.gate.alpha_max, cfg.gate.pooling, layer_sizes=(cfg.gate.hidden,),
+                    choices=cfg.gate.choices,
+                )  # fmt: skip
             self.gate = attach_gate(model, gate)
         params = [p for p in model.parameters() if p.requires_grad]
         ds_config = json.loads(Path(cfg.deepspeed).read_text())

@@ -282,3 +282,30 @@ def test_load_gated_policy_reads_adapter_and_gate_unmerged(tiny_model_dir, tmp_p
         assert torch.equal(got.alpha(enc["input_ids"], enc["attention_mask"]), a)
         assert torch.equal(got(**enc).logits, want(**enc).logits)
     assert load_gated_policy(tmp_path, alpha=0.5).fixed_alpha == 0.5
+
+
+def test_a_choice_gate_picks_one_of_two_alphas_and_learns_which(tmp_path):
+    """choices=[low, high]: alpha is one of the two (the likelier at inference), sampled as a Bernoulli on the
+    logit, and REINFORCE moves the pick to the rewarded alpha; the choices survive save and load."""
+    torch.manual_seed(0)
+    gate = AlphaGate(8, layer_sizes=(4,), choices=(0.0, 1.0))
+    feats = torch.randn(2, 8)
+    assert gate(feats).tolist() == [1.0, 1.0]  # starts even, with the high alpha as its pick
+    draws = gate.sample(feats.repeat(200, 1), sigma=1.0)
+    assert set(draws.tolist()) == {0.0, 1.0} and 0.35 < draws.mean().item() < 0.65
+    lp = gate.log_prob(feats, torch.tensor([0.0, 1.0]), sigma=1.0)
+    assert torch.allclose(lp, torch.log(torch.tensor([0.5, 0.5])))
+
+    q = feats[:1].expand(4, 8)  # one question: the low alpha was right, the high one wrong
+    opt = torch.optim.SGD(gate.parameters(), lr=0.5)
+    for _ in range(5):
+        opt.zero_grad()
+        gate_loss(gate.log_prob(q, torch.tensor([0.0, 0.0, 1.0, 1.0]), 1.0), torch.tensor([1.0, 1, -1, -1])).backward()
+        opt.step()
+    assert gate(feats[:1]).item() == 0.0
+
+    save_gate(gate, tmp_path)
+    back = load_gate(tmp_path)
+    assert back.choices == [0.0, 1.0] and torch.equal(back(feats), gate(feats))
+    with pytest.raises(ValueError, match="choices"):
+        AlphaGate(8, choices=(1.0, 0.5))

@@ -175,9 +175,12 @@ def test_reinforce_gate_explores_per_chain_and_learns_from_the_gate_loss(
         after = trainer.gate(batch["features"][hi : hi + 1]).item()
     assert (after - before) * (samples[hi].alpha - before) > 0, (before, after, samples[hi].alpha)
 
+    # a choice gate trains the same way and evaluates at one of its two alphas per question
+    cfg = gate_config(tmp_path / "choice", tiny_model_dir, tiny_disc_dir, "rounds=1", "gate.mode=reinforce",
+                      "gate.choices=[0.0, 1.0]", "gate.sft_alpha=1.0", "rollout.group_size=3")  # fmt: skip
     result = AdversarialTrainer(cfg, log=lambda m: None).train()
-    assert 0.0 <= result["alpha_mean"] <= cfg.gate.alpha_max
-    hist = _history(tmp_path / "mlruns", result["run_id"], "gate_loss")
+    assert {result["alpha_min"], result["alpha_max"]} <= {0.0, 1.0}
+    hist = _history(tmp_path / "choice" / "mlruns", result["run_id"], "gate_loss")
     assert list(hist) == [0]
 
 
@@ -206,6 +209,10 @@ def test_bad_gate_settings_are_refused_naming_the_key():
         load_config(AdvConfig, "configs/default.yaml", ["gate.length_coef=-0.1"])
     with pytest.raises(ConfigError, match="gate.mode"):
         load_config(AdvConfig, "configs/default.yaml", ["gate.mode=sampled"])
+    with pytest.raises(ConfigError, match="gate.choices needs gate.mode=reinforce"):
+        load_config(AdvConfig, "configs/default.yaml", ["gate.choices=[0.0, 1.0]"])
+    with pytest.raises(ConfigError, match=r"gate.choices must be \[low, high\]"):
+        load_config(AdvConfig, "configs/default.yaml", ["gate.mode=reinforce", "gate.choices=[1.0, 0.0]"])
     with pytest.raises(ConfigError, match="gate.sigma must be > 0"):
         load_config(AdvConfig, "configs/default.yaml", ["gate.sigma=0"])
     with pytest.raises(ConfigError, match="gate.pooling"):
