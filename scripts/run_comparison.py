@@ -13,7 +13,9 @@ never leak into the next):
   ``srs``, whose adapter it averages with the base).
 
 Every run gets ``seed=``, the experiment, the store and ``eval.n=`` from this command, so all are scored by
-the same evaluation on the same first N test questions. Then ``scripts/compare_runs.py`` prints the table and
+the same evaluation on the same first N test questions. ``--match-rollouts`` gives every GRPO baseline as many
+training steps as it takes to sample as many chains as gan-cot does (its warm-start pool plus
+``rounds * rollout.questions * rollout.group_size``); without it they run their configs' budgets. Then ``scripts/compare_runs.py`` prints the table and
 writes the Pareto plot. A method that fails is reported and the others still run; the exit code is 1 if any
 failed. With ``--json`` the last line is one JSON object: ``{"experiment", "methods": {name: {"ok", "seconds",
 "log"}}, "compare": <compare_runs.py's JSON>}``.
@@ -53,7 +55,27 @@ def method_command(name: str, args, out: Path) -> list[str]:
     cmd += ["--config", str(REPO_ROOT / f"configs/baselines/{name}.yaml")] + common + [f"output_dir={out / name}"]
     if name == "merge":
         cmd.append(f"merge.other={out / 'srs' / 'adapter'}")
+    if args.match_rollouts and name.startswith("grpo"):
+        cmd.append(f"train.steps={matched_steps(name, args.config)}")
     return cmd
+
+
+def our_rollouts(config: str | Path) -> int:
+    """Chains gan-cot samples in training with this config: the warm-start pool and every round's groups."""
+    from gan_cot.adv_config import AdvConfig
+    from gan_cot.config import load_config
+
+    cfg = load_config(AdvConfig, config)
+    pool = cfg.sft.pool_questions * cfg.sft.pool_samples if cfg.sft.pool_questions else 0
+    return pool + cfg.rounds * cfg.rollout.questions * cfg.rollout.group_size
+
+
+def matched_steps(name: str, config: str | Path) -> int:
+    """GRPO steps that sample ``our_rollouts`` chains: each step samples ``train.batch_size`` completions."""
+    import yaml
+
+    batch = yaml.safe_load((REPO_ROOT / f"configs/baselines/{name}.yaml").read_text())["train"]["batch_size"]
+    return -(-our_rollouts(config) // batch)
 
 
 def parse_methods(text: str) -> list[str]:
@@ -81,6 +103,9 @@ def main(argv=None) -> int:
     p.add_argument("--output-root", default=str(REPO_ROOT / "outputs/comparison"), help="one folder per method")
     p.add_argument("--config", default=str(REPO_ROOT / "configs/default.yaml"), help="config of the gan-cot runs")
     p.add_argument("--plot", default=None, help="Pareto PNG (default OUTPUT_ROOT/pareto.png)")
+    p.add_argument(
+        "--match-rollouts", action="store_true", help="GRPO baselines sample as many training chains as gan-cot"
+    )
     p.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
