@@ -63,6 +63,10 @@ ways to train it, both principled; pick one per run:
    estimator for a one-dimensional action, where the group-normalised sequence advantage (correctness minus
    :func:`length_cost`) tells which alpha worked best for this question. Do not combine it with the pathwise
    gradient of mode 1 on the same samples; both estimate the same gradient and would count it twice.
+3. **A choice of two alphas** (``choices=(low, high)``, trained as in mode 2): the gate's logit is a Bernoulli,
+   ``p(high) = sigmoid(logit)``; :meth:`AlphaGate.sample` draws one of the two alphas per chain and
+   :meth:`AlphaGate.log_prob` is the Bernoulli's. At inference alpha is the likelier of the two, so a question
+   gets either the base (``low = 0``) or the full delta, never a mix of the two styles.
 
 The gate does not take a direct "push alpha up" term: larger alpha shortens chains only while the delta points
 towards short chains, which the same loop is still learning. Per-input variation is what the gate adds; its
