@@ -34,7 +34,7 @@ reads it).
 ``gate.mode=reinforce`` trains the gate by exploration instead: in each round's rollout every chain samples its
 own alpha, ``alpha_max * sigmoid(logit + gate.sigma * N(0, 1))``, so the G chains of a question try different
 amounts of the delta; the token loss runs at the sampled alpha as a constant (it trains the LoRA only), and the
-gate learns from ``Trainer.gate_loss``: the sampled alpha is one more action, rewarded by its chain's sequence
+gate learns from ``AdversarialTrainer.gate_loss``: the sampled alpha is one more action, rewarded by its chain's sequence
 advantage, in PPO's clipped form. ``gate.sft_alpha`` fixes the alpha of the SFT steps (e.g. 1.0: the delta is
 the short style, and the gate chooses how much of it each question gets).
 ``gate.alpha`` instead fixes alpha (CoT-Valve): rollouts, updates, SFT and evaluation all run at
@@ -887,7 +887,7 @@ class AdversarialTrainer:
                 (s.gate_alpha, self.train_examples[s.example_index].difficulty)
                 for s in samples[::g]
                 if s.gate_alpha is not None
-            ]  # fmt: skip
+            ]
         )
         return flat_alpha_stats([a for a, _ in rows], [d for _, d in rows])
 
