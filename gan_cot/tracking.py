@@ -8,6 +8,7 @@ MLflow 3 no longer accepts a bare ``./mlruns`` file store by default, so the loc
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -51,13 +52,34 @@ def setup(experiment: str, store_dir: str | Path | None = None) -> str:
 
     uri = check_store(store_dir)
     mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        exp_id = found.experiment_id
-    else:
-        exp_id = mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri))
+    with _store_lock(uri):  # runs started together on a new store would race on its tables and the experiment
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            exp_id = found.experiment_id
+        else:
+            exp_id = mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri))
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+@contextlib.contextmanager
+def _store_lock(uri: str):
+    """An exclusive lock on ``mlflow.db.lock`` beside a local SQLite store (no-op for servers or without fcntl):
+    the first process creates the database and the experiment, the others then find them."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        fcntl = None
+    if fcntl is None or not uri.startswith("sqlite:///"):
+        yield
+        return
+    lock = Path(uri[len("sqlite:///") :] + ".lock")
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
