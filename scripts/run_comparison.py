@@ -15,8 +15,8 @@ never leak into the next):
 Every run gets ``seed=``, the experiment, the store and ``eval.n=`` from this command, so all are scored by
 the same evaluation on the same first N test questions. ``--match-rollouts`` gives every GRPO baseline as many
 training steps as it takes to sample as many chains as gan-cot does (its warm-start pool plus
-``rounds * rollout.questions * rollout.group_size``); without it they run their configs' budgets. Then ``scripts/compare_runs.py`` prints the table and
-writes the Pareto plot. A method that fails is reported and the others still run; the exit code is 1 if any
+``rounds * rollout.questions * rollout.group_size``); without it they run their configs' budgets. Then
+``scripts/compare_runs.py`` prints the table and writes the Pareto plot. A method that fails is reported and the others still run; the exit code is 1 if any
 failed. With ``--json`` the last line is one JSON object: ``{"experiment", "methods": {name: {"ok", "seconds",
 "log"}}, "compare": <compare_runs.py's JSON>}``.
 """
