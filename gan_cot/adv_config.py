@@ -17,6 +17,18 @@ class PolicyConfig:
         help="module names that get LoRA adapters",
     )
     lr: float = field(2e-3, help="adapter learning rate (SFT and policy updates share the optimizer)")
+    lr_schedule: str = field(
+        "constant",
+        help="constant, or cosine: from round 0 to the last round the adapter's learning rates (policy.lr and "
+        "sft.lr; the warm-up runs at the full rate) fall along a half cosine to lr_floor times their value",
+    )
+    lr_floor: float = field(0.05, help="the cosine schedule's last-round learning rate, as a fraction of the full one")
+
+    def __post_init__(self):
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ConfigError(f"policy.lr_schedule: {self.lr_schedule!r}; choose constant or cosine")
+        if not 0 <= self.lr_floor <= 1:
+            raise ConfigError(f"policy.lr_floor must be in [0, 1], got {self.lr_floor}")
 
 
 @dataclass
@@ -67,7 +79,14 @@ class SFTConfig:
         help="before round 0, sample pool_samples chains for this many training questions and keep each one's "
         "shortest correct (pruned) chain, so SFT sees a pool this large instead of one round's questions",
     )
-    pool_samples: int = field(1, help="chains sampled per pool question (pool_questions)")
+    pool_samples: int = field(1, help="chains sampled per pool question (pool_questions, pool_source: samples)")
+    pool_source: str = field(
+        "samples",
+        help="where the pool's chains come from: samples (the policy samples pool_samples chains per question) or "
+        "reference (the task's own reference chains, e.g. long chains distilled from a stronger model: no "
+        "generation, so the pool can hold tens of thousands); either way sft.source: pruned cuts the steps the "
+        "discriminator judges redundant or wrong",
+    )
     warmup_steps: int = field(0, help="SFT steps on the pool before round 0 (after pool_questions fills it)")
     lr: float | None = field(None, help="SFT learning rate (null: policy.lr)")
     pool_temperature: float | None = field(
@@ -88,6 +107,8 @@ class SFTConfig:
             raise ConfigError("sft.pool_frozen needs a pool: set sft.pool_questions > 0 (or sft.pool_frozen=false)")
         if self.source not in ("pruned", "shortest_correct", "reference", "minimal"):
             raise ConfigError(f"sft.source: {self.source!r}; choose pruned, shortest_correct, reference or minimal")
+        if self.pool_source not in ("samples", "reference"):
+            raise ConfigError(f"sft.pool_source: {self.pool_source!r}; choose samples or reference")
         if self.pool_samples <= 0:
             raise ConfigError(f"sft.pool_samples must be positive, got {self.pool_samples}")
         for key in ("pool_questions", "warmup_steps"):

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import shutil
@@ -453,7 +454,7 @@ class AdversarialTrainer:
             return {}
         rng = random.Random(self.cfg.seed * 1000 + r)
         losses = []
-        with self.sft_lr():
+        with self.sft_lr(r):
             for _ in range(steps):
                 chosen = rng.sample(pairs, min(cfg.batch_size, len(pairs)))
                 batch = collate(chosen, self.tokenizer.pad_token_id)
@@ -465,10 +466,25 @@ class AdversarialTrainer:
                         losses.append(out.loss.item())
         return {"sft_loss": sum(losses) / len(losses)} if losses else {}
 
+    def lr_factor(self, r: int) -> float:
+        """The adapter's learning-rate multiplier in round ``r`` (``policy.lr_schedule``); 1 for the warm-up."""
+        p = self.cfg.policy
+        if p.lr_schedule == "constant" or r < 0:
+            return 1.0
+        t = r / max(1, self.cfg.rounds - 1)
+        return p.lr_floor + (1 - p.lr_floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def set_round_lr(self, r: int) -> None:
+        """``policy.lr`` times the schedule's factor for the adapter's parameter group (the gate keeps its own)."""
+        if hasattr(self.engine, "optimizer"):
+            self.engine.optimizer.param_groups[0]["lr"] = self.cfg.policy.lr * self.lr_factor(r)
+
     @contextlib.contextmanager
-    def sft_lr(self):
-        """``sft.lr`` for the adapter's parameter group while SFT runs (the gate's group keeps its own)."""
+    def sft_lr(self, r: int = -1):
+        """``sft.lr`` (times the schedule's factor in round ``r``) for the adapter's parameter group while SFT
+        runs (the gate's group keeps its own)."""
         lr = self.cfg.sft.lr
+        lr = None if lr is None else lr * self.lr_factor(r)
         groups = self.engine.optimizer.param_groups[:1] if lr is not None else []
         saved = [g["lr"] for g in groups]
         for g in groups:
@@ -820,6 +836,8 @@ class AdversarialTrainer:
         SFT pool starts with ``n`` targets: a few hundred pruned targets get memorised, a few thousand do not."""
         n = min(n, len(self.train_examples))
         idx = list(range(n - n % self.world))[self.rank :: self.world]  # the same count on every process
+        if self.cfg.sft.pool_source == "reference":
+            return self.fill_pool_from_references(idx)
         g = self.cfg.sft.pool_samples
         chunk = max(1, self.cfg.rollout.batch_size // g)
         stats = []
@@ -839,9 +857,37 @@ class AdversarialTrainer:
             )
         return out
 
+    def fill_pool_from_references(self, idx: list[int]) -> dict:
+        """The pool from the task's reference chains (no generation): with ``sft.source: pruned`` each chain loses
+        the steps the discriminator judges redundant or wrong, as a sampled chain would."""
+        eos = self.tokenizer.eos_token_id
+        prune = self.cfg.sft.source == "pruned"
+        kept = torch.zeros(4, dtype=torch.float64)  # targets, their tokens, reference steps, steps kept
+        chunk = max(1, self.cfg.rollout.batch_size)
+        for b in range(0, len(idx), chunk):
+            exs = [self.train_examples[i] for i in idx[b : b + chunk]]
+            steps = [[t.strip() for t in ex.steps] for ex in exs]
+            probs = self.disc.score([self.task.prompt(ex) for ex in exs], steps) if prune else [None] * len(exs)
+            for i, ex, st, p in zip(idx[b : b + chunk], exs, steps, probs):
+                keep = st if p is None else [t for t, q in zip(st, p) if LABELS[int(q.argmax())] == "useful"]
+                text = format_chain(keep, ex.answer, self.task.separator)
+                if not keep or not self.task.verify(text, ex):
+                    text = format_chain(st, ex.answer, self.task.separator)
+                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [eos]
+                self.best[i] = ids
+                kept += torch.tensor([1.0, len(ids), len(st), len(keep)], dtype=torch.float64)
+        if self.world > 1:
+            torch.distributed.all_reduce(kept)
+        return {
+            "pool_size": kept[0].item(),
+            "pool_tokens": kept[1].item() / max(kept[0].item(), 1.0),
+            "pool_steps_kept": kept[3].item() / max(kept[2].item(), 1.0),
+        }
+
     def run_round(self, r: int) -> dict:
         cfg = self.cfg
         metrics: dict[str, float] = {}
+        self.set_round_lr(r)
         metrics.update(self.sft_phase(r))
         samples = self.rollout(self.round_questions(r), explore=True)
         self.score(samples)

@@ -209,3 +209,71 @@ def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):
 
     with pytest.raises(ConfigError, match="sft.pool_frozen needs a pool"):
         load_config(AdvConfig, "configs/default.yaml", ["sft.pool_frozen=true", "sft.pool_questions=0"])
+
+
+def test_a_reference_pool_prunes_the_tasks_own_chains_without_sampling(tmp_path, monkeypatch):
+    """sft.pool_source=reference: the pool is the task's reference chains with the discriminator's redundant and
+    wrong steps cut (no rollout); with sft.source=shortest_correct they stay whole."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    from gan_cot.trainer import AdversarialTrainer
+
+    def pool(source):
+        cfg = load_config(
+            AdvConfig,
+            "configs/default.yaml",
+            ["sft.pool_source=reference", "sft.pool_questions=24", f"sft.source={source}", "checkpoint_every=0",
+             f"output_dir={tmp_path / source}", f"mlflow_dir={tmp_path / 'mlruns'}"],
+        )  # fmt: skip
+        trainer = AdversarialTrainer(cfg, log=lambda m: None)
+        trainer.setup()
+        monkeypatch.setattr(trainer, "rollout", lambda *a, **k: pytest.fail("a reference pool samples nothing"))
+        stats = trainer.fill_pool(24)
+        texts = {i: trainer.tokenizer.decode(ids, skip_special_tokens=True) for i, ids in trainer.best.items()}
+        return stats, texts, trainer
+
+    stats, texts, trainer = pool("pruned")
+    assert sorted(texts) == list(range(24)) and stats["pool_size"] == 24
+    task = trainer.task
+    exact = sum(texts[i].strip() == task.reference(trainer.train_examples[i], minimal=True).strip() for i in texts)
+    assert exact >= 20  # the shipped discriminator cuts a verbose ledger chain down to its minimal chain
+    assert all(task.verify(t, trainer.train_examples[i]) for i, t in texts.items())
+    assert 0.3 < stats["pool_steps_kept"] < 0.8
+
+    stats, texts, trainer = pool("shortest_correct")
+    assert all(texts[i].strip() == task.reference(trainer.train_examples[i]).strip() for i in texts)
+    assert stats["pool_steps_kept"] == 1.0
+
+    with pytest.raises(ConfigError, match="sft.pool_source: 'hub'; choose samples or reference"):
+        load_config(AdvConfig, "configs/default.yaml", ["sft.pool_source=hub"])
+
+
+def test_a_cosine_schedule_lowers_the_adapter_lr_round_by_round(tmp_path, monkeypatch):
+    """policy.lr_schedule=cosine: full rate for the warm-up and round 0, then a half cosine down to lr_floor at the
+    last round, for the policy update and the rounds' SFT steps alike."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    from gan_cot.trainer import AdversarialTrainer
+
+    cfg = load_config(
+        AdvConfig,
+        "configs/default.yaml",
+        ["rounds=3", "rollout.questions=2", "rollout.group_size=2", "eval.n=2", "sft.steps=1", "sft.lr=1e-3", "sft.source=reference",
+         "sft.pool_questions=0", "sft.warmup_steps=0", "policy.lr=2e-3", "policy.lr_schedule=cosine",
+         "policy.lr_floor=0.1", "loss.micro_batch=4", "loss.epochs=1", "checkpoint_every=0",
+         f"output_dir={tmp_path / 'out'}", f"mlflow_dir={tmp_path / 'mlruns'}"],
+    )  # fmt: skip
+    trainer = AdversarialTrainer(cfg, log=lambda m: None)
+    assert [round(trainer.lr_factor(r), 6) for r in (-1, 0, 1, 2)] == [1.0, 1.0, 0.55, 0.1]
+    seen = []
+    step = trainer.step
+    monkeypatch.setattr(trainer, "step", lambda loss: seen.append(trainer.engine.optimizer.param_groups[0]["lr"])
+                        or step(loss))  # fmt: skip
+    trainer.train()
+    # each round: one SFT step at sft.lr x factor, then the policy update's steps at policy.lr x factor
+    assert seen[0] == pytest.approx(1e-3) and seen[1] == pytest.approx(2e-3)
+    assert seen[-1] == pytest.approx(2e-3 * 0.1) and pytest.approx(1e-3 * 0.1) in seen
+    assert pytest.approx(1e-3 * 0.55) in seen and pytest.approx(2e-3 * 0.55) in seen
+
+    with pytest.raises(ConfigError, match="policy.lr_schedule: 'linear'; choose constant or cosine"):
+        load_config(AdvConfig, "configs/default.yaml", ["policy.lr_schedule=linear"])
