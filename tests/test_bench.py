@@ -62,3 +62,26 @@ def test_bad_arguments_are_refused(capsys):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)
         assert message in capsys.readouterr().err
+
+
+def test_the_table_bounds_the_ratio_when_only_ours_reached_the_target():
+    bench = load_bench()
+    ev = {"accuracy": 1.0, "tokens_vs_minimal": 1.05}
+    result = {
+        "settings": {"seed": 0},
+        "throughput": {"ours_samples_per_s": 2.0, "trl_samples_per_s": 1.0},
+        "update_throughput_ratio": 2.0,
+        "rollouts_to_target": {
+            "base": {"accuracy": 1.0, "tokens_vs_minimal": 2.25},
+            "ours": {"rollouts": 128, "rollouts_run": 128, "last": ev, "reference_chains": 8192},
+            "trl": {"rollouts": None, "rollouts_run": 1920, "last": {"accuracy": 0.9, "tokens_vs_minimal": 1.6}},
+        },
+        "rollouts_to_target_ratio": None,
+        "rollouts_to_target_ratio_below": 128 / 1920,
+        "generation_time": {"ours_seconds_per_answer": 0.01, "base_seconds_per_answer": 0.02},
+        "generation_time_ratio": 0.5,
+        "wall_seconds": {"total": 1.0},
+        "load_average": {"start": 0.0, "end": 0.0},
+    }
+    row = next(line for line in bench.table(result).splitlines() if line.startswith("rollouts to target"))
+    assert "128 of 128 run (+8192 reference chains)" in row and "n/a of 1920 run" in row and "< 0.067" in row
