@@ -79,6 +79,11 @@ class SFTConfig:
         help="before round 0, sample pool_samples chains for this many training questions and keep each one's "
         "shortest correct (pruned) chain, so SFT sees a pool this large instead of one round's questions",
     )
+    prune_threshold: float | None = field(
+        None,
+        help="sft.source: pruned keeps a step when the discriminator's p(useful) is at least this (null: when useful "
+        "is its most likely label); above 0.5 it trades a few steps cut by mistake for fewer redundant ones kept",
+    )
     pool_samples: int = field(1, help="chains sampled per pool question (pool_questions, pool_source: samples)")
     pool_source: str = field(
         "samples",
@@ -107,6 +112,8 @@ class SFTConfig:
             raise ConfigError("sft.pool_frozen needs a pool: set sft.pool_questions > 0 (or sft.pool_frozen=false)")
         if self.source not in ("pruned", "shortest_correct", "reference", "minimal"):
             raise ConfigError(f"sft.source: {self.source!r}; choose pruned, shortest_correct, reference or minimal")
+        if self.prune_threshold is not None and not 0 < self.prune_threshold < 1:
+            raise ConfigError(f"sft.prune_threshold must be in (0, 1) (or null), got {self.prune_threshold}")
         if self.pool_source not in ("samples", "reference"):
             raise ConfigError(f"sft.pool_source: {self.pool_source!r}; choose samples or reference")
         if self.pool_samples <= 0:

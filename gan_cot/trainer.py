@@ -537,10 +537,18 @@ class AdversarialTrainer:
             if best is None or len(ids) < len(best):
                 self.best[s.example_index] = ids
 
+    def useful_steps(self, steps: list[str], probs: torch.Tensor) -> list[str]:
+        """The steps the discriminator keeps: p(useful) >= ``sft.prune_threshold``, or useful as the argmax."""
+        th = self.cfg.sft.prune_threshold
+        useful = LABELS.index("useful")
+        if th is None:
+            return [t for t, p in zip(steps, probs) if int(p.argmax()) == useful]
+        return [t for t, p in zip(steps, probs) if float(p[useful]) >= th]
+
     def pruned_ids(self, s: Sample) -> list[int] | None:
         """The chain with the steps the discriminator judges redundant or wrong removed, if its answer still
         verifies; the discriminator's judgement turned into a shorter SFT target."""
-        keep = [step for step, p in zip(s.steps, s.probs) if LABELS[int(p.argmax())] == "useful"]
+        keep = self.useful_steps(s.steps, s.probs)
         if not keep or len(keep) == len(s.steps):
             return None
         answer = s.text.split(ANSWER_MARKER, 1)[1].strip()
@@ -869,7 +877,7 @@ class AdversarialTrainer:
             steps = [[t.strip() for t in ex.steps] for ex in exs]
             probs = self.disc.score([self.task.prompt(ex) for ex in exs], steps) if prune else [None] * len(exs)
             for i, ex, st, p in zip(idx[b : b + chunk], exs, steps, probs):
-                keep = st if p is None else [t for t, q in zip(st, p) if LABELS[int(q.argmax())] == "useful"]
+                keep = st if p is None else self.useful_steps(st, p)
                 text = format_chain(keep, ex.answer, self.task.separator)
                 if not keep or not self.task.verify(text, ex):
                     text = format_chain(st, ex.answer, self.task.separator)

@@ -277,3 +277,16 @@ def test_a_cosine_schedule_lowers_the_adapter_lr_round_by_round(tmp_path, monkey
 
     with pytest.raises(ConfigError, match="policy.lr_schedule: 'linear'; choose constant or cosine"):
         load_config(AdvConfig, "configs/default.yaml", ["policy.lr_schedule=linear"])
+
+
+def test_prune_threshold_keeps_only_steps_judged_useful_with_that_confidence():
+    from gan_cot.trainer import AdversarialTrainer
+
+    steps = ["Cal wins 1, 2 + 1 = 3", "Dan gets 7, 15 + 7 = 22", "so Dan has 22", "Dan eats 4, 22 - 4 = 18"]
+    probs = torch.tensor([[0.72, 0.28, 0.0], [0.99, 0.01, 0.0], [0.01, 0.98, 0.01], [0.81, 0.1, 0.09]])
+    argmax = AdversarialTrainer(load_config(AdvConfig, "configs/default.yaml", ["sft.prune_threshold=null"]))
+    assert argmax.useful_steps(steps, probs) == [steps[0], steps[1], steps[3]]
+    strict = AdversarialTrainer(load_config(AdvConfig, "configs/default.yaml", ["sft.prune_threshold=0.8"]))
+    assert strict.useful_steps(steps, probs) == [steps[1], steps[3]]
+    with pytest.raises(ConfigError, match=r"sft.prune_threshold must be in \(0, 1\)"):
+        load_config(AdvConfig, "configs/default.yaml", ["sft.prune_threshold=1.5"])
