@@ -61,12 +61,14 @@ def method_command(name: str, args, out: Path) -> list[str]:
 
 
 def our_rollouts(config: str | Path) -> int:
-    """Chains gan-cot samples in training with this config: the warm-start pool and every round's groups."""
+    """Chains gan-cot samples in training with this config: a sampled warm-start pool (a pool of the task's
+    reference chains samples nothing) and every round's groups."""
     from gan_cot.adv_config import AdvConfig
     from gan_cot.config import load_config
 
     cfg = load_config(AdvConfig, config)
-    pool = cfg.sft.pool_questions * cfg.sft.pool_samples if cfg.sft.pool_questions else 0
+    sampled = cfg.sft.pool_questions and cfg.sft.pool_source == "samples"
+    pool = cfg.sft.pool_questions * cfg.sft.pool_samples if sampled else 0
     return pool + cfg.rounds * cfg.rollout.questions * cfg.rollout.group_size
 
 

@@ -1,5 +1,7 @@
 """sft.source=pruned: the discriminator's redundant and wrong steps are cut out of a correct chain."""
 
+from pathlib import Path
+
 import torch
 
 from gan_cot.models import load_tokenizer
@@ -8,7 +10,11 @@ from gan_cot.trainer import AdversarialTrainer, Sample
 
 
 def make_trainer(tiny_model_dir):
+    from gan_cot.adv_config import AdvConfig
+    from gan_cot.config import load_config
+
     trainer = AdversarialTrainer.__new__(AdversarialTrainer)  # only the parts pruned_ids reads
+    trainer.cfg = load_config(AdvConfig, Path(__file__).resolve().parents[1] / "configs" / "default.yaml")
     trainer.tokenizer = load_tokenizer(str(tiny_model_dir))
     trainer.task = LedgerTask(seed=0)
     trainer.train_examples = trainer.task.examples("train", 4)

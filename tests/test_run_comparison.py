@@ -43,3 +43,8 @@ def test_match_rollouts_gives_grpo_baselines_our_sampling_budget(tmp_path, capsy
     lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
     assert "train.steps=9" in lines["grpo-kimi"]  # ceil(134 / 16 completions per step)
     assert "train.steps" not in lines["srs"] and "train.steps" not in lines["gan-cot"]
+
+    cfg.write_text(
+        "rounds: 3\nrollout: {questions: 9, group_size: 2}\nsft: {pool_questions: 40, pool_source: reference}\n"
+    )
+    assert run_comparison.our_rollouts(cfg) == 3 * 9 * 2  # the task's reference chains are not sampled

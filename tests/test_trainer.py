@@ -139,6 +139,7 @@ def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, m
             "eval.n=4",
             "sft.steps=1",
             "sft.source=pruned",
+            "sft.pool_source=samples",
             "sft.pool_questions=6",
             "sft.pool_samples=2",
             "sft.warmup_steps=2",
@@ -184,7 +185,7 @@ def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):
             AdvConfig,
             "configs/default.yaml",
             ["rounds=2", "rollout.questions=6", "rollout.group_size=4", "eval.n=2", "sft.steps=1",
-             "sft.pool_questions=6", "sft.warmup_steps=1", "rollout.temperature=1.5", "loss.micro_batch=12",
+             "sft.pool_source=samples", "sft.pool_questions=6", "sft.warmup_steps=1", "rollout.temperature=1.5", "loss.micro_batch=12",
              "checkpoint_every=0", f"sft.pool_frozen={frozen}", f"output_dir={tmp_path / str(frozen) / 'out'}",
              f"mlflow_dir={tmp_path / str(frozen) / 'mlruns'}"],
         )  # fmt: skip
