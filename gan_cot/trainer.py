@@ -1,8 +1,11 @@
 """The adversarial loop on DeepSpeed engines.
 
-Before round 0 (``sft.pool_questions``, ``sft.warmup_steps``): one chain per training question for a pool of
-questions, each correct one pruned by the discriminator, and SFT steps on that pool (``warm_start``). A few
-hundred pruned targets get memorised and the policy collapses; a pool of thousands does not.
+Before round 0 (``sft.pool_questions``, ``sft.warmup_steps``): a pool of SFT targets, one per training question,
+each pruned by the discriminator (steps kept at ``p(useful) >= sft.prune_threshold``), and SFT steps on that pool
+(``warm_start``). The chains are the task's reference chains (``sft.pool_source: reference``, nothing sampled) or
+the policy's own correct samples (``samples``). A few hundred pruned targets get memorised and the policy
+collapses; a pool of thousands does not. The policy's accuracy follows the targets': at argmax pruning 4% of the
+built-in task's targets keep a step of the other person and greedy accuracy stops near 0.93.
 
 Each round:
 
