@@ -295,7 +295,7 @@ class Bench:
         ours = AdversarialTrainer(cfg, log=self.log)
         ours.setup()
         seed_everything(self.seed)
-        samples = ours.rollout(ours.round_questions(0))
+        samples = ours.rollout(ours.round_questions(0), explore=True)  # as a round samples them (gate: per chain)
         ours.score(samples)
         mean_tokens = statistics.fmean(len(s.completion_ids) for s in samples)
         self.log(f"[throughput] {len(samples)} chains sampled, mean {mean_tokens:.1f} tokens")
