@@ -619,16 +619,37 @@ class AdversarialTrainer:
         return stats
 
     @torch.no_grad()
+    def eval_policy(self):
+        """The policy as it answers at inference: the peft model, or a :class:`gan_cot.gate.GatedPolicy` when a
+        gate (``--alpha auto``: the gate's alpha per question) or a fixed alpha scales the delta."""
+        if self.gate is None and self.fixed_alpha is None:
+            return self.engine.module
+        from gan_cot.gate import GatedPolicy
+
+        return GatedPolicy(self.engine.module, self.gate, self.fixed_alpha)
+
+    def save_adapter(self, path: str | Path) -> Path:
+        """The adapter, the tokenizer and the gate (``load_gated_policy(path)`` reads them back), or the adapter
+        with a fixed alpha folded in, written to a temporary folder and renamed to ``path``."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.engine.module.save_pretrained(tmp)
+        self.tokenizer.save_pretrained(tmp)
+        if self.gate is not None:
+            save_gate(self.gate, tmp)
+        elif self.fixed_alpha is not None:
+            fold_alpha(tmp, self.fixed_alpha)
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+        return path
+
     def evaluate(self, split: str, n: int) -> dict:
         """Greedy accuracy and tokens on ``n`` questions of ``split``, sharded over processes and gathered."""
         from gan_cot.evaluate import evaluate
 
         examples = self.task.examples(split, n)[self.rank :: self.world]
-        policy = self.engine.module
-        if self.gate is not None or self.fixed_alpha is not None:
-            from gan_cot.gate import GatedPolicy
-
-            policy = GatedPolicy(self.engine.module, self.gate, self.fixed_alpha)  # alpha auto: the gate's
+        policy = self.eval_policy()
         gated_eval = policy is not self.engine.module
         res = evaluate(policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
                        max_new_tokens=self.cfg.rollout.max_think_tokens + self.cfg.rollout.max_answer_tokens,
@@ -807,17 +828,7 @@ class AdversarialTrainer:
         elif self.fixed_alpha is not None:
             result["alpha"] = self.fixed_alpha
         if self.is_main:
-            adapter = self.out / "adapter"
-            tmp = self.out / "adapter.tmp"
-            shutil.rmtree(tmp, ignore_errors=True)
-            self.engine.module.save_pretrained(tmp)
-            self.tokenizer.save_pretrained(tmp)
-            if self.gate is not None:
-                save_gate(self.gate, tmp)  # load_gated_policy(OUTPUT_DIR/adapter) reads adapter and gate
-            elif self.fixed_alpha is not None:
-                fold_alpha(tmp, self.fixed_alpha)
-            shutil.rmtree(adapter, ignore_errors=True)
-            tmp.rename(adapter)
+            adapter = self.save_adapter(self.out / "adapter")
             self.disc.save_pretrained(self.out / "discriminator")
             write_json(self.out / "result.json", result, indent=2)
             mlflow.log_metrics({f"final_{k}": v for k, v in final.items() if isinstance(v, float)})

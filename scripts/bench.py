@@ -30,8 +30,9 @@ questions in the same order, the same group size G, questions per round Q (N = Q
     task's reference chains (``sft.pool_source: reference``) samples nothing: its size is reported beside ours.
 ``generation_time_ratio``
     Greedy generation seconds per answer of the policy ours trained in the previous part (adapter merged, as
-    deployed) over the base's, on the same validation questions, the same budget and batch size (best of
-    ``--gen-repeats`` alternating runs).
+    deployed; with an alpha gate, unmerged, the gate choosing each question's alpha and its forward timed too)
+    over the base's, on the same validation questions, the same budget and batch size (best of ``--gen-repeats``
+    alternating runs).
 
 Everything prints as a table with the settings and wall seconds; the last line is one JSON object (with ``--json``
 only that line goes to stdout). A benchmark, not a test: timings depend on the machine and its load (reported).
@@ -393,15 +394,13 @@ class Bench:
         references = n_pool if cfg.sft.pool_source == "reference" else 0
         for r in range(self.rounds):
             tr.run_round(r)
-            ev = self.val_eval(tr.engine.module, tr.tokenizer)
+            ev = self.val_eval(tr.eval_policy(), tr.tokenizer)  # the gate's alpha per question, if it has one
             history.append({"rollouts": pool + (r + 1) * self.n, **ev})
             self.log(f"[ours] round {r}: {pool + (r + 1) * self.n} rollouts, " + fmt_eval(ev))
             if self.reached(ev):
                 reached = pool + (r + 1) * self.n
                 break
-        adapter = self.work / "ours-adapter"
-        tr.engine.module.save_pretrained(adapter)
-        tr.tokenizer.save_pretrained(adapter)
+        adapter = tr.save_adapter(self.work / "ours-adapter")  # with its gate, if it has one
         del tr
         return {"rollouts": reached, "rollouts_run": history[-1]["rollouts"], "last": history[-1],
                 "reference_chains": references, "history": history, "adapter": str(adapter)}  # fmt: skip
@@ -449,21 +448,36 @@ class Bench:
     def generation_time(self, adapter: str) -> dict:
         import torch
 
+        from gan_cot.gate import GATE_CONFIG, load_gated_policy
         from gan_cot.models import load_model
-        from gan_cot.rollout import generate
+        from gan_cot.rollout import generate, generate_gated
 
         base, tok = self.load_base()
-        compressed = load_model(adapter, dtype=torch.float32)  # the adapter merged into its base, as deployed
-        questions = [self.task.prompt(ex) for ex in self.val]
         kw = dict(max_new_tokens=self.max_len, batch_size=self.args.gen_batch)
+        gated = (Path(adapter) / GATE_CONFIG).exists()
+        if gated:  # unmerged, the gate choosing each question's alpha (its features' forward is timed too)
+            policy = load_gated_policy(adapter)
+
+            def run_ours(qs):
+                return generate_gated(policy, tok, qs, **kw)[0]
+        else:
+            compressed = load_model(adapter, dtype=torch.float32)  # the adapter merged into its base, as deployed
+
+            def run_ours(qs):
+                return generate(compressed, tok, qs, **kw)
+
+        def run_base(qs):
+            return generate(base, tok, qs, **kw)
+
+        questions = [self.task.prompt(ex) for ex in self.val]
         times: dict[str, list[float]] = {"base": [], "ours": []}
         tokens: dict[str, float] = {}
-        for m in (base, compressed):  # warm-up
-            generate(m, tok, questions[: min(2, len(questions))], **kw)
+        for run in (run_base, run_ours):  # warm-up
+            run(questions[: min(2, len(questions))])
         for _ in range(self.args.gen_repeats):
-            for name, m in (("base", base), ("ours", compressed)):
+            for name, run in (("base", run_base), ("ours", run_ours)):
                 t = time.perf_counter()
-                out = generate(m, tok, questions, **kw)
+                out = run(questions)
                 times[name].append((time.perf_counter() - t) / len(questions))
                 tokens[name] = statistics.fmean(g[0].num_tokens for g in out)
         return {
@@ -471,6 +485,7 @@ class Bench:
             "ours_seconds_per_answer": min(times["ours"]),
             "base_mean_tokens": tokens["base"],
             "ours_mean_tokens": tokens["ours"],
+            "ours_gated": gated,
             "runs": times,
         }
 
@@ -534,7 +549,8 @@ NOTES = (
     "order; both checked greedily on the validation subset after every N chains; a null ratio means one or both "
     "did not reach the target within max_rollouts (when only ours did, rollouts_to_target_ratio_below bounds it: "
     "ours over the rollouts TRL ran without reaching it). generation time: greedy, ours = the adapter from the "
-    "rollouts-to-target part (whether or not it reached the target) merged into the base, against the base."
+    "rollouts-to-target part (whether or not it reached the target) merged into the base (with an alpha gate: "
+    "unmerged, the gate choosing each question's alpha, its forward timed too), against the base."
 )
 
 

@@ -48,6 +48,9 @@ def test_bench_reports_the_three_ratios(tmp_path, capsys, monkeypatch):
         assert out["rollouts_to_target_ratio"] is None
     gt = out["generation_time"]
     assert gt["base_seconds_per_answer"] > 0 and gt["ours_seconds_per_answer"] > 0
+    # the default trains an alpha gate: ours is timed as it answers, unmerged with the gate choosing alpha
+    assert gt["ours_gated"] is True
+    assert (tmp_path / "work" / "ours-adapter" / "alpha_gate.safetensors").exists()
     assert out["settings"]["group_size"] == 2 and out["settings"]["questions"] == 2
     assert "notes" in out and out["wall_seconds"]["total"] > 0
 

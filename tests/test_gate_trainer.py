@@ -37,6 +37,9 @@ def gate_config(tmp_path, model_dir, disc_dir, *extra):
             "checkpoint_every=1",
             "gate.enabled=true",
             "gate.alpha=null",
+            "gate.mode=pathwise",  # the dataclass's gate; the tests that need reinforce or choices set them
+            "gate.choices=null",
+            "gate.sft_alpha=null",
             "gate.hidden=8",
             "gate.lr=0.05",
             *extra,
