@@ -213,7 +213,7 @@ def test_bad_gate_settings_are_refused_naming_the_key():
     with pytest.raises(ConfigError, match="gate.mode"):
         load_config(AdvConfig, "configs/default.yaml", ["gate.mode=sampled"])
     with pytest.raises(ConfigError, match="gate.choices needs gate.mode=reinforce"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.choices=[0.0, 1.0]"])
+        load_config(AdvConfig, "configs/default.yaml", ["gate.mode=pathwise", "gate.choices=[0.0, 1.0]"])
     with pytest.raises(ConfigError, match=r"gate.choices must be \[low, high\]"):
         load_config(AdvConfig, "configs/default.yaml", ["gate.mode=reinforce", "gate.choices=[1.0, 0.0]"])
     with pytest.raises(ConfigError, match="gate.sigma must be > 0"):
