@@ -234,6 +234,37 @@ def test_generate_gated_helper(policy):
     assert fixed == [0.25]
 
 
+def test_generate_gated_skips_the_per_row_scale_when_a_batch_shares_alpha_0_or_1(policy, monkeypatch):
+    """A batch whose rows all get alpha 0 runs on the base (adapter off) and all 1 on the plain adapter, with no
+    per-row scale; the completions are those of the scaled delta, token for token. Mixed alphas stay scaled."""
+    import gan_cot.gate as gate_mod
+    from gan_cot.rollout import generate, generate_gated
+
+    model, tok = policy
+    kw = dict(max_new_tokens=6, batch_size=3)
+
+    def scaled(alpha):
+        with gated(model, torch.tensor(alpha)):
+            return [g[0].text for g in generate(model, tok, QUESTIONS, **kw)]
+
+    calls = []
+    real = gate_mod.gated
+    monkeypatch.setattr(gate_mod, "gated", lambda m, a: calls.append(a) or real(m, a))
+    for alpha in (0.0, 1.0):
+        done, _ = generate_gated(GatedPolicy(model, alpha=alpha), tok, QUESTIONS, **kw)
+        assert [g[0].text for g in done] == scaled([alpha] * 3)
+    assert calls == []  # neither batch went through the per-row scale
+    with torch.no_grad(), model.disable_adapter():
+        base = [g[0].text for g in generate(model, tok, QUESTIONS, **kw)]
+    assert scaled([1.0] * 3) != base  # the delta matters, so the check above can fail
+
+    gate = AlphaGate(32)
+    monkeypatch.setattr(gate, "forward", lambda f: torch.tensor([0.0, 1.0, 0.5]))
+    done, alphas = generate_gated(GatedPolicy(model, gate), tok, QUESTIONS, **kw)
+    assert alphas == [0.0, 1.0, 0.5] and len(calls) == 1
+    assert [g[0].text for g in done] == scaled([0.0, 1.0, 0.5])
+
+
 def test_length_cost_and_reinforce_gate_loss():
     cost = length_cost([10, 20, 40], 20, coef=0.5)
     assert torch.allclose(cost, torch.tensor([0.25, 0.5, 1.0]))
