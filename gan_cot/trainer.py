@@ -618,7 +618,6 @@ class AdversarialTrainer:
         self.disc.model.eval()
         return stats
 
-    @torch.no_grad()
     def eval_policy(self):
         """The policy as it answers at inference: the peft model, or a :class:`gan_cot.gate.GatedPolicy` when a
         gate (``--alpha auto``: the gate's alpha per question) or a fixed alpha scales the delta."""
@@ -644,6 +643,7 @@ class AdversarialTrainer:
         tmp.rename(path)
         return path
 
+    @torch.no_grad()
     def evaluate(self, split: str, n: int) -> dict:
         """Greedy accuracy and tokens on ``n`` questions of ``split``, sharded over processes and gathered."""
         from gan_cot.evaluate import evaluate
