@@ -85,7 +85,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -467,8 +467,21 @@ class GatedPolicy:
             attention_mask = torch.ones_like(input_ids)
         if alpha is None:
             alpha = self.alpha(input_ids, attention_mask)
-        with gated(self.peft_model, alpha):
+        with gated_inference(self.peft_model, alpha):
             return self.peft_model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+
+def gated_inference(model: nn.Module, alpha: float | torch.Tensor):
+    """:func:`gated` for generation without grad: when every row has the same alpha of 0 or 1, the base (adapter
+    off) or the plain adapter, which compute the same bit for bit without a per-row scale on every LoRA layer (a
+    two-choice gate gives one of its two alphas to whole batches). Not for training: it drops alpha's gradient."""
+    a = torch.as_tensor(alpha, dtype=torch.float32).reshape(-1)
+    if a.numel() and bool((a == a[0]).all()):
+        if float(a[0]) == 0.0:
+            return _peft_model(model).disable_adapter()
+        if float(a[0]) == 1.0:
+            return nullcontext()
+    return gated(model, alpha)
 
 
 def load_gated_policy(adapter_dir: str | Path, dtype: torch.dtype | str = torch.float32, alpha: float | None = None):

@@ -89,6 +89,8 @@ def generate_gated(
     ``policy`` is a :class:`gan_cot.gate.GatedPolicy`; ``alpha`` (a float) overrides its gate for every question
     (CoT-Valve's manual alpha, e.g. a MixChain sweep). Returns the completions and the alpha used per question.
     """
+    from gan_cot.gate import gated_inference
+
     device = next(policy.peft_model.parameters()).device
     out: list[list[Completion]] = []
     alphas: list[float] = []
@@ -107,23 +109,7 @@ def generate_gated(
             ).to(device)
             a = policy.alpha(enc["input_ids"], enc["attention_mask"]).detach()
         pre = None if prefixes is None else prefixes[i : i + batch_size]
-        with _scaled(policy.peft_model, a):
+        with gated_inference(policy.peft_model, a):
             out += generate(policy.peft_model, tokenizer, chunk, batch_size=len(chunk), prefixes=pre, **kwargs)
         alphas += a.float().cpu().tolist()
     return out, alphas
-
-
-def _scaled(peft_model, alpha: torch.Tensor):
-    """The delta scaled by ``alpha`` [batch]; when every row has the same alpha of 0 or 1, the base (adapter
-    off) or the plain adapter, which compute the same bit for bit without a per-row scale on every LoRA layer
-    (a two-choice gate gives one of its two alphas to whole batches)."""
-    from contextlib import nullcontext
-
-    from gan_cot.gate import gated
-
-    if alpha.numel() and bool((alpha == alpha[0]).all()):
-        if float(alpha[0]) == 0.0:
-            return peft_model.disable_adapter()
-        if float(alpha[0]) == 1.0:
-            return nullcontext()
-    return gated(peft_model, alpha)

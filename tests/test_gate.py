@@ -236,7 +236,7 @@ def test_generate_gated_helper(policy):
 
 def test_generate_gated_skips_the_per_row_scale_when_a_batch_shares_alpha_0_or_1(policy, monkeypatch):
     """A batch whose rows all get alpha 0 runs on the base (adapter off) and all 1 on the plain adapter, with no
-    per-row scale; the completions are those of the scaled delta, token for token. Mixed alphas stay scaled."""
+    per-row scale (generate_gated and GatedPolicy.generate); the completions are those of the scaled delta, token for token. Mixed alphas stay scaled."""
     import gan_cot.gate as gate_mod
     from gan_cot.rollout import generate, generate_gated
 
@@ -253,7 +253,9 @@ def test_generate_gated_skips_the_per_row_scale_when_a_batch_shares_alpha_0_or_1
     for alpha in (0.0, 1.0):
         done, _ = generate_gated(GatedPolicy(model, alpha=alpha), tok, QUESTIONS, **kw)
         assert [g[0].text for g in done] == scaled([alpha] * 3)
-    assert calls == []  # neither batch went through the per-row scale
+    enc = encode(tok, QUESTIONS)
+    GatedPolicy(model, alpha=1.0).generate(**enc, max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert calls == []  # no batch went through the per-row scale
     with torch.no_grad(), model.disable_adapter():
         base = [g[0].text for g in generate(model, tok, QUESTIONS, **kw)]
     assert scaled([1.0] * 3) != base  # the delta matters, so the check above can fail
