@@ -1,0 +1,81 @@
+"""The sections every run shares, the adversarial trainer and the baselines alike: what to train on (task, data,
+base model, seed), where the run goes (output folder, MLflow), the LoRA adapter and the evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gan_cot.config import ConfigError, field
+
+DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass
+class LoraConfig:
+    r: int = field(16, help="LoRA rank")
+    alpha: int = field(32, help="LoRA scaling numerator (peft's lora_alpha; scale = alpha / r)")
+    dropout: float = field(0.0, help="LoRA dropout")
+    target_modules: list[str] = field(
+        default_factory=lambda: list(DEFAULT_TARGET_MODULES), help="module names that get LoRA adapters"
+    )
+
+    def __post_init__(self):
+        if self.r <= 0:
+            raise ConfigError(f"lora.r must be positive, got {self.r}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
+
+    def peft(self):
+        """The peft ``LoraConfig`` of this section."""
+        from peft import LoraConfig as PeftLoraConfig
+
+        return PeftLoraConfig(
+            r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout, target_modules=list(self.target_modules),
+            task_type="CAUSAL_LM",
+        )  # fmt: skip
+
+
+@dataclass
+class EvalConfig:
+    n: int = field(500, help="test questions for the base and the final evaluation (greedy)")
+    batch_size: int = field(64, help="questions per generation batch")
+    max_new_tokens: int | None = field(
+        None,
+        help="token budget per evaluated chain (null: the trainer's thinking + answer budget; a baseline's 200)",
+    )
+    every: int = field(0, help="trainer: evaluate on round_n validation questions every N rounds (0: only at the end)")
+    round_n: int = field(100, help="trainer: validation questions for the per-round evaluation")
+
+    def __post_init__(self):
+        for key in ("n", "batch_size"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"eval.{key} must be positive, got {getattr(self, key)}")
+        if self.max_new_tokens is not None and self.max_new_tokens <= 0:
+            raise ConfigError(f"eval.max_new_tokens must be positive (or null), got {self.max_new_tokens}")
+        if self.every < 0:
+            raise ConfigError(f"eval.every must be >= 0, got {self.every}")
+        if self.every and self.round_n <= 0:
+            raise ConfigError(f"eval.round_n must be positive when eval.every is set, got {self.round_n}")
+
+
+@dataclass
+class RunConfig:
+    """The run's data, base model, seed and destinations."""
+
+    task: str = field("ledger", help="task: ledger or gsm8k")
+    data: str | None = field(None, help="data path for file-backed tasks (a folder of splits or one .jsonl)")
+    seed: int = field(0, help="seed for data, sampling and initialisation")
+    model: str = field("models/ledger-verbose-base", help="base causal LM (Hub id or folder) the adapter trains on")
+    output_dir: str | None = field(None, help="run folder: adapter, result.json, checkpoints")
+    experiment: str = field("gan-cot", help="MLflow experiment")
+    mlflow_dir: str | None = field(None, help="local MLflow store folder (default mlruns/; MLFLOW_TRACKING_URI wins)")
+    lora: LoraConfig = field(default_factory=LoraConfig, help="the LoRA adapter")
+    eval: EvalConfig = field(default_factory=EvalConfig, help="evaluation")
+
+    def make_task(self):
+        """The task this run trains and evaluates on."""
+        from gan_cot.tasks import get_task
+
+        if self.task == "ledger":
+            return get_task("ledger", seed=self.seed)
+        return get_task(self.task, path=self.data)
