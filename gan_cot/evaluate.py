@@ -23,7 +23,7 @@ import statistics
 from tqdm.auto import tqdm
 
 from gan_cot.efficiency import split_thinking
-from gan_cot.rollout import Completion, generate, generate_gated
+from gan_cot.generation import generate
 
 
 def count_parameters(model) -> int:
@@ -49,53 +49,6 @@ def reference_tokens(tokenizer, task, examples, minimal: bool) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def _is_gated(model) -> bool:
-    from gan_cot.gate import GatedPolicy
-
-    return isinstance(model, GatedPolicy)
-
-
-def _generate(model, tokenizer, questions: list[str], alpha: float | None, **kwargs):
-    """Completions per question and, for a gated policy, the alpha used per question (else None)."""
-    if _is_gated(model):
-        return generate_gated(model, tokenizer, questions, alpha=alpha, **kwargs)
-    if alpha is not None:
-        raise ValueError("a fixed alpha scales a LoRA delta: pass a GatedPolicy (an adapter loaded unmerged)")
-    return generate(model, tokenizer, questions, **kwargs), None
-
-
-def force_answers(
-    model,
-    tokenizer,
-    questions: list[str],
-    groups: list[list[Completion]],
-    alpha: float | None = None,
-    end_of_thinking: str = "\n####",
-    max_answer_tokens: int = 8,
-    batch_size: int = 64,
-) -> int:
-    """Budget ran out: for every unfinished completion, append the end of thinking (unless already written) and
-    let the model answer greedily in ``max_answer_tokens`` tokens. Replaces the completions in ``groups`` in place
-    (their token counts include the appended marker); returns how many were forced."""
-    todo = [(i, k) for i, group in enumerate(groups) for k, c in enumerate(group) if not c.finished]
-    if not todo:
-        return 0
-    prefixes = []
-    for i, k in todo:
-        text = groups[i][k].text
-        prefixes.append(text if end_of_thinking.strip() in text else text + end_of_thinking)
-    conts, _ = _generate(
-        model, tokenizer, [questions[i] for i, _ in todo], alpha, max_new_tokens=max_answer_tokens,
-        do_sample=False, batch_size=batch_size, prefixes=prefixes,
-    )  # fmt: skip
-    for (i, k), prefix, (cont, *_) in zip(todo, prefixes, conts):
-        c = groups[i][k]
-        added = prefix[len(c.text) :]
-        n_added = len(tokenizer(added, add_special_tokens=False)["input_ids"]) if added else 0
-        groups[i][k] = Completion(prefix + cont.text, c.num_tokens + n_added + cont.num_tokens, cont.finished)
-    return len(todo)
-
-
 def alpha_stats(alphas: list[float], difficulties: list[int | None]) -> dict:
     """``alpha_mean``, ``alpha_std``, ``alpha_min``, ``alpha_max`` and ``alpha_difficulty`` (difficulty -> mean
     alpha, for the questions whose difficulty the task knows) of per-question alphas."""
@@ -112,6 +65,13 @@ def alpha_stats(alphas: list[float], difficulties: list[int | None]) -> dict:
         "alpha_max": max(alphas),
         "alpha_difficulty": {str(d): statistics.fmean(v) for d, v in sorted(by_level.items())},
     }
+
+
+def flat_alpha_stats(alphas: list[float], difficulties: list) -> dict:
+    """:func:`alpha_stats` as flat float metrics (``alpha_difficulty_{d}``)."""
+    stats = alpha_stats(alphas, difficulties)
+    per_level = stats.pop("alpha_difficulty", {})
+    return {k: float(v) for k, v in stats.items()} | {f"alpha_difficulty_{d}": float(v) for d, v in per_level.items()}
 
 
 def evaluate(
@@ -143,29 +103,21 @@ def evaluate(
     import torch
 
     questions = [task.prompt(ex) for ex in examples]
+    alphas: list[float] = []
     # a private RNG stream: evaluating never shifts the caller's (a trainer's) random state
     with (
         torch.random.fork_rng(),
         tqdm(total=len(questions), desc="evaluate", disable=not show_progress, leave=False) as bar,
     ):
         torch.manual_seed(seed)
-        groups, alphas = _generate(
-            model,
-            tokenizer,
-            questions,
-            alpha,
-            max_new_tokens=max_new_tokens if max_think_tokens is None else max_think_tokens,
-            do_sample=samples > 1,
-            temperature=temperature,
-            num_return_sequences=samples,
-            batch_size=batch_size,
-            progress=bar.update,
-        )
-        forced = 0
-        if max_think_tokens is not None:
-            forced = force_answers(
-                model, tokenizer, questions, groups, alpha, end_of_thinking, max_answer_tokens, batch_size
-            )
+        groups = generate(
+            model, tokenizer, questions, max_new_tokens=max_new_tokens if max_think_tokens is None else max_think_tokens,
+            do_sample=samples > 1, temperature=temperature, num_return_sequences=samples, batch_size=batch_size,
+            progress=bar.update, alpha=alpha, end_of_thinking=None if max_think_tokens is None else end_of_thinking,
+            max_answer_tokens=max_answer_tokens, alphas_out=alphas,
+        )  # fmt: skip
+    forced = sum(c.forced for group in groups for c in group)
+    alphas = alphas or None
     correct, tokens, unfinished = [], [], 0
     per_example = []
     for ex, group in zip(examples, groups):

@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from gan_cot.rollout import generate
+from gan_cot.generation import generate
 
 
 @dataclass

@@ -1,0 +1,208 @@
+"""Batched generation with a thinking budget: the one path the trainer's rollouts, evaluation, the baselines and the
+automatic labeler all sample through.
+
+:func:`generate_ids` runs one left-padded batch: ``max_new_tokens`` of thinking (the budget), then, for every chain
+that has not ended, the end-of-thinking marker (unless the chain already wrote it) and ``max_answer_tokens`` greedy
+tokens to answer, batched, each chain under its own alpha. :func:`generate` splits questions into batches, renders
+their prompts and returns text completions per question.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from gan_cot.models import render_prompt
+
+
+@dataclass(frozen=True)
+class Generated:
+    """One generated chain in token ids."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]  # the end-of-sequence token included when the chain ended
+    finished: bool  # ended with the end-of-sequence token
+    forced: bool = False  # the thinking budget ran out and the end of thinking was forced
+
+    @property
+    def num_tokens(self) -> int:
+        """Generated tokens, the end-of-sequence token excluded."""
+        return len(self.completion_ids) - int(self.finished)
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    num_tokens: int  # generated tokens, end-of-sequence token excluded
+    finished: bool  # ended with the end-of-sequence token inside the budget
+    forced: bool = False  # the end of thinking was forced
+
+
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _scaled(model, alpha):
+    """Every row's LoRA delta at its alpha (None: the model as it is)."""
+    if alpha is None:
+        return nullcontext()
+    from gan_cot.gate.scaling import gated_inference
+
+    return gated_inference(model, alpha)
+
+
+def _cut(ids: list[int], eos: int, pad: int | None) -> tuple[list[int], bool]:
+    """Generated ids up to and including the first end-of-sequence token; pad tokens the model wrote are dropped."""
+    finished = eos in ids
+    if finished:
+        ids = ids[: ids.index(eos) + 1]
+    if pad is not None and pad != eos:
+        ids = [t for t in ids if t != pad]
+    return ids, finished
+
+
+def _left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+    att = torch.zeros((len(seqs), width), dtype=torch.long)
+    for j, s in enumerate(seqs):
+        ids[j, width - len(s) :] = torch.tensor(s, dtype=torch.long)
+        att[j, width - len(s) :] = 1
+    return ids.to(device), att.to(device)
+
+
+@torch.no_grad()
+def generate_ids(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    num_return_sequences: int = 1,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    alpha: float | torch.Tensor | None = None,
+    end_of_thinking: str | None = None,
+    max_answer_tokens: int = 0,
+) -> list[Generated]:
+    """``num_return_sequences`` chains per rendered prompt (prompt-major), in one left-padded batch.
+
+    ``alpha`` scales the LoRA delta (:mod:`gan_cot.gate.scaling`): a float for every chain, a tensor [prompts]
+    (repeated for each prompt's chains) or [prompts * num_return_sequences]. With ``end_of_thinking``, a chain that
+    has not ended after ``max_new_tokens`` gets the marker (unless it wrote it) and ``max_answer_tokens`` greedy
+    tokens to answer. Greedy decoding samples each prompt once and repeats the chain.
+    """
+    model.eval()
+    device = _device(model)
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    g = num_return_sequences
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
+    enc = enc.to(device)
+    kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad, eos_token_id=eos)
+    reps = g if do_sample else 1
+    if do_sample:
+        kwargs.update(temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=g)
+    first = alpha
+    if not do_sample and isinstance(alpha, torch.Tensor) and len(alpha) != len(prompts):
+        first = alpha[::g]  # greedy: one chain per prompt, at its first chain's alpha
+    with _scaled(model, first):
+        out = model.generate(**enc, **kwargs)
+    width = enc["input_ids"].shape[1]
+    prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc["input_ids"], enc["attention_mask"])]
+    chains = []
+    for j, row in enumerate(out[:, width:].tolist()):
+        ids, finished = _cut(row, eos, pad)
+        chains += [(prompt_ids[j // reps], ids, finished)] * (g // reps)
+    results = [Generated(p, ids, done) for p, ids, done in chains]
+    if end_of_thinking is None:
+        return results
+    todo = [i for i, r in enumerate(results) if not r.finished]
+    if not todo:
+        return results
+    marker = tokenizer(end_of_thinking, add_special_tokens=False)["input_ids"]
+    for i in todo:
+        r = results[i]
+        ids = r.completion_ids
+        if end_of_thinking.strip() not in tokenizer.decode(ids, skip_special_tokens=True):
+            ids = ids + marker
+        results[i] = Generated(r.prompt_ids, ids, False, True)
+    if max_answer_tokens <= 0:
+        return results
+    chain_alpha = alpha
+    if isinstance(alpha, torch.Tensor):
+        per_chain = alpha.repeat_interleave(g) if len(alpha) == len(prompts) else alpha
+        chain_alpha = per_chain[torch.tensor(todo)]
+    ids, att = _left_pad([results[i].prompt_ids + results[i].completion_ids for i in todo], pad, device)
+    with _scaled(model, chain_alpha):
+        answer = model.generate(
+            input_ids=ids, attention_mask=att, do_sample=False, max_new_tokens=max_answer_tokens,
+            pad_token_id=pad, eos_token_id=eos,
+        )[:, ids.shape[1] :].tolist()  # fmt: skip
+    for i, row in zip(todo, answer):
+        extra, finished = _cut(row, eos, pad)
+        r = results[i]
+        results[i] = Generated(r.prompt_ids, r.completion_ids + extra, finished, True)
+    return results
+
+
+def completion(tokenizer, gen: Generated) -> Completion:
+    """A generated chain as text (special tokens and the end-of-sequence token left out)."""
+    body = gen.completion_ids[:-1] if gen.finished else gen.completion_ids
+    return Completion(tokenizer.decode(body, skip_special_tokens=True), gen.num_tokens, gen.finished, gen.forced)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    questions: list[str],
+    max_new_tokens: int = 256,
+    do_sample: bool = False,
+    temperature: float = 1.0,
+    num_return_sequences: int = 1,
+    batch_size: int = 64,
+    progress=None,
+    prefixes: list[str] | None = None,
+    alpha: float | None = None,
+    end_of_thinking: str | None = None,
+    max_answer_tokens: int = 0,
+    alphas_out: list | None = None,
+) -> list[list[Completion]]:
+    """``num_return_sequences`` completions per question, in batches of ``batch_size`` questions.
+
+    ``model``: a causal LM or a :class:`gan_cot.gate.GatedPolicy` (each question at its gate's alpha, or at ``alpha``
+    when given; the alpha used per question is appended to ``alphas_out``). ``prefixes`` (one per question) are chain
+    text already written: generation continues after them, and the returned text and token counts cover the
+    continuation only. ``progress``: an optional callable taking the number of questions just finished.
+    """
+    from gan_cot.gate.model import GatedPolicy
+
+    gated_policy = isinstance(model, GatedPolicy)
+    lm = model.peft_model if gated_policy else model
+    if alpha is not None and not gated_policy:
+        raise ValueError("a fixed alpha scales a LoRA delta: pass a GatedPolicy (an adapter loaded unmerged)")
+    out: list[list[Completion]] = []
+    for i in range(0, len(questions), batch_size):
+        chunk = [render_prompt(tokenizer, q) for q in questions[i : i + batch_size]]
+        if prefixes is not None:
+            chunk = [p + pre for p, pre in zip(chunk, prefixes[i : i + batch_size])]
+        a = None
+        if gated_policy:
+            if alpha is not None:
+                a = torch.full((len(chunk),), float(alpha))
+            else:
+                enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
+                a = model.alpha(enc["input_ids"].to(_device(lm)), enc["attention_mask"].to(_device(lm))).float().cpu()
+            if alphas_out is not None:
+                alphas_out += a.tolist()
+        gens = generate_ids(
+            lm, tokenizer, chunk, max_new_tokens, num_return_sequences, do_sample, temperature, a,
+            end_of_thinking, max_answer_tokens,
+        )  # fmt: skip
+        g = num_return_sequences
+        out += [[completion(tokenizer, x) for x in gens[k : k + g]] for k in range(0, len(gens), g)]
+        if progress is not None:
+            progress(len(chunk))
+    return out
