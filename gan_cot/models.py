@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from gan_cot.cli import check_model_path
+from gan_cot.cli import REPO_ROOT, check_model_path
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -27,6 +27,14 @@ TINY_CHAT_TEMPLATE = (
 )
 
 
+def resolve_base(name_or_path: str) -> str:
+    """A base model as an adapter records it: a folder relative to the working directory, else to the
+    repository (the shipped models), else a Hub id."""
+    if not Path(name_or_path).is_absolute() and not Path(name_or_path).exists() and (REPO_ROOT / name_or_path).exists():
+        return str(REPO_ROOT / name_or_path)
+    return name_or_path
+
+
 def _adapter_base(name_or_path: str) -> str | None:
     """The base model of a peft adapter folder, or None when ``name_or_path`` is not one."""
     cfg = Path(name_or_path) / "adapter_config.json"
@@ -34,7 +42,7 @@ def _adapter_base(name_or_path: str) -> str | None:
         return None
     import json
 
-    return json.loads(cfg.read_text())["base_model_name_or_path"]
+    return resolve_base(json.loads(cfg.read_text())["base_model_name_or_path"])
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
@@ -137,15 +145,9 @@ def build_tiny_model(tokenizer=None, seed: int = 0, **config_kwargs):
 
 def save_pretrained(model, tokenizer, path: str | Path) -> Path:
     """Save model and tokenizer side by side, through a temporary folder renamed into place."""
-    import shutil
+    from gan_cot.checkpoint import atomic_dir
 
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    if path.exists():
-        shutil.rmtree(path)
-    tmp.rename(path)
-    return path
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return Path(path)

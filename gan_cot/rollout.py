@@ -1,4 +1,6 @@
-"""Batched generation from a policy: prompts in, completions (text and token counts) out."""
+"""A round's rollout: G chains per question from the current policy under the thinking budget, each at the alpha
+the gate gives it, split into steps and checked, as one immutable :class:`RolloutBatch` that scoring, the update,
+the SFT pool, the refresh and the logs all read."""
 
 from __future__ import annotations
 
@@ -6,110 +8,103 @@ from dataclasses import dataclass
 
 import torch
 
+from gan_cot.generation import Generated, generate_ids
 from gan_cot.models import render_prompt
+from gan_cot.steps import split_steps, step_token_spans
+from gan_cot.tasks.base import ANSWER_MARKER
 
 
-@dataclass
-class Completion:
-    text: str
-    num_tokens: int  # generated tokens, end-of-sequence token excluded
-    finished: bool  # ended with the end-of-sequence token inside the budget
+@dataclass(frozen=True)
+class Chain:
+    """One sampled chain and what the rollout knows of it."""
+
+    example_index: int  # index into the trainer's training examples
+    prompt_ids: list[int]
+    completion_ids: list[int]  # the end-of-sequence token included when the chain ended
+    text: str  # the completion, special tokens left out
+    steps: list[str]  # the thinking steps (before the answer marker)
+    step_spans: list[tuple[int, int]]  # each step's token span within completion_ids
+    correct: bool
+    finished: bool  # ends with the end-of-sequence token
+    forced: bool = False  # the end of thinking was forced
+    alpha: float | None = None  # the alpha the chain was sampled under
+    question_alpha: float | None = None  # the gate's own pick for the question
+    alpha_logp: float | None = None  # log p(alpha) under the gate at rollout (the learned gate's exploration)
+
+
+@dataclass(frozen=True)
+class RolloutBatch:
+    """The chains of a rollout, question-major: chains ``[k * group_size, (k + 1) * group_size)`` share a question."""
+
+    chains: list[Chain]
+    group_size: int
+    features: torch.Tensor | None = None  # [chains, hidden]: the gate's prompt features of each chain's question
+
+    def groups(self) -> list[list[Chain]]:
+        g = self.group_size
+        return [self.chains[k : k + g] for k in range(0, len(self.chains), g)]
+
+
+def completion_offsets(tokenizer, ids: list[int]) -> tuple[str, list[tuple[int, int]]]:
+    """Decoded text of generated ids and each token's character span in it (by incremental decoding)."""
+    spans, prev = [], ""
+    for k in range(len(ids)):
+        text = tokenizer.decode(ids[: k + 1], skip_special_tokens=True)
+        spans.append((len(prev), len(text)))
+        prev = text
+    return prev, spans
+
+
+def make_chain(tokenizer, task, example, index: int, gen: Generated, **alphas) -> Chain:
+    """Decode a generated chain, split its thinking into steps with their token spans, and check its answer."""
+    body = gen.completion_ids[:-1] if gen.finished else gen.completion_ids
+    text, offsets = completion_offsets(tokenizer, body)
+    steps = split_steps(text.split(ANSWER_MARKER, 1)[0], task.separator)
+    spans = step_token_spans(tokenizer, text, steps, offsets=offsets) if steps else []
+    return Chain(
+        index, gen.prompt_ids, gen.completion_ids, text, [s.text for s in steps], spans, task.verify(text, example),
+        gen.finished, gen.forced, **alphas,
+    )  # fmt: skip
 
 
 @torch.no_grad()
-def generate(
+def rollout(
     model,
     tokenizer,
-    questions: list[str],
-    max_new_tokens: int = 256,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    num_return_sequences: int = 1,
-    batch_size: int = 64,
-    progress=None,
-    prefixes: list[str] | None = None,
-) -> list[list[Completion]]:
-    """Generate ``num_return_sequences`` completions per question, in left-padded batches with the KV cache.
-
-    ``prefixes`` (one per question) are chain text already written: generation continues after them and
-    the returned text and token counts cover the continuation only.
-
-    ``progress`` is an optional callable taking the number of questions just finished (a tqdm ``update``).
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    out: list[list[Completion]] = []
-    eos = tokenizer.eos_token_id
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    old_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    try:
-        for i in range(0, len(questions), batch_size):
-            chunk = questions[i : i + batch_size]
-            prompts = [render_prompt(tokenizer, q) for q in chunk]
-            if prefixes is not None:
-                prompts = [p + pre for p, pre in zip(prompts, prefixes[i : i + batch_size])]
-            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-            kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad, eos_token_id=eos)
-            if do_sample:
-                kwargs.update(temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=num_return_sequences)
-            seqs = model.generate(**enc, **kwargs)
-            new = seqs[:, enc["input_ids"].shape[1] :]
-            reps = num_return_sequences if do_sample else 1
-            for j in range(len(chunk)):
-                group = []
-                for r in range(reps):
-                    ids = new[j * reps + r].tolist()
-                    finished = eos in ids
-                    if finished:
-                        ids = ids[: ids.index(eos)]
-                    ids = [t for t in ids if t != pad]
-                    group.append(Completion(tokenizer.decode(ids, skip_special_tokens=True), len(ids), finished))
-                if not do_sample and num_return_sequences > 1:
-                    group = group * num_return_sequences  # greedy: every sample is the same
-                out.append(group)
-            if progress is not None:
-                progress(len(chunk))
-    finally:
-        tokenizer.padding_side = old_side
-    return out
-
-
-@torch.no_grad()
-def generate_gated(
-    policy,
-    tokenizer,
-    questions: list[str],
-    alpha: float | None = None,
-    batch_size: int = 64,
-    **kwargs,
-) -> tuple[list[list[Completion]], list[float]]:
-    """:func:`generate` with the LoRA delta scaled per question by the policy's alpha gate (``gan_cot.gate``).
-
-    ``policy`` is a :class:`gan_cot.gate.GatedPolicy`; ``alpha`` (a float) overrides its gate for every question
-    (CoT-Valve's manual alpha, e.g. a MixChain sweep). Returns the completions and the alpha used per question.
-    """
-    from gan_cot.gate import gated_inference
-
-    device = next(policy.peft_model.parameters()).device
-    out: list[list[Completion]] = []
-    alphas: list[float] = []
-    prefixes = kwargs.pop("prefixes", None)
-    for i in range(0, len(questions), batch_size):
-        chunk = questions[i : i + batch_size]
-        if alpha is not None:
-            a = torch.full((len(chunk),), float(alpha))
-        else:
-            enc = tokenizer(
-                [render_prompt(tokenizer, q) for q in chunk],
-                return_tensors="pt",
-                padding=True,
-                add_special_tokens=False,
-                padding_side="left",
-            ).to(device)
-            a = policy.alpha(enc["input_ids"], enc["attention_mask"]).detach()
-        pre = None if prefixes is None else prefixes[i : i + batch_size]
-        with gated_inference(policy.peft_model, a):
-            out += generate(policy.peft_model, tokenizer, chunk, batch_size=len(chunk), prefixes=pre, **kwargs)
-        alphas += a.float().cpu().tolist()
-    return out, alphas
+    task,
+    examples: list,
+    indices: list[int],
+    cfg,
+    gate,
+    group_size: int | None = None,
+    explore: bool = False,
+    temperature: float | None = None,
+) -> RolloutBatch:
+    """``group_size`` (default ``cfg.group_size``) sampled chains for each of ``examples[indices]``, in generation
+    batches of ``cfg.batch_size`` chains. ``explore`` (a round's rollout): each chain draws its own alpha from a
+    learned gate; otherwise a question's chains share the gate's pick."""
+    g = group_size or cfg.group_size
+    per_batch = max(1, cfg.batch_size // g)
+    chains: list[Chain] = []
+    features: list[torch.Tensor] = []
+    for b in range(0, len(indices), per_batch):
+        idx = indices[b : b + per_batch]
+        prompts = [render_prompt(tokenizer, task.prompt(examples[i])) for i in idx]
+        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
+        alphas = gate.rollout_alphas(model, enc["input_ids"], enc["attention_mask"], g, explore)
+        gens = generate_ids(
+            model, tokenizer, prompts, cfg.max_think_tokens, g, do_sample=True,
+            temperature=temperature or cfg.temperature, alpha=alphas.chain, end_of_thinking=cfg.end_of_thinking,
+            max_answer_tokens=cfg.max_answer_tokens,
+        )  # fmt: skip
+        for j, gen in enumerate(gens):
+            q = j // g
+            extra = {"alpha": alphas.per_chain[j]}
+            if alphas.question is not None:
+                extra["question_alpha"] = alphas.question[q]
+            if alphas.logp is not None:
+                extra["alpha_logp"] = alphas.logp[j]
+            chains.append(make_chain(tokenizer, task, examples[idx[q]], idx[q], gen, **extra))
+            if alphas.features is not None:
+                features.append(alphas.features[q])
+    return RolloutBatch(chains, g, torch.stack(features) if features else None)

@@ -1,0 +1,60 @@
+"""The discriminator refresh of adversarial mode: label the policy's new chains (the task's gold labels, or
+automatic labels from rollouts of every prefix), measure how well the discriminator judged them, then train it on
+them for a few steps. Gradients are averaged across processes, so every copy stays identical."""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from gan_cot.discriminator.data import StepRecord
+from gan_cot.steps import LABELS
+
+
+def step_records(chains, examples, task, labels: str, policy, tokenizer) -> list[StepRecord]:
+    """One record per chain (chains with steps only): ``gold`` labels from the task, or ``auto`` labels."""
+    exs = [examples[c.example_index] for c in chains]
+    if labels == "gold":
+        return [StepRecord(ex.question, c.steps, task.gold_labels(ex, c.steps)) for ex, c in zip(exs, chains)]
+    from gan_cot.discriminator.labels import label_chains
+
+    auto = label_chains(policy, tokenizer, task, exs, [c.steps for c in chains])
+    return [StepRecord(ex.question, c.steps, a.labels) for ex, c, a in zip(exs, chains, auto)]
+
+
+def refresh_discriminator(disc, rollout, scores, examples, task, cfg, policy, tokenizer, strategy, seed: int) -> dict:
+    """Returns the discriminator's F1 on this round's chains measured before the refresh (``disc_f1``,
+    ``disc_acc``) and the last refresh loss (``disc_loss``). A frozen discriminator with automatic labels is left
+    alone: nothing is labelled."""
+    from gan_cot.discriminator.train import discriminator_loss, step_metrics
+
+    with_steps = [(c, p) for c, p in zip(rollout.chains, scores.probs) if c.steps]
+    if not with_steps or (cfg.mode != "adversarial" and cfg.labels != "gold"):
+        return {}
+    records = step_records([c for c, _ in with_steps], examples, task, cfg.labels, policy, tokenizer)
+    stats = {}
+    if with_steps[0][1] is not None:
+        gold = [lab for r in records for lab in r.labels]
+        pred = [LABELS[int(k)] for _, p in with_steps for k in p.argmax(-1)]
+        m = step_metrics(gold, pred)
+        stats = {"disc_f1": m["macro_f1"], "disc_acc": m["accuracy"]}
+    if cfg.mode != "adversarial":
+        return stats
+    # a fresh optimizer per refresh: each refresh is a short fine-tune, and no optimizer state has to survive a
+    # checkpoint
+    params = [p for p in disc.model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr)
+    disc.model.train()
+    rng = random.Random(seed)
+    for _ in range(cfg.refresh_steps):
+        batch = rng.sample(records, min(32, len(records)))
+        loss, _ = discriminator_loss(disc, batch)
+        loss.backward()
+        strategy.mean_grads(disc.model.parameters())
+        torch.nn.utils.clip_grad_norm_(disc.model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        stats["disc_loss"] = loss.item()
+    disc.model.eval()
+    return stats

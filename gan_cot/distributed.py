@@ -1,0 +1,140 @@
+"""Everything about processes and devices in one place: the process group, the DeepSpeed engine's optimizer step,
+collectives on the engine's device (NCCL refuses CPU tensors), and saving the adapter under ZeRO-3 (where each
+process holds only a shard of every parameter)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from pathlib import Path
+
+import torch
+
+
+class NonFiniteLoss(RuntimeError):
+    """Too many non-finite losses in a row; the run stops with a checkpoint."""
+
+
+def init_distributed() -> tuple[int, int]:
+    """Rank and world size; a plain ``python`` run becomes a one-process group (gloo on a CPU, NCCL on GPUs)."""
+    import deepspeed
+
+    if "RANK" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, verbose=False)
+    return torch.distributed.get_rank(), torch.distributed.get_world_size()
+
+
+class Strategy:
+    """The DeepSpeed engine of the policy and the process group around it.
+
+    :meth:`step` is the only place a loss goes backward; :meth:`sum` and :meth:`gather` are the only collectives.
+    """
+
+    def __init__(self, engine, rank: int, world: int, max_nan_steps: int, log=print):
+        self.engine = engine
+        self.rank = rank
+        self.world = world
+        self.is_main = rank == 0
+        self.max_nan_steps = max_nan_steps
+        self.nan_streak = 0
+        self.log = log
+
+    @property
+    def model(self):
+        """The peft model inside the engine."""
+        return self.engine.module
+
+    @property
+    def device(self) -> torch.device:
+        return self.engine.device if hasattr(self.engine, "device") else next(self.model.parameters()).device
+
+    # -- optimisation ---------------------------------------------------------------------------------
+
+    def step(self, loss: torch.Tensor) -> bool:
+        """Backward and optimizer step; a non-finite loss is skipped with a warning (and counted)."""
+        if not torch.isfinite(loss):
+            self.nan_streak += 1
+            self.log(f"warning: non-finite loss skipped ({self.nan_streak} in a row)")
+            if self.nan_streak >= self.max_nan_steps:
+                raise NonFiniteLoss(f"{self.nan_streak} non-finite losses in a row")
+            return False
+        self.nan_streak = 0
+        self.engine.backward(loss)
+        self.engine.step()
+        return True
+
+    @property
+    def lr(self) -> float:
+        """The adapter's current learning rate (the first parameter group)."""
+        return self.engine.optimizer.param_groups[0]["lr"]
+
+    def set_lr(self, lr: float) -> None:
+        """The adapter's learning rate (the first parameter group; a gate's group keeps its own)."""
+        self.engine.optimizer.param_groups[0]["lr"] = lr
+
+    @contextlib.contextmanager
+    def lr_for(self, lr: float | None):
+        """The adapter's learning rate set to ``lr`` inside the block (None: unchanged), restored after."""
+        if lr is None:
+            yield
+            return
+        saved = self.lr
+        self.set_lr(lr)
+        try:
+            yield
+        finally:
+            self.set_lr(saved)
+
+    # -- collectives ----------------------------------------------------------------------------------
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum of ``values`` over all processes (float64, on the engine's device)."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            torch.distributed.all_reduce(t)
+        return t.tolist()
+
+    def mean_grads(self, params) -> None:
+        """Average the gradients of ``params`` (a model the engine does not own) over all processes."""
+        if self.world == 1:
+            return
+        for p in params:
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world
+
+    def gather(self, items: list) -> list:
+        """This process's list joined with every other process's (rank order)."""
+        if self.world == 1:
+            return list(items)
+        parts: list = [None] * self.world
+        torch.distributed.all_gather_object(parts, list(items))
+        return [x for part in parts for x in part]
+
+    def barrier(self) -> None:
+        torch.distributed.barrier()
+
+    # -- saving ---------------------------------------------------------------------------------------
+
+    def gathered(self, trainable_only: bool = False):
+        """A context in which the model's parameters (or only the trainable ones) are whole on every process: ZeRO-3
+        partitions them. Gather once around work that reads every parameter (``generate``), not per module."""
+        params = [p for p in self.model.parameters() if hasattr(p, "ds_id") and (p.requires_grad or not trainable_only)]
+        if not params:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+    def save_adapter(self, folder: Path) -> None:
+        """peft's ``save_pretrained`` of the adapter into ``folder`` (main process; every process must call it)."""
+        with self.gathered(trainable_only=True):
+            if self.is_main:
+                self.model.save_pretrained(folder)

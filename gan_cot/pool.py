@@ -1,0 +1,168 @@
+"""The SFT pool: one target chain per training question, the warm start that fills it and trains on it before
+round 0, and the few SFT steps on it in every round.
+
+A target is a chain the discriminator pruned (``sft.source: pruned``: steps kept at ``p(useful) >=
+sft.prune_threshold``, and only if the answer still verifies) or left whole (``shortest_correct``). The warm-start
+chains are the task's reference chains (``sft.pool_source: reference``, nothing sampled) or the policy's own
+correct samples (``samples``). A few hundred pruned targets get memorised and the policy collapses; a pool of
+thousands does not. Unless ``sft.pool_frozen``, a round's shorter correct chain replaces a question's target.
+``sft.source: reference`` or ``minimal`` trains on the task's own chains instead of the pool.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from gan_cot.gate.scaling import gated
+from gan_cot.models import render_prompt
+from gan_cot.sft import collate, encode_pairs, task_pairs
+from gan_cot.steps import LABELS
+from gan_cot.tasks.base import ANSWER_MARKER, format_chain
+
+
+def useful_steps(steps: list[str], probs: torch.Tensor, threshold: float | None) -> list[str]:
+    """The steps the discriminator keeps: p(useful) >= ``threshold``, or useful as the argmax (``None``)."""
+    useful = LABELS.index("useful")
+    if threshold is None:
+        return [t for t, p in zip(steps, probs) if int(p.argmax()) == useful]
+    return [t for t, p in zip(steps, probs) if float(p[useful]) >= threshold]
+
+
+class SFTPool:
+    """Targets (completion ids, end-of-sequence included) by training-example index, in insertion order."""
+
+    def __init__(self, cfg, tokenizer, task, examples: list):
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.task = task
+        self.examples = examples
+        self.targets: dict[int, list[int]] = {}
+        self._prompt_ids: dict[int, list[int]] = {}
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    # -- filling ----------------------------------------------------------------------------------------
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+    def pruned_ids(self, chain, probs: torch.Tensor) -> list[int] | None:
+        """The chain with the steps the discriminator judges redundant or wrong removed, if its answer still
+        verifies; None when nothing is cut or the answer no longer verifies."""
+        keep = useful_steps(chain.steps, probs, self.cfg.sft.prune_threshold)
+        if not keep or len(keep) == len(chain.steps):
+            return None
+        answer = chain.text.split(ANSWER_MARKER, 1)[1].strip()
+        text = format_chain(keep, answer, self.task.separator)
+        if not self.task.verify(text, self.examples[chain.example_index]):
+            return None
+        return self.encode(text)
+
+    def offer(self, rollout, scores) -> None:
+        """Keep, per question, the shortest correct finished chain (pruned first when ``sft.source`` is pruned)."""
+        for c, probs in zip(rollout.chains, scores.probs):
+            if not (c.correct and c.finished):
+                continue
+            ids = list(c.completion_ids)
+            if self.cfg.sft.source == "pruned" and probs is not None:
+                ids = self.pruned_ids(c, probs) or ids
+            best = self.targets.get(c.example_index)
+            if best is None or len(ids) < len(best):
+                self.targets[c.example_index] = ids
+
+    def fill_from_references(self, idx: list[int], disc, strategy) -> dict:
+        """Each question's reference chain, pruned by the discriminator (``sft.source: pruned``) as a sampled chain
+        would be; a chain whose pruned answer no longer verifies stays whole."""
+        prune = self.cfg.sft.source == "pruned"
+        kept = [0.0, 0.0, 0.0, 0.0]  # targets, their tokens, reference steps, steps kept
+        chunk = max(1, self.cfg.rollout.batch_size)
+        for b in range(0, len(idx), chunk):
+            exs = [self.examples[i] for i in idx[b : b + chunk]]
+            steps = [[t.strip() for t in ex.steps] for ex in exs]
+            probs = disc.score([self.task.prompt(ex) for ex in exs], steps) if prune else [None] * len(exs)
+            for i, ex, st, p in zip(idx[b : b + chunk], exs, steps, probs):
+                keep = st if p is None else useful_steps(st, p, self.cfg.sft.prune_threshold)
+                text = format_chain(keep, ex.answer, self.task.separator)
+                if not keep or not self.task.verify(text, ex):
+                    text = format_chain(st, ex.answer, self.task.separator)
+                self.targets[i] = self.encode(text)
+                kept = [a + b for a, b in zip(kept, [1.0, len(self.targets[i]), len(st), len(keep)])]
+        n, tokens, ref_steps, kept_steps = strategy.sum(kept)
+        return {"pool_size": n, "pool_tokens": tokens / max(n, 1.0), "pool_steps_kept": kept_steps / max(ref_steps, 1.0)}
+
+    def fill_from_samples(self, idx: list[int], sample_and_score, strategy) -> dict:
+        """``sft.pool_samples`` chains per question from the policy, scored; the shortest correct (pruned) stays."""
+        g = self.cfg.sft.pool_samples
+        chunk = max(1, self.cfg.rollout.batch_size // g)
+        accuracy, tokens, chains = 0.0, 0.0, 0
+        for b in range(0, len(idx), chunk):
+            rollout, scores = sample_and_score(idx[b : b + chunk], g)
+            self.offer(rollout, scores)
+            accuracy += sum(c.correct for c in rollout.chains)
+            tokens += sum(len(c.completion_ids) for c in rollout.chains)
+            chains += len(rollout.chains)
+        size, size_tokens, accuracy, tokens, chains = strategy.sum(
+            [len(self.targets), sum(map(len, self.targets.values())), accuracy, tokens, chains]
+        )
+        return {
+            "pool_size": size,
+            "pool_tokens": size_tokens / max(size, 1.0),
+            "pool_rollout_accuracy": accuracy / max(chains, 1.0),
+            "pool_rollout_tokens": tokens / max(chains, 1.0),
+        }
+
+    def fill(self, n: int, disc, sample_and_score, strategy) -> dict:
+        """Targets for the first ``n`` training questions (this process's share, the same count on every one)."""
+        n = min(n, len(self.examples))
+        idx = list(range(n - n % strategy.world))[strategy.rank :: strategy.world]
+        if self.cfg.sft.pool_source == "reference":
+            return self.fill_from_references(idx, disc, strategy)
+        return self.fill_from_samples(idx, sample_and_score, strategy)
+
+    # -- training ---------------------------------------------------------------------------------------
+
+    def prompt_ids(self, i: int) -> list[int]:
+        if i not in self._prompt_ids:
+            prompt = render_prompt(self.tokenizer, self.task.prompt(self.examples[i]))
+            self._prompt_ids[i] = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return self._prompt_ids[i]
+
+    def pairs(self) -> list[tuple[list[int], int]]:
+        """(prompt + target ids, prompt length) for SFT: the pool, or the task's reference or minimal chains."""
+        source = self.cfg.sft.source
+        if source in ("shortest_correct", "pruned"):
+            return [(self.prompt_ids(i) + ids, len(self.prompt_ids(i))) for i, ids in self.targets.items()]
+        prompts, completions = task_pairs(self.tokenizer, self.task, self.examples[:512], minimal=source == "minimal")
+        return encode_pairs(self.tokenizer, prompts, completions)
+
+    def train(self, strategy, gate, r: int, steps: int, lr: float | None) -> dict:
+        """``steps`` SFT steps on the pool at learning rate ``lr`` (None: the adapter's), each on a random batch
+        (seeded by the run's seed and the round ``r``; -1 is the warm start), at the gate's SFT alpha."""
+        if steps <= 0:
+            return {}
+        pairs = self.pairs()
+        if not pairs:
+            return {}
+        rng = random.Random(self.cfg.seed * 1000 + r)
+        losses = []
+        with strategy.lr_for(lr):
+            for _ in range(steps):
+                chosen = rng.sample(pairs, min(self.cfg.sft.batch_size, len(pairs)))
+                batch = {k: v.to(strategy.device) for k, v in collate(chosen, self.tokenizer.pad_token_id).items()}
+                strategy.engine.train()
+                with gated(strategy.model, gate.sft_alpha()):
+                    out = strategy.engine(**batch)
+                    if strategy.step(out.loss):
+                        losses.append(out.loss.item())
+        return {"sft_loss": sum(losses) / len(losses)} if losses else {}
+
+    # -- checkpoints ------------------------------------------------------------------------------------
+
+    def state(self) -> dict:
+        return {str(k): v for k, v in self.targets.items()}
+
+    def load(self, state: dict) -> None:
+        self.targets = {int(k): list(v) for k, v in state.items()}
