@@ -41,26 +41,19 @@ MODULES = {
 assert set(MODULES) == set(METHODS)
 
 
-def make_task(cfg):
-    from gan_cot.tasks import get_task
-
-    if cfg.task == "ledger":
-        return get_task("ledger", seed=cfg.seed)
-    if cfg.task == "gsm8k":
-        return get_task("gsm8k", path=cfg.data)
-    return get_task(cfg.task)
-
-
 def output_dir(cfg) -> Path:
     return Path(cfg.output_dir) if cfg.output_dir else Path("outputs") / "baselines" / cfg.tag
 
 
-def _evaluate(cfg, model, tokenizer, task, examples) -> dict:
+EVAL_MAX_NEW_TOKENS = 200  # eval.max_new_tokens when the config leaves it null
+
+
+def _evaluate(cfg, model, tokenizer, task, examples, **options) -> dict:
     from gan_cot.evaluate import evaluate
 
     return evaluate(
-        model, tokenizer, task, examples, max_new_tokens=cfg.eval.max_new_tokens, batch_size=cfg.eval.batch_size,
-        seed=cfg.seed, show_progress=cfg.progress,
+        model, tokenizer, task, examples, max_new_tokens=cfg.eval.max_new_tokens or EVAL_MAX_NEW_TOKENS,
+        batch_size=cfg.eval.batch_size, seed=cfg.seed, show_progress=cfg.progress, **options,
     )  # fmt: skip
 
 
@@ -98,9 +91,9 @@ def run(cfg: BaselineConfig, log=print) -> dict:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
     out = check_writable_dir(output_dir(cfg))
-    task = make_task(cfg)
+    task = cfg.make_task()
     test = task.examples("test", cfg.eval.n)
-    model_id = str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model
+    model_id = cfg.model  # as given: saved adapters record it (relative stays relative)
     tokenizer = load_tokenizer(model_id)
     model = load_model(model_id, dtype=torch.float32)
     n_params = count_params(model)
@@ -120,7 +113,7 @@ def run(cfg: BaselineConfig, log=print) -> dict:
         if outcome.trainer is not None:
             _log_history(outcome.trainer)
         log(f"[{cfg.tag}] evaluating the result")
-        final = _evaluate(cfg, outcome.model, tokenizer, outcome.eval_task or task, test)
+        final = _evaluate(cfg, outcome.model, tokenizer, outcome.eval_task or task, test, **outcome.eval_options)
         result = {
             "method": cfg.tag,
             "run_id": run_id,

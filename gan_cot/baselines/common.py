@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ class Context:
     task: Any
     tokenizer: Any
     model: Any
-    model_id: str  # absolute path where the base is a folder, so saved adapters find it from anywhere
+    model_id: str  # the base as the config names it
     out: Path
     log: Callable[[str], None] = print
 
@@ -41,6 +40,7 @@ class Outcome:
     saved: Path | None = None  # the adapter or model folder written
     metrics: dict[str, float] = field(default_factory=dict)  # extra figures for MLflow and the result
     trainer: Any = None  # the TRL trainer, for its log history
+    eval_options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the final evaluation
 
 
 class SuffixTask:
@@ -55,15 +55,6 @@ class SuffixTask:
 
     def __getattr__(self, name):
         return getattr(self._task, name)
-
-
-def lora_config(cfg):
-    from peft import LoraConfig
-
-    return LoraConfig(
-        r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-        target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM",
-    )  # fmt: skip
 
 
 def trl_args(cfg, out: Path) -> dict:
@@ -100,10 +91,10 @@ def trl_args(cfg, out: Path) -> dict:
 
 
 def sample_chains(ctx: Context, examples: list, n: int, temperature: float, max_new_tokens: int) -> list[list]:
-    """``n`` sampled completions per example from the base (:func:`gan_cot.rollout.generate`)."""
+    """``n`` sampled completions per example from the base (:func:`gan_cot.generation.generate`)."""
     from tqdm.auto import tqdm
 
-    from gan_cot.rollout import generate
+    from gan_cot.generation import generate
 
     questions = [ctx.task.prompt(ex) for ex in examples]
     with tqdm(total=len(questions), desc="sample", disable=not ctx.cfg.progress, leave=False) as bar:
@@ -116,15 +107,18 @@ def sample_chains(ctx: Context, examples: list, n: int, temperature: float, max_
 
 def save_adapter(model, tokenizer, path: Path) -> Path:
     """peft ``save_pretrained`` plus the tokenizer, written to a temporary folder and renamed into place."""
-    tmp = path.with_name(path.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return path
+    from gan_cot.models import save_pretrained
+
+    return save_pretrained(model, tokenizer, path)
 
 
 def count_params(model) -> int:
     """Parameters of the deployed policy (shared tensors once); a LoRA adapter merges into these."""
     return sum(p.numel() for p in model.parameters())
+
+
+def train_and_save(ctx: Context, trainer, rollouts: int, metrics: dict, **outcome) -> Outcome:
+    """Run a TRL trainer, save its adapter to ``OUTPUT_DIR/adapter`` and hand back the trained policy."""
+    trainer.train()
+    saved = save_adapter(trainer.model, ctx.tokenizer, ctx.out / "adapter")
+    return Outcome(model=trainer.model, rollouts=rollouts, saved=saved, trainer=trainer, metrics=metrics, **outcome)

@@ -7,22 +7,15 @@ that sample from the base, ``dpo``, ``grpo``, ``budget``, ``merge``) and ignores
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 from gan_cot.config import ConfigError, field
+from gan_cot.run_config import RunConfig
 
-METHODS = ("srs", "dpo", "grpo", "budget-forcing", "merge")
-GRPO_REWARDS = ("kimi", "o1pruner", "shorterbetter", "l1")
-
-
-@dataclass
-class LoraSection:
-    r: int = field(16, help="LoRA rank")
-    alpha: int = field(32, help="LoRA scaling numerator (scale = alpha / r)")
-    dropout: float = field(0.0, help="LoRA dropout")
-    target_modules: list[str] = field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
-        help="module names that get LoRA adapters",
-    )
+Method = Literal["srs", "dpo", "grpo", "budget-forcing", "merge"]
+GrpoReward = Literal["kimi", "o1pruner", "shorterbetter", "l1"]
+METHODS = get_args(Method)
+GRPO_REWARDS = get_args(GrpoReward)
 
 
 @dataclass
@@ -56,20 +49,20 @@ class DPOSection:
 
 @dataclass
 class GRPOSection:
-    reward: str = field("kimi", help=f"length reward: {', '.join(GRPO_REWARDS)}")
+    reward: GrpoReward = field("kimi", help="length reward")
     num_generations: int = field(4, help="completions per question (the group the reward is computed over)")
     max_completion_length: int = field(160, help="token budget per completion")
     temperature: float = field(1.0, help="sampling temperature")
     beta: float = field(0.0, help="KL coefficient to the base (0: no reference forward passes)")
     kimi_weight: float = field(1.0, help="kimi: weight of the length reward added to the 0/1 correctness reward")
     o1pruner_lambda: float = field(2.0, help="o1pruner: weight of the accuracy term")
-    o1pruner_reference: str = field(
+    o1pruner_reference: Literal["base", "group"] = field(
         "base", help="o1pruner: base (means from samples of the base, as the paper) or group (the group's own means)"
     )
     o1pruner_samples: int = field(4, help="o1pruner: base samples per question for the reference means")
     shorterbetter_alpha: float = field(2.0, help="shorterbetter: reward of a correct answer")
     shorterbetter_beta: float = field(0.001, help="shorterbetter: penalty per token away from the optimal length")
-    shorterbetter_no_correct: str = field(
+    shorterbetter_no_correct: Literal["shortest", "mean"] = field(
         "shortest", help="shorterbetter: optimal length of a group with no correct answer: shortest or mean"
     )
     l1_a: float = field(0.0003, help="l1: penalty per token away from the requested length")
@@ -95,33 +88,21 @@ class MergeSection:
 
 
 @dataclass
-class EvalSection:
-    n: int = field(200, help="test questions for the base and the final evaluation (greedy)")
-    max_new_tokens: int = field(200, help="token budget per evaluated chain")
-    batch_size: int = field(64, help="questions per generation batch")
+class BaselineConfig(RunConfig):
+    """The run's shared sections (:class:`gan_cot.run_config.RunConfig`: task, model, seed, output, MLflow, ``lora``,
+    ``eval``) and the methods' own."""
 
-
-@dataclass
-class BaselineConfig:
-    method: str = field("srs", help=f"baseline: {', '.join(METHODS)}")
-    task: str = field("ledger", help="task: ledger or gsm8k")
-    data: str | None = field(None, help="data path for file-backed tasks")
-    seed: int = field(0, help="seed for data, sampling and initialisation")
-    model: str = field("models/ledger-verbose-base", help="base causal LM (Hub id or folder) to shorten")
-    train_questions: int = field(64, help="training questions (the first n of the train split)")
     output_dir: str | None = field(None, help="run folder (default outputs/baselines/<method tag>)")
-    experiment: str = field("gan-cot", help="MLflow experiment")
-    mlflow_dir: str | None = field(None, help="local MLflow store folder (default mlruns/; MLFLOW_TRACKING_URI wins)")
+    method: Method = field("srs", help="the baseline")
+    train_questions: int = field(64, help="training questions (the first n of the train split)")
     threads: int | None = field(None, help="torch CPU threads (default: torch's choice)")
     progress: bool = field(True, help="show progress bars")
-    lora: LoraSection = field(default_factory=LoraSection, help="LoRA adapter (srs, dpo, grpo)")
     train: TrainSection = field(default_factory=TrainSection, help="optimisation (srs, dpo, grpo)")
     sample: SampleSection = field(default_factory=SampleSection, help="sampling from the base (srs, dpo)")
     dpo: DPOSection = field(default_factory=DPOSection, help="DPO pairs and loss")
     grpo: GRPOSection = field(default_factory=GRPOSection, help="GRPO rollouts and length rewards")
     budget: BudgetSection = field(default_factory=BudgetSection, help="budget forcing at inference")
     merge: MergeSection = field(default_factory=MergeSection, help="weight averaging")
-    eval: EvalSection = field(default_factory=EvalSection, help="evaluation")
 
     @property
     def tag(self) -> str:
@@ -129,18 +110,6 @@ class BaselineConfig:
         return f"grpo-{self.grpo.reward}" if self.method == "grpo" else self.method
 
     def __post_init__(self):
-        if self.method not in METHODS:
-            raise ConfigError(f"method: {self.method!r} is not allowed; choose one of {', '.join(METHODS)}")
-        if self.grpo.reward not in GRPO_REWARDS:
-            raise ConfigError(
-                f"grpo.reward: {self.grpo.reward!r} is not allowed; choose one of {', '.join(GRPO_REWARDS)}"
-            )
-        if self.grpo.o1pruner_reference not in ("base", "group"):
-            raise ConfigError(f"grpo.o1pruner_reference: {self.grpo.o1pruner_reference!r}; choose base or group")
-        if self.grpo.shorterbetter_no_correct not in ("shortest", "mean"):
-            raise ConfigError(
-                f"grpo.shorterbetter_no_correct: {self.grpo.shorterbetter_no_correct!r}; choose shortest or mean"
-            )
         positive = {
             "train_questions": self.train_questions, "train.steps": self.train.steps,
             "train.batch_size": self.train.batch_size, "train.grad_accum": self.train.grad_accum,
@@ -149,9 +118,7 @@ class BaselineConfig:
             "sample.batch_size": self.sample.batch_size, "dpo.max_pairs": self.dpo.max_pairs,
             "grpo.max_completion_length": self.grpo.max_completion_length,
             "grpo.o1pruner_samples": self.grpo.o1pruner_samples, "grpo.l1_eval_budget": self.grpo.l1_eval_budget,
-            "budget.think_tokens": self.budget.think_tokens, "eval.n": self.eval.n,
-            "eval.max_new_tokens": self.eval.max_new_tokens, "eval.batch_size": self.eval.batch_size,
-            "lora.r": self.lora.r,
+            "budget.think_tokens": self.budget.think_tokens,
         }  # fmt: skip
         for key, value in positive.items():
             if value <= 0:

@@ -15,9 +15,8 @@ from gan_cot.baselines.common import (
     BaselineError,
     Context,
     Outcome,
-    lora_config,
     sample_chains,
-    save_adapter,
+    train_and_save,
     trl_args,
 )
 from gan_cot.baselines.srs import shortest_correct
@@ -74,15 +73,12 @@ def train(ctx: Context) -> Outcome:
         args=args,
         train_dataset=Dataset.from_dict(rows),
         processing_class=ctx.tokenizer,
-        peft_config=lora_config(cfg),
+        peft_config=cfg.lora.peft(),
     )
-    trainer.train()
-    saved = save_adapter(trainer.model, ctx.tokenizer, ctx.out / "adapter")
-    return Outcome(
-        model=trainer.model,
+    return train_and_save(
+        ctx,
+        trainer,
         rollouts=len(examples) * cfg.sample.n,
-        saved=saved,
-        trainer=trainer,
         metrics={
             "train_pairs": n,
             "chosen_mean_tokens": statistics.fmean(len(x) for x in lengths[:n]),

@@ -21,7 +21,7 @@ from __future__ import annotations
 import random
 import statistics
 
-from gan_cot.baselines.common import Context, Outcome, SuffixTask, lora_config, sample_chains, save_adapter, trl_args
+from gan_cot.baselines.common import Context, Outcome, SuffixTask, sample_chains, train_and_save, trl_args
 from gan_cot.models import render_prompt
 from gan_cot.rewards import GroupRewardFunc, l1_prompt
 
@@ -100,19 +100,11 @@ def train(ctx: Context) -> Outcome:
         args=args,
         train_dataset=Dataset.from_dict(rows),
         processing_class=ctx.tokenizer,
-        peft_config=lora_config(cfg),
+        peft_config=cfg.lora.peft(),
     )
-    trainer.train()
-    saved = save_adapter(trainer.model, ctx.tokenizer, ctx.out / "adapter")
+    eval_task = SuffixTask(ctx.task, lambda q: l1_prompt(q, g.l1_eval_budget)) if g.reward == "l1" else None
+    outcome = train_and_save(ctx, trainer, rollouts=0, metrics={}, eval_task=eval_task)
     seen = funcs[0].completions_seen
-    eval_task = None
-    if g.reward == "l1":
-        eval_task = SuffixTask(ctx.task, lambda q: l1_prompt(q, g.l1_eval_budget))
-    return Outcome(
-        model=trainer.model,
-        rollouts=seen + reference_rollouts,
-        eval_task=eval_task,
-        saved=saved,
-        trainer=trainer,
-        metrics={"train_accuracy": funcs[0].correct_seen / max(1, seen)},
-    )
+    outcome.rollouts = seen + reference_rollouts
+    outcome.metrics["train_accuracy"] = funcs[0].correct_seen / max(1, seen)
+    return outcome

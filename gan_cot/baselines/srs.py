@@ -14,9 +14,8 @@ from gan_cot.baselines.common import (
     BaselineError,
     Context,
     Outcome,
-    lora_config,
     sample_chains,
-    save_adapter,
+    train_and_save,
     trl_args,
 )
 from gan_cot.models import render_prompt
@@ -57,15 +56,12 @@ def train(ctx: Context) -> Outcome:
         **trl_args(cfg, ctx.out), max_length=cfg.train.max_length, packing=False, completion_only_loss=True
     )
     trainer = SFTTrainer(
-        model=ctx.model, args=args, train_dataset=dataset, processing_class=ctx.tokenizer, peft_config=lora_config(cfg)
+        model=ctx.model, args=args, train_dataset=dataset, processing_class=ctx.tokenizer, peft_config=cfg.lora.peft()
     )
-    trainer.train()
-    saved = save_adapter(trainer.model, ctx.tokenizer, ctx.out / "adapter")
-    return Outcome(
-        model=trainer.model,
+    return train_and_save(
+        ctx,
+        trainer,
         rollouts=len(examples) * cfg.sample.n,
-        saved=saved,
-        trainer=trainer,
         metrics={
             "train_examples": len(prompts),
             "train_target_tokens": statistics.fmean(chosen_tokens),
