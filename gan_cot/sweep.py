@@ -15,6 +15,9 @@ import math
 import os
 from pathlib import Path
 
+from gan_cot.cli import UsageError
+from gan_cot.tasks import DEFAULT_TASK, TASKS, get_task
+
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
 
@@ -226,3 +229,60 @@ def log_mlflow(
         for a in artifacts:
             mlflow.log_artifact(str(a))
         return run.info.run_id
+
+
+# -- the scripts' shared flags and loading ------------------------------------------------------------
+
+DEFAULT_EXPERIMENT = "gan-cot-alpha"
+
+
+def add_sweep_args(p) -> None:
+    """The flags of scripts/alpha_sweep.py and scripts/alpha_report.py."""
+    p.add_argument("--alphas", default=",".join(f"{a:g}" for a in DEFAULT_ALPHAS), help="comma-separated alphas")
+    p.add_argument("--task", default=DEFAULT_TASK, help=f"one of: {', '.join(sorted(TASKS))}")
+    p.add_argument("--data", default=None, help="data path for file-backed tasks (gsm8k: folder or .jsonl)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--n", type=int, default=200, help="number of questions (the first n of the split)")
+    p.add_argument("--seed", type=int, default=0, help="the ledger task's data seed")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--output", default=None, help="MixChain jsonl (default: RUN_DIR/mixchain.jsonl)")
+    p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment")
+    p.add_argument("--mlflow-dir", default=None, help="local MLflow store folder (default mlruns/)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def check_sweep_args(args) -> None:
+    """Everything checkable before torch loads; UsageError with one line."""
+    if args.task not in TASKS:
+        raise UsageError(f"unknown task {args.task!r}; known tasks: {', '.join(sorted(TASKS))}")
+    for key in ("n", "max_new_tokens", "batch_size"):
+        if getattr(args, key) <= 0:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
+    try:
+        args.adapter = adapter_dir(args.model)
+        args.alpha_list = parse_alphas(args.alphas)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    if args.output is None:
+        args.output = str(args.adapter.parent / "mixchain.jsonl")
+
+
+def load_sweep(args):
+    """Task examples, tokenizer and the adapter loaded unmerged (with its gate, if saved)."""
+    from gan_cot.gate import load_gated_policy
+    from gan_cot.models import load_tokenizer
+
+    task = get_task("ledger", seed=args.seed) if args.task == "ledger" else get_task(args.task, path=args.data)
+    examples = task.examples(args.split, args.n)
+    if not examples:
+        raise UsageError(f"split {args.split!r} of task {args.task!r} has no examples")
+    return task, examples, load_tokenizer(str(args.adapter)), load_gated_policy(args.adapter)
+
+
+def run_sweep(args, task, examples, tok, policy, log=print):
+    log(f"alpha sweep of {args.adapter} on {args.task}/{args.split} n={len(examples)}: {args.alphas}")
+    return sweep(
+        policy, tok, task, examples, args.alpha_list, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        log=lambda r: log(f"  alpha {r['alpha']:g}: accuracy {r['accuracy']:.3f}, tokens {r['mean_tokens']:.1f}"),
+    )  # fmt: skip

@@ -25,13 +25,9 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from alpha_sweep import add_common_args, check_args, load, run_sweep  # noqa: E402
-
-from gan_cot.cli import UsageError, fail, print_json  # noqa: E402
-from gan_cot.tasks import TaskDataError  # noqa: E402
+from gan_cot.cli import UsageError, fail, print_json
+from gan_cot.sweep import add_sweep_args, check_sweep_args, load_sweep, run_sweep
+from gan_cot.tasks import TaskDataError
 
 
 def main(argv=None) -> int:
@@ -39,18 +35,18 @@ def main(argv=None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--model", required=True, help="a training run's output_dir (holding adapter/) or the adapter")
-    add_common_args(p)
+    add_sweep_args(p)
     args = p.parse_args(argv)
     try:
-        check_args(args)
+        check_sweep_args(args)
         from gan_cot.gate import GATE_CONFIG
 
         if not (args.adapter / GATE_CONFIG).exists():
             raise UsageError(
-                f"{args.adapter} has no saved alpha gate ({GATE_CONFIG}); train with gate.enabled=true, or sweep a "
+                f"{args.adapter} has no saved alpha gate ({GATE_CONFIG}); train with gate.kind=learned, or sweep a "
                 "fixed alpha with scripts/alpha_sweep.py"
             )
-        task, examples, tok, policy = load(args)
+        task, examples, tok, policy = load_sweep(args)
     except (UsageError, TaskDataError, ValueError) as e:
         fail(str(e))
 

@@ -19,9 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import print_json  # noqa: E402
+from gan_cot.cli import print_json
 
 
 def main(argv=None) -> int:

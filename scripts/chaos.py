@@ -46,9 +46,7 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import REPO_ROOT, print_json  # noqa: E402
+from gan_cot.cli import REPO_ROOT, print_json
 
 TRAIN_ADV = REPO_ROOT / "scripts" / "train_adv.py"
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"

@@ -24,10 +24,8 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json  # noqa: E402
-from gan_cot.efficiency import acu, aes, compression_rate, pareto_front  # noqa: E402
+from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json
+from gan_cot.efficiency import acu, aes, compression_rate, pareto_front
 
 DEFAULT_OUTPUT = REPO_ROOT / "outputs" / "compare" / "pareto.png"
 COMPARE_METHOD = "compare"

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import UsageError, fail, print_json  # noqa: E402
-from gan_cot.discriminator.registry import (  # noqa: E402
+from gan_cot.cli import UsageError, fail, print_json
+from gan_cot.discriminator.registry import (
     DEFAULT_REGISTRY,
     DiscriminatorSourceError,
     default_cache_dir,

@@ -12,7 +12,7 @@ also evaluates the model before compression on the same questions and reports th
 (``1 - tokens / base tokens``) and AES against it (see ``gan_cot/efficiency.py``). The last line is one
 JSON object with ``--json``.
 
-An adapter folder with a saved alpha gate (``alpha_gate.json``, written by a run with ``gate.enabled``) is
+An adapter folder with a saved alpha gate (``alpha_gate.json``, written by a run with the learned gate) is
 evaluated unmerged with the gate choosing each question's alpha (``--alpha auto``, the default for such a
 folder); ``--alpha FLOAT`` fixes alpha for every question instead (any adapter folder, gate or not: the LoRA delta
 is scaled, CoT-Valve style). ``--max-think-tokens N`` is a thinking budget: a chain still thinking after N tokens
@@ -26,10 +26,8 @@ import argparse
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, fail, print_json  # noqa: E402
-from gan_cot.tasks import DEFAULT_TASK, TASKS, TaskDataError, get_task  # noqa: E402
+from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, fail, print_json
+from gan_cot.tasks import DEFAULT_TASK, TASKS, TaskDataError, get_task
 
 
 def parse_args(argv=None):
@@ -87,7 +85,7 @@ def resolve_alpha(model: str, alpha: str | None) -> str | float | None:
         if not has_gate:
             raise UsageError(
                 f"--alpha auto needs a saved alpha gate, and {model} has none ({GATE_CONFIG}); train with "
-                "gate.enabled=true, or fix alpha with --alpha FLOAT"
+                "the learned gate (gate.kind=learned), or fix alpha with --alpha FLOAT"
             )
         return "auto"
     try:

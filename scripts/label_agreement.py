@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import UsageError, check_model_path, fail, print_json  # noqa: E402
+from gan_cot.cli import UsageError, check_model_path, fail, print_json
 
 
 def main(argv=None) -> int:

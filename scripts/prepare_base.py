@@ -21,9 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json  # noqa: E402
+from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json
 
 
 def parse_args(argv=None):

@@ -32,9 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json  # noqa: E402
+from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json
 
 BASELINES = ["srs", "dpo", "grpo-kimi", "grpo-o1pruner", "grpo-shorterbetter", "grpo-l1", "budget-forcing", "merge"]
 METHODS = ["gan-cot", "gan-cot-length", *BASELINES]

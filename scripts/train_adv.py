@@ -8,8 +8,8 @@ discriminator refresh) on DeepSpeed engines.
     deepspeed scripts/train_adv.py --resume                          # continue the same run and MLflow run
     deepspeed scripts/train_adv.py --alpha 1.5                       # a fixed alpha instead of the learned gate
 
-The last line printed (rank 0) is one JSON object (with or without ``--json``): run_id, output_dir, base
-and final accuracy, mean tokens and tokens_vs_minimal, wall_seconds, peak_rss_mb.
+The last line printed (rank 0) is one JSON object: run_id, output_dir, base and final accuracy, mean tokens and
+tokens_vs_minimal, wall_seconds, peak_rss_mb.
 """
 
 from __future__ import annotations
@@ -19,10 +19,8 @@ import os
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json  # noqa: E402
-from gan_cot.config import ConfigError, load_config  # noqa: E402
+from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json
+from gan_cot.config import ConfigError, load_config
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 
@@ -36,12 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--discriminator", default=None, help="use this discriminator frozen (plug-and-play mode)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's latest checkpoint")
     p.add_argument(
-        "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.alpha)"
-    )
-    p.add_argument(
-        "--json",
-        action="store_true",
-        help="accepted for symmetry with the other scripts: the JSON line is always printed",
+        "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.kind=fixed)"
     )
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = p.parse_args(argv)
@@ -51,7 +44,7 @@ def main(argv=None) -> int:
     if args.discriminator:
         overrides += [f"discriminator.name={args.discriminator}", "discriminator.mode=frozen"]
     if args.alpha is not None:
-        overrides += ["gate.enabled=false", f"gate.alpha={args.alpha!r}"]
+        overrides += ["gate.kind=fixed", f"gate.alpha={args.alpha!r}"]
     try:
         cfg = load_config(AdvConfig, args.config, overrides)
         preflight(cfg)
@@ -86,7 +79,7 @@ def preflight(cfg) -> None:
     from gan_cot.discriminator.registry import DiscriminatorSourceError
     from gan_cot.tasks import TASKS, get_task
 
-    check_model_path(cfg.policy.model)
+    check_model_path(cfg.model)
     if not Path(cfg.deepspeed).exists():
         raise UsageError(f"DeepSpeed config {cfg.deepspeed} does not exist; see configs/deepspeed/")
     check_writable_dir(cfg.output_dir, keep=False, hint="choose another with output_dir=")

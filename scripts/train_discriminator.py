@@ -16,11 +16,9 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, check_writable_dir, fail, print_json  # noqa: E402
-from gan_cot.config import ConfigError, describe, load_config, to_dict  # noqa: E402
-from gan_cot.discriminator.config import DiscriminatorTrainConfig  # noqa: E402
+from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, check_writable_dir, fail, print_json
+from gan_cot.config import ConfigError, describe, load_config, to_dict
+from gan_cot.discriminator.config import DiscriminatorTrainConfig
 
 
 def main(argv=None) -> int:
