@@ -205,22 +205,15 @@ class Discriminator:
         return cls(model, tok, card)
 
     @classmethod
-    def check(
-        cls,
-        name_or_path: str,
-        label_map: dict[str, str] | None = None,
-        separator: str | None = None,
-        cache_dir: str | None = None,
-        offline: bool = False,
-        allow_pickle: bool = False,
-    ) -> Path:
+    def check(cls, name_or_path: str, **kwargs) -> Path:
         """Everything :meth:`from_pretrained` checks except loading the weights (fetch, files, card, label map,
-        tokenizer); cheap, so a script can refuse a bad discriminator before it loads anything heavy. Returns
-        the checkpoint folder."""
-        return cls._prepare(name_or_path, label_map, separator, cache_dir, offline, allow_pickle)[0]
+        tokenizer); cheap, so a script can refuse a bad discriminator before it loads anything heavy. Takes the
+        keyword arguments of :meth:`from_pretrained` (label_map, separator, cache_dir, offline, allow_pickle).
+        Returns the checkpoint folder."""
+        return cls._prepare(name_or_path, **kwargs)[0]
 
     @staticmethod
-    def _prepare(name_or_path, label_map, separator, cache_dir, offline, allow_pickle):
+    def _prepare(name_or_path, label_map=None, separator=None, cache_dir=None, offline=False, allow_pickle=False):
         from transformers import AutoConfig, AutoTokenizer
 
         from gan_cot.discriminator.registry import resolve

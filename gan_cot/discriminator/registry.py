@@ -224,21 +224,12 @@ def _get_registry(registry) -> tuple[dict[str, RegistryEntry], str]:
 # --------------------------------------------------------------------------------------------------- resolve
 
 
-def resolve(
-    spec: str,
-    sha256: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    offline: bool = False,
-    allow_pickle: bool = False,
-    registry=None,
-) -> Path:
+def resolve(spec: str, *args, **kwargs) -> Path:
     """The local folder of a discriminator checkpoint (the one holding config.json), fetched if needed.
 
-    ``spec`` is a local folder, a registry name, an archive URL (``sha256`` from the argument or the
-    registry) or a Hub id ``org/name[@revision]``. ``registry`` is None (``discriminators/registry.yaml``),
-    a registry file path or a mapping from :func:`load_registry`.
+    Takes the arguments of :func:`resolve_source` and returns the ``path`` of its result.
     """
-    return resolve_source(spec, sha256, cache_dir, offline, allow_pickle, registry).path
+    return resolve_source(spec, *args, **kwargs).path
 
 
 def resolve_source(
@@ -249,7 +240,12 @@ def resolve_source(
     allow_pickle: bool = False,
     registry=None,
 ) -> ResolvedCheckpoint:
-    """:func:`resolve` with the details: source kind, registry name, sha256, whether it came from the cache."""
+    """:func:`resolve` with the details: source kind, registry name, sha256, whether it came from the cache.
+
+    ``spec`` is a local folder, a registry name, an archive URL (``sha256`` from the argument or the
+    registry) or a Hub id ``org/name[@revision]``. ``registry`` is None (``discriminators/registry.yaml``),
+    a registry file path or a mapping from :func:`load_registry`.
+    """
     spec = str(spec).strip()
     if not spec:
         raise DiscriminatorSourceError("empty discriminator spec; pass a registry name, folder, URL or Hub id")
