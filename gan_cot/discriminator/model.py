@@ -158,7 +158,10 @@ class Discriminator:
 
     @classmethod
     def from_backbone(cls, name_or_path: str, **card_kwargs) -> Discriminator:
-        """A new discriminator on a causal-LM checkpoint's backbone (the score head starts at random)."""
+        """A new discriminator on a causal-LM checkpoint's backbone (the score head starts at random).
+
+        The card's ``base_model`` is ``name_or_path`` as given, unless ``card_kwargs`` names one.
+        """
         from transformers import AutoModelForTokenClassification
 
         from gan_cot.models import load_tokenizer
@@ -173,7 +176,8 @@ class Discriminator:
             dtype=torch.float32,
         )
         tok = load_tokenizer(name_or_path)
-        card = DiscriminatorCard(label_map={lab: lab for lab in LABELS}, base_model=str(name_or_path), **card_kwargs)
+        card_kwargs.setdefault("base_model", str(name_or_path))
+        card = DiscriminatorCard(label_map={lab: lab for lab in LABELS}, **card_kwargs)
         return cls(model, tok, card)
 
     @classmethod
