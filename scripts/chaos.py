@@ -167,7 +167,7 @@ def checkpoint_problem(folder: Path) -> str | None:
     import torch
     from safetensors.torch import load_file
 
-    from gan_cot.discriminator.registry import validate_checkpoint
+    from gan_cot.discriminator.checkpoint import validate_checkpoint
 
     try:
         state = json.loads((folder / "state.json").read_text())

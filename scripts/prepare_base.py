@@ -1,7 +1,7 @@
 """Train the verbose base policy: the long-chain model that gan-cot later compresses.
 
     python scripts/prepare_base.py --output models/ledger-verbose-base   # ~40 minutes on 2 CPU cores
-    python scripts/prepare_base.py --steps 200 --eval-n 50 --output /tmp/base   # a quick smoke run
+    python scripts/prepare_base.py --steps 200 --eval-n 50 --output outputs/base-smoke   # a quick smoke run
     python scripts/prepare_base.py --init models/ledger-verbose-base --chains labeler --steps 600 --lr 5e-4 \
         --output outputs/ledger-labeler   # the auto-label policy (scripts/label_agreement.py), warm-started
 
@@ -23,12 +23,14 @@ from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json
 
+DEFAULT_OUTPUT = "outputs/ledger-verbose-base"  # in the repository, wherever the script runs from
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--output", default=str(REPO_ROOT / "outputs" / "ledger-verbose-base"), help="where to save")
+    p.add_argument("--output", help=f"where to save (default: {DEFAULT_OUTPUT} in the repository)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--chains", choices=("verbose", "minimal", "labeler"), default="verbose",
@@ -64,7 +66,7 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     try:
         args = parse_args(argv)
-        out = Path(args.output)
+        out = Path(args.output) if args.output else REPO_ROOT / DEFAULT_OUTPUT
         check_writable_dir(out.parent)
         if args.init:
             check_model_path(args.init)
@@ -116,7 +118,7 @@ def main(argv=None) -> int:
         "what": f"{args.chains}-chain policy for the ledger task (tiny Llama, SFT on {args.chains} chains)",
         "command": "python scripts/prepare_base.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "seed": args.seed,
-        "args": vars(args),
+        "args": {**vars(args), "output": args.output or DEFAULT_OUTPUT},  # as given, or the default's repository path
         "params": sum(p.numel() for p in model.parameters()),
         "train": stats,
         "train_seconds": round(train_seconds, 1),

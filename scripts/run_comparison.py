@@ -2,7 +2,7 @@
 
     python scripts/run_comparison.py                        # all methods, experiment "comparison" in mlruns/
     python scripts/run_comparison.py --methods srs,grpo-kimi,gan-cot --eval-n 200 --json
-    python scripts/run_comparison.py --mlflow-dir /tmp/cmp/mlruns --output-root /tmp/cmp --dry-run
+    python scripts/run_comparison.py --mlflow-dir outputs/cmp/mlruns --output-root outputs/cmp --dry-run
 
 Each method is one command, run one after the other in a child process (so one method's memory and threads
 never leak into the next):

@@ -1,7 +1,7 @@
 """Train a step discriminator (useful / redundant / wrong) and report per-class metrics on held-out chains.
 
     python scripts/train_discriminator.py --config configs/discriminator/ledger-tiny.yaml
-    python scripts/train_discriminator.py --config configs/discriminator/ledger-tiny.yaml steps=100 output=/tmp/d
+    python scripts/train_discriminator.py --config configs/discriminator/ledger-tiny.yaml steps=100 output=outputs/d
 
 Starts from a causal LM's backbone (default: the verbose base policy) with a fresh 3-way head, trains on
 the task's step-labeled chains (train split), logs to MLflow, prints precision / recall / F1 per class on
@@ -16,7 +16,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, check_writable_dir, fail, print_json
+from gan_cot.cli import (
+    DEFAULT_BASE,
+    REPO_ROOT,
+    UsageError,
+    check_model_path,
+    check_writable_dir,
+    fail,
+    print_json,
+)
 from gan_cot.config import ConfigError, describe, load_config, to_dict
 from gan_cot.discriminator.config import DiscriminatorTrainConfig
 
@@ -34,6 +42,8 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(DiscriminatorTrainConfig, args.config, args.overrides)
         backbone = cfg.backbone or str(DEFAULT_BASE)
+        # The card names the backbone as given; the default as its path in the repository.
+        base_model = cfg.backbone or DEFAULT_BASE.relative_to(REPO_ROOT).as_posix()
         check_model_path(backbone)
         out = Path(cfg.output)
         check_writable_dir(out.parent)
@@ -57,7 +67,7 @@ def main(argv=None) -> int:
     train = task_records(task, "train", cfg.train_size, cfg.seed)
     held_out = task_records(task, "validation", cfg.eval_size, cfg.seed)
     disc = Discriminator.from_backbone(
-        backbone, separator=cfg.separator, task=cfg.task,
+        backbone, base_model=base_model, separator=cfg.separator, task=cfg.task,
         training_data=f"{cfg.task} train split, {cfg.train_size} chains, seed {cfg.seed}",
         command="python scripts/train_discriminator.py " + shlex.join(sys.argv[1:] if argv is None else argv),
     )  # fmt: skip

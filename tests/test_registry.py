@@ -19,20 +19,15 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from gan_cot.discriminator.registry import (
-    DEFAULT_REGISTRY,
+from gan_cot.discriminator.archive import DownloadError, download_archive
+from gan_cot.discriminator.checkpoint import (
     CheckpointError,
     DiscriminatorSourceError,
-    DownloadError,
-    RegistryError,
-    download_archive,
-    load_registry,
     pack_checkpoint,
-    resolve,
-    resolve_source,
     sha256_file,
     validate_checkpoint,
 )
+from gan_cot.discriminator.registry import DEFAULT_REGISTRY, RegistryError, load_registry, resolve, resolve_source
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "scripts" / "download_discriminator.py"

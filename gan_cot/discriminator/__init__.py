@@ -1,24 +1,26 @@
 """The step-level discriminator: a token-classification model labelling each chain step useful/redundant/wrong.
 
-``registry`` finds, fetches and checks discriminator checkpoints (registry names, archive URLs, Hub ids).
+``registry`` finds discriminator checkpoints (registry names, archive URLs, Hub ids, local folders),
+``archive`` fetches and unpacks checkpoint archives, ``checkpoint`` checks and packs checkpoint folders.
 """
 
-from gan_cot.discriminator.registry import (
-    DEFAULT_REGISTRY,
+from gan_cot.discriminator.archive import DownloadError, download_archive
+from gan_cot.discriminator.checkpoint import (
     CheckpointError,
     DiscriminatorSourceError,
-    DownloadError,
+    pack_checkpoint,
+    sha256_file,
+    validate_checkpoint,
+)
+from gan_cot.discriminator.registry import (
+    DEFAULT_REGISTRY,
     RegistryEntry,
     RegistryError,
     ResolvedCheckpoint,
     default_cache_dir,
-    download_archive,
     load_registry,
-    pack_checkpoint,
     resolve,
     resolve_source,
-    sha256_file,
-    validate_checkpoint,
 )
 
 __all__ = [

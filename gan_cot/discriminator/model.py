@@ -158,7 +158,10 @@ class Discriminator:
 
     @classmethod
     def from_backbone(cls, name_or_path: str, **card_kwargs) -> Discriminator:
-        """A new discriminator on a causal-LM checkpoint's backbone (the score head starts at random)."""
+        """A new discriminator on a causal-LM checkpoint's backbone (the score head starts at random).
+
+        The card's ``base_model`` is ``name_or_path`` as given, unless ``card_kwargs`` names one.
+        """
         from transformers import AutoModelForTokenClassification
 
         from gan_cot.models import load_tokenizer
@@ -173,7 +176,8 @@ class Discriminator:
             dtype=torch.float32,
         )
         tok = load_tokenizer(name_or_path)
-        card = DiscriminatorCard(label_map={lab: lab for lab in LABELS}, base_model=str(name_or_path), **card_kwargs)
+        card_kwargs.setdefault("base_model", str(name_or_path))
+        card = DiscriminatorCard(label_map={lab: lab for lab in LABELS}, **card_kwargs)
         return cls(model, tok, card)
 
     @classmethod
@@ -205,22 +209,15 @@ class Discriminator:
         return cls(model, tok, card)
 
     @classmethod
-    def check(
-        cls,
-        name_or_path: str,
-        label_map: dict[str, str] | None = None,
-        separator: str | None = None,
-        cache_dir: str | None = None,
-        offline: bool = False,
-        allow_pickle: bool = False,
-    ) -> Path:
+    def check(cls, name_or_path: str, **kwargs) -> Path:
         """Everything :meth:`from_pretrained` checks except loading the weights (fetch, files, card, label map,
-        tokenizer); cheap, so a script can refuse a bad discriminator before it loads anything heavy. Returns
-        the checkpoint folder."""
-        return cls._prepare(name_or_path, label_map, separator, cache_dir, offline, allow_pickle)[0]
+        tokenizer); cheap, so a script can refuse a bad discriminator before it loads anything heavy. Takes the
+        keyword arguments of :meth:`from_pretrained` (label_map, separator, cache_dir, offline, allow_pickle).
+        Returns the checkpoint folder."""
+        return cls._prepare(name_or_path, **kwargs)[0]
 
     @staticmethod
-    def _prepare(name_or_path, label_map, separator, cache_dir, offline, allow_pickle):
+    def _prepare(name_or_path, label_map=None, separator=None, cache_dir=None, offline=False, allow_pickle=False):
         from transformers import AutoConfig, AutoTokenizer
 
         from gan_cot.discriminator.registry import resolve

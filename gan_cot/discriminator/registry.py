@@ -1,77 +1,57 @@
-"""Find, fetch and check discriminator checkpoints: registry names, archive URLs, Hub ids and local folders.
+"""Find discriminator checkpoints: registry names, archive URLs, Hub ids and local folders.
 
-A discriminator checkpoint is a folder: ``config.json`` (a token-classification config with ``id2label``),
-``model.safetensors``, tokenizer files and ``discriminator_card.json``. :func:`resolve` turns any spec into
-such a folder on disk and checks it with :func:`validate_checkpoint` before anything loads it:
+:func:`resolve` turns any spec into a checkpoint folder on disk and checks it with
+:func:`~gan_cot.discriminator.checkpoint.validate_checkpoint` before anything loads it:
 
 * a local folder: checked and returned;
 * a name in ``discriminators/registry.yaml`` (see the comment at the top of that file for its format);
 * an ``http(s)://`` or ``file://`` URL of a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` archive, pinned by its
-  sha256: streamed into the cache, verified, extracted without trusting member paths, then moved into
-  place in one rename, so the cache never holds a half-written checkpoint;
+  sha256: fetched into the cache by :func:`~gan_cot.discriminator.archive.download_archive`;
 * a Hub id ``org/name`` or ``org/name@revision``: fetched with ``huggingface_hub.snapshot_download``,
   safetensors/JSON/tokenizer files only.
-
-Pickle weight files (``.bin .pt .pth .pkl .ckpt``) run code when loaded and are refused unless
-``allow_pickle``; a config that asks for the checkpoint's own code (``auto_map``, ``trust_remote_code``)
-is always refused. Maintainers publish a checkpoint with :func:`pack_checkpoint` (a deterministic
-``.tar.gz`` and its sha256) and add a ``url:`` + ``sha256:`` entry to the registry.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import json
 import os
 import re
-import shutil
-import stat
-import tarfile
-import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from gan_cot.cli import REPO_ROOT, safetensors_problem
+from gan_cot.cli import REPO_ROOT
+from gan_cot.discriminator.archive import (
+    _SHA_RE,
+    DownloadError,
+    _cached_folder,
+    _check_sha,
+    _name_from_url,
+    _one_line,
+    download_archive,
+)
+from gan_cot.discriminator.checkpoint import (
+    PICKLE_SUFFIXES,
+    CheckpointError,
+    DiscriminatorSourceError,
+    validate_checkpoint,
+)
 
 DEFAULT_REGISTRY = REPO_ROOT / "discriminators" / "registry.yaml"
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
-ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 # What snapshot_download may fetch from the Hub: weights as safetensors, configs, tokenizer files.
 HUB_ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.tiktoken"]
 HUB_PICKLE_PATTERNS = [f"*{s}" for s in PICKLE_SUFFIXES]
-COMPLETE_MARKER = ".complete"
-DOWNLOAD_TIMEOUT_S = 60.0
-CHUNK = 1 << 20
 
 ENTRY_KEYS = ("path", "hub", "url", "sha256", "card")
 SOURCE_KEYS = ("path", "hub", "url")
 HUB_KEYS = ("repo_id", "revision")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 _HUB_RE = re.compile(
     r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*)(?:@(?P<rev>[A-Za-z0-9._/-]+))?$"
 )
 
 
-class DiscriminatorSourceError(Exception):
-    """A discriminator checkpoint could not be found, fetched or trusted; the message says why and what to do."""
-
-
 class RegistryError(DiscriminatorSourceError):
     """A bad registry file or entry, or a name that is not in the registry."""
-
-
-class DownloadError(DiscriminatorSourceError):
-    """A fetch failed (network, checksum, unsafe archive, refused content); nothing was left in the cache."""
-
-
-class CheckpointError(DiscriminatorSourceError, ValueError):
-    """A checkpoint folder is incomplete or unsafe to load."""
 
 
 @dataclass(frozen=True)
@@ -244,21 +224,12 @@ def _get_registry(registry) -> tuple[dict[str, RegistryEntry], str]:
 # --------------------------------------------------------------------------------------------------- resolve
 
 
-def resolve(
-    spec: str,
-    sha256: str | None = None,
-    cache_dir: str | os.PathLike | None = None,
-    offline: bool = False,
-    allow_pickle: bool = False,
-    registry=None,
-) -> Path:
+def resolve(spec: str, *args, **kwargs) -> Path:
     """The local folder of a discriminator checkpoint (the one holding config.json), fetched if needed.
 
-    ``spec`` is a local folder, a registry name, an archive URL (``sha256`` from the argument or the
-    registry) or a Hub id ``org/name[@revision]``. ``registry`` is None (``discriminators/registry.yaml``),
-    a registry file path or a mapping from :func:`load_registry`.
+    Takes the arguments of :func:`resolve_source` and returns the ``path`` of its result.
     """
-    return resolve_source(spec, sha256, cache_dir, offline, allow_pickle, registry).path
+    return resolve_source(spec, *args, **kwargs).path
 
 
 def resolve_source(
@@ -269,7 +240,12 @@ def resolve_source(
     allow_pickle: bool = False,
     registry=None,
 ) -> ResolvedCheckpoint:
-    """:func:`resolve` with the details: source kind, registry name, sha256, whether it came from the cache."""
+    """:func:`resolve` with the details: source kind, registry name, sha256, whether it came from the cache.
+
+    ``spec`` is a local folder, a registry name, an archive URL (``sha256`` from the argument or the
+    registry) or a Hub id ``org/name[@revision]``. ``registry`` is None (``discriminators/registry.yaml``),
+    a registry file path or a mapping from :func:`load_registry`.
+    """
     spec = str(spec).strip()
     if not spec:
         raise DiscriminatorSourceError("empty discriminator spec; pass a registry name, folder, URL or Hub id")
@@ -400,11 +376,6 @@ def _resolve_hub(repo_id, revision, cache: Path, offline, allow_pickle, spec, en
     return ResolvedCheckpoint(folder, "hub", spec, entry_name, revision=revision, cached=offline)
 
 
-def _one_line(e: BaseException) -> str:
-    """An exception's message on one line (library messages often span several)."""
-    return " ".join(str(e).split()) or type(e).__name__
-
-
 def _is_url(spec: str) -> bool:
     return spec.lower().startswith(("http://", "https://", "file://"))
 
@@ -414,448 +385,3 @@ def _no_sha(sha256, spec) -> None:
         raise DiscriminatorSourceError(
             f"--sha256 applies only to archive URLs, not to {spec}; pin a Hub checkpoint with org/name@revision"
         )
-
-
-def _check_sha(sha256) -> str:
-    sha = str(sha256).strip().lower()
-    if not _SHA_RE.match(sha):
-        raise DownloadError(f"sha256 must be 64 hex digits, got {sha256!r}")
-    return sha
-
-
-def _safe_name(name: str | None) -> str:
-    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "-", name or "").strip(".-")
-    return cleaned[:64] or "ckpt"
-
-
-def _name_from_url(url: str) -> str:
-    base = PurePosixPath(urllib.parse.unquote(urllib.parse.urlparse(url).path)).name
-    for suffix in ARCHIVE_SUFFIXES:
-        if base.lower().endswith(suffix):
-            base = base[: -len(suffix)]
-            break
-    return _safe_name(base)
-
-
-# --------------------------------------------------------------------------------------------------- download
-
-
-def _final_folder(cache_dir: Path, sha: str, name: str | None) -> Path:
-    return cache_dir / f"{_safe_name(name)}-{sha[:16]}"
-
-
-def _is_complete(folder: Path, sha: str) -> bool:
-    try:
-        return json.loads((folder / COMPLETE_MARKER).read_text(encoding="utf-8")).get("sha256") == sha
-    except (OSError, ValueError, AttributeError):
-        return False
-
-
-def _cached_folder(cache_dir: Path, sha: str, name: str | None) -> Path | None:
-    """The complete cached copy of archive ``sha``: ``<name>-<sha[:16]>``, else one cached under another name."""
-    final = _final_folder(cache_dir, sha, name)
-    if _is_complete(final, sha):
-        return final
-    try:
-        others = sorted(cache_dir.glob(f"*-{sha[:16]}"))
-    except OSError:
-        return None
-    return next((p for p in others if p != final and _is_complete(p, sha)), None)
-
-
-def download_archive(
-    url: str,
-    sha256: str,
-    cache_dir: str | os.PathLike,
-    offline: bool = False,
-    allow_pickle: bool = False,
-    name: str | None = None,
-) -> Path:
-    """Fetch, verify and extract a checkpoint archive into ``cache_dir/<name>-<sha256[:16]>``; return that folder.
-
-    A complete cached copy is returned without touching the network. Otherwise the archive streams into
-    ``cache_dir/.partial``, its length and sha256 are checked, it is extracted into a temporary folder with
-    every member checked, the checkpoint is validated and then renamed into place, and a ``.complete``
-    marker is written last. Any failure removes the partial file and the temporary folder and raises
-    :class:`DownloadError`.
-    """
-    sha = _check_sha(sha256)
-    cache = Path(cache_dir).expanduser()
-    final = _final_folder(cache, sha, name)
-    cached = _cached_folder(cache, sha, name)
-    if cached is not None:
-        try:
-            return validate_checkpoint(cached, allow_pickle)
-        except CheckpointError as e:
-            raise DownloadError(f"cached checkpoint {cached} from {url} refused: {e}") from e
-    if offline:
-        raise DownloadError(
-            f"checkpoint {url} (sha256 {sha[:16]}...) is not in the cache {cache}; run without --offline to download it"
-        )
-
-    part = tmp = None
-    try:
-        partial_dir = cache / ".partial"
-        try:
-            partial_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise DownloadError(
-                f"cache folder {cache} cannot be written ({e.strerror}); choose another with --cache-dir"
-            ) from e
-        fd, part_name = tempfile.mkstemp(dir=partial_dir, suffix=".part")
-        part = Path(part_name)
-        with os.fdopen(fd, "wb") as out:
-            got = _stream(url, out, name or _name_from_url(url))
-        if got != sha:
-            raise DownloadError(
-                f"sha256 mismatch for {url}: expected {sha}, got {got}; the file changed or was tampered with, "
-                "nothing was kept"
-            )
-        tmp = Path(tempfile.mkdtemp(dir=cache, prefix=".extract-"))
-        root = _extract_archive(part, tmp, url)
-        try:
-            validate_checkpoint(root, allow_pickle)
-        except CheckpointError as e:
-            reason = str(e).replace(str(root), "the archive")  # the temporary folder means nothing to the user
-            raise DownloadError(f"checkpoint from {url} refused: {reason}") from e
-        if final.exists() or final.is_symlink():
-            if _is_complete(final, sha):  # another process finished first
-                return validate_checkpoint(final, allow_pickle)
-            _remove(final)  # an incomplete copy left by a crash before its marker was written
-        os.replace(root, final)
-        try:
-            marker_tmp = final / (COMPLETE_MARKER + ".tmp")
-            marker_tmp.write_text(json.dumps({"sha256": sha, "url": url}) + "\n", encoding="utf-8")
-            os.replace(marker_tmp, final / COMPLETE_MARKER)
-        except OSError:
-            _remove(final)
-            raise
-        return final
-    except DownloadError:
-        raise
-    except OSError as e:
-        raise DownloadError(f"download of {url} failed: {e.strerror or e}") from e
-    except Exception as e:  # one clear message, whatever went wrong
-        raise DownloadError(f"download of {url} failed: {type(e).__name__}: {_one_line(e)}") from e
-    finally:
-        if part is not None:
-            _remove(part)
-            try:
-                part.parent.rmdir()
-            except OSError:
-                pass
-        if tmp is not None:
-            _remove(tmp)
-
-
-def _remove(p: Path) -> None:
-    try:
-        if p.is_dir() and not p.is_symlink():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-    except OSError:
-        pass
-
-
-def _stream(url: str, out, desc: str, timeout: float = DOWNLOAD_TIMEOUT_S) -> str:
-    """Copy ``url`` into ``out`` in chunks; return the sha256. A short read (or any network error) raises."""
-    import http.client
-
-    from tqdm import tqdm
-
-    request = urllib.request.Request(url, headers={"User-Agent": "gan-cot"})
-    digest = hashlib.sha256()
-    count = 0
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as resp:
-            length = resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=desc, disable=None if total else True) as bar:
-                while True:
-                    chunk = resp.read(CHUNK)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    count += len(chunk)
-                    bar.update(len(chunk))
-    except urllib.error.HTTPError as e:
-        raise DownloadError(f"download of {url} failed: HTTP {e.code} {e.reason}") from e
-    except urllib.error.URLError as e:
-        reason = getattr(e.reason, "strerror", None) or e.reason
-        raise DownloadError(f"cannot download {url}: {reason}") from e
-    except TimeoutError as e:
-        raise DownloadError(f"download of {url} timed out after {timeout:.0f} s without data") from e
-    except (http.client.HTTPException, OSError) as e:
-        raise DownloadError(
-            f"download of {url} was interrupted after {count} bytes ({type(e).__name__}: {_one_line(e)}); run again"
-        ) from e
-    if total is not None and count != total:
-        raise DownloadError(f"download of {url} was interrupted: got {count} of {total} bytes; run again")
-    if count == 0:
-        raise DownloadError(f"download of {url} returned no data")
-    return digest.hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------- extraction
-
-
-def _check_member_name(name: str, dest: Path, archive: str) -> Path:
-    """The member's target inside ``dest``; refuses absolute paths, '..', and anything resolving outside."""
-    bad = None
-    if not name or "\x00" in name:
-        bad = "an empty or NUL-containing name"
-    elif name.startswith(("/", "\\")) or PureWindowsPath(name).drive or PurePosixPath(name).is_absolute():
-        bad = "an absolute path"
-    elif "\\" in name:
-        bad = "a backslash in its path"
-    elif ".." in PurePosixPath(name).parts:
-        bad = "'..' in its path"
-    if bad is None:
-        target = (dest / name).resolve()
-        root = dest.resolve()
-        if target != root and root not in target.parents:
-            bad = "a path outside the extraction folder"
-    if bad is not None:
-        raise DownloadError(f"unsafe archive {archive}: member {name!r} has {bad}; nothing was extracted")
-    return target
-
-
-def _extract_archive(archive: Path, dest: Path, url: str) -> Path:
-    """Extract safely into ``dest``; return the folder holding config.json (``dest`` or its single top folder)."""
-    if zipfile.is_zipfile(archive):
-        _extract_zip(archive, dest, url)
-    elif tarfile.is_tarfile(archive):
-        _extract_tar(archive, dest, url)
-    else:
-        raise DownloadError(f"{url} is not a .tar.gz, .tgz, .tar or .zip archive")
-    return _checkpoint_root(dest, url)
-
-
-def _extract_tar(archive: Path, dest: Path, url: str) -> None:
-    with tarfile.open(archive, "r:*") as tf:
-        members = tf.getmembers()
-        # Check every member before writing anything.
-        seen = set()
-        for m in members:
-            _check_member_name(m.name, dest, url)
-            if not (m.isfile() or m.isdir()):
-                kind = (
-                    "a symlink"
-                    if m.issym()
-                    else "a hardlink"
-                    if m.islnk()
-                    else "a device file"
-                    if m.ischr() or m.isblk()
-                    else "a fifo"
-                    if m.isfifo()
-                    else f"type {m.type!r}"
-                )
-                raise DownloadError(f"unsafe archive {url}: member {m.name!r} is {kind}; nothing was extracted")
-            key = PurePosixPath(m.name).as_posix().rstrip("/")
-            if m.isfile() and key in seen:
-                raise DownloadError(f"unsafe archive {url}: member {m.name!r} appears twice")
-            seen.add(key)
-        for m in members:
-            target = _check_member_name(m.name, dest, url)
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(m)
-            if src is None:
-                raise DownloadError(f"archive {url}: member {m.name!r} cannot be read")
-            with src, open(target, "xb") as out:
-                shutil.copyfileobj(src, out, CHUNK)
-            os.chmod(target, 0o644)
-
-
-def _extract_zip(archive: Path, dest: Path, url: str) -> None:
-    with zipfile.ZipFile(archive) as zf:
-        infos = zf.infolist()
-        seen = set()
-        for info in infos:
-            _check_member_name(info.filename, dest, url)
-            mode = info.external_attr >> 16
-            ftype = stat.S_IFMT(mode)
-            if ftype and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-                kind = "a symlink" if stat.S_ISLNK(mode) else "a special file"
-                raise DownloadError(f"unsafe archive {url}: member {info.filename!r} is {kind}; nothing was extracted")
-            key = info.filename.rstrip("/")
-            if not info.is_dir() and key in seen:
-                raise DownloadError(f"unsafe archive {url}: member {info.filename!r} appears twice")
-            seen.add(key)
-        for info in infos:
-            target = _check_member_name(info.filename, dest, url)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "xb") as out:
-                shutil.copyfileobj(src, out, CHUNK)
-            os.chmod(target, 0o644)
-
-
-def _checkpoint_root(dest: Path, url: str) -> Path:
-    if (dest / "config.json").is_file():
-        return dest
-    entries = [p for p in dest.iterdir() if p.name not in ("__MACOSX", ".DS_Store")]
-    if len(entries) == 1 and entries[0].is_dir() and (entries[0] / "config.json").is_file():
-        return entries[0]
-    raise DownloadError(
-        f"archive {url} has no config.json at its root or inside a single top folder; is it a checkpoint?"
-    )
-
-
-# --------------------------------------------------------------------------------------------------- validation
-
-
-def _find_remote_code(obj, trail: str = "") -> str | None:
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if k == "auto_map" or (k == "trust_remote_code" and v):
-                return f"{trail}{k}"
-            found = _find_remote_code(v, f"{trail}{k}.")
-            if found:
-                return found
-    elif isinstance(obj, list):
-        for i, v in enumerate(obj):
-            found = _find_remote_code(v, f"{trail}{i}.")
-            if found:
-                return found
-    return None
-
-
-def validate_checkpoint(folder: str | os.PathLike, allow_pickle: bool = False) -> Path:
-    """Check that ``folder`` is a checkpoint that can be loaded without running its own code; return it.
-
-    Refuses pickle weight files unless ``allow_pickle``, any ``*config.json`` that asks for remote code
-    (``auto_map``, ``trust_remote_code``), a missing or malformed config.json, a folder without
-    ``.safetensors`` weights (pickle weights count only with ``allow_pickle``), and a truncated
-    ``.safetensors`` file (its header and size are checked, not its tensors).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder {folder} does not exist or is not a folder")
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
-    pickles = [p for p in files if p.name.lower().endswith(PICKLE_SUFFIXES)]
-    if pickles and not allow_pickle:
-        shown = ", ".join(str(p.relative_to(folder)) for p in pickles[:3]) + (" ..." if len(pickles) > 3 else "")
-        raise CheckpointError(
-            f"{folder} holds pickle file(s) {shown}: loading pickle can run arbitrary code; "
-            "pass --allow-pickle only if the source is trusted"
-        )
-    config = folder / "config.json"
-    if not config.is_file():
-        raise CheckpointError(f"{config} is missing; a checkpoint folder needs a Hugging Face config.json")
-    for cfg in sorted(p for p in folder.glob("*config.json") if p.is_file()):
-        try:
-            data = json.loads(cfg.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise CheckpointError(f"{cfg} is not valid JSON: {e}") from e
-        if cfg == config and not isinstance(data, dict):
-            raise CheckpointError(f"{cfg} must hold a JSON object")
-        key = _find_remote_code(data)
-        if key:
-            raise CheckpointError(
-                f"{cfg} asks for code shipped with the checkpoint ({key}); gan-cot refuses to run code shipped "
-                "with a checkpoint"
-            )
-    card = folder / "discriminator_card.json"
-    if card.is_file():
-        try:
-            json.loads(card.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, ValueError) as e:
-            raise CheckpointError(f"{card} is not valid JSON: {e}") from e
-    weights = [p for p in files if p.name.endswith(".safetensors")]
-    if not weights and not (allow_pickle and pickles):
-        hint = "" if allow_pickle else " (pickle weights are refused unless --allow-pickle)"
-        raise CheckpointError(f"{folder} has no .safetensors weight file{hint}")
-    for w in weights:
-        problem = safetensors_problem(w)
-        if problem:
-            raise CheckpointError(f"{problem}; fetch or save the checkpoint again")
-    return folder
-
-
-# --------------------------------------------------------------------------------------------------- publishing
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def pack_checkpoint(folder: str | os.PathLike, archive_path: str | os.PathLike, check: bool = True) -> str:
-    """Write ``folder`` as a deterministic ``.tar.gz`` (or ``.tgz``/``.tar``) under a single top folder.
-
-    Entries are sorted, mtimes/owners are zeroed and hidden files (``.complete``, ``.git``) are skipped, so
-    the same files always give the same bytes. Written under a temporary name and renamed; returns the
-    archive's sha256 for a registry ``url:`` entry. ``check`` runs :func:`validate_checkpoint` first.
-    """
-    folder = Path(folder)
-    archive_path = Path(archive_path)
-    if check:
-        validate_checkpoint(folder)
-    elif not folder.is_dir():
-        raise CheckpointError(f"checkpoint folder {folder} does not exist or is not a folder")
-    lower = archive_path.name.lower()
-    if lower.endswith((".tar.gz", ".tgz")):
-        compress = True
-    elif lower.endswith(".tar"):
-        compress = False
-    else:
-        raise CheckpointError(f"archive name {archive_path.name} must end with .tar.gz, .tgz or .tar")
-    top = _safe_name(folder.resolve().name)
-
-    entries: list[tuple[str, Path | None]] = []
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        base = Path(dirpath)
-        for d in dirnames:
-            if (base / d).is_symlink():
-                raise CheckpointError(f"{base / d} is a symlinked folder; copy it into the checkpoint before packing")
-            entries.append(((base / d).relative_to(folder).as_posix(), None))
-        for fn in filenames:
-            if not fn.startswith("."):
-                entries.append(((base / fn).relative_to(folder).as_posix(), base / fn))
-    entries.sort(key=lambda e: e[0])
-
-    archive_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=archive_path.parent, prefix=f".{archive_path.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if compress else None
-            with tarfile.open(fileobj=gz or raw, mode="w", format=tarfile.PAX_FORMAT) as tf:
-                tf.addfile(_tar_info(top + "/", tarfile.DIRTYPE, 0o755))
-                for rel, src in entries:
-                    if src is None:
-                        tf.addfile(_tar_info(f"{top}/{rel}/", tarfile.DIRTYPE, 0o755))
-                        continue
-                    info = _tar_info(f"{top}/{rel}", tarfile.REGTYPE, 0o644)
-                    info.size = src.stat().st_size  # follows file symlinks (a Hub snapshot is made of them)
-                    with open(src, "rb") as f:
-                        tf.addfile(info, f)
-            if gz is not None:
-                gz.close()
-        digest = sha256_file(tmp)
-        os.replace(tmp, archive_path)
-        return digest
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _tar_info(name: str, kind: bytes, mode: int) -> tarfile.TarInfo:
-    info = tarfile.TarInfo(name)
-    info.type = kind
-    info.mode = mode
-    info.mtime = 0
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info

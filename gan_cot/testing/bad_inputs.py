@@ -365,7 +365,7 @@ def _sha_mismatch(work: Path, shared: Shared) -> list[str]:
 
 
 def _path_traversal(work: Path, shared: Shared) -> list[str]:
-    from gan_cot.discriminator.registry import sha256_file
+    from gan_cot.discriminator.checkpoint import sha256_file
 
     def evil(tf: tarfile.TarFile) -> None:
         info = tarfile.TarInfo("../evil.txt")
@@ -377,7 +377,7 @@ def _path_traversal(work: Path, shared: Shared) -> list[str]:
 
 
 def _truncated_in_archive(work: Path, shared: Shared) -> list[str]:
-    from gan_cot.discriminator.registry import sha256_file
+    from gan_cot.discriminator.checkpoint import sha256_file
 
     src = _copy_disc(work, shared)
     _truncate(src / "model.safetensors")
@@ -408,7 +408,7 @@ def _output_unwritable(work: Path, shared: Shared) -> list[str]:
 
 
 def _cache_unwritable(work: Path, shared: Shared) -> list[str]:
-    from gan_cot.discriminator.registry import sha256_file
+    from gan_cot.discriminator.checkpoint import sha256_file
 
     archive = _archive(work, shared)
     return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(_unwritable(work))]
