@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from gan_cot.config import ConfigError, field
+from gan_cot.config import ConfigError, check_bounds, field
 from gan_cot.run_config import RunConfig
 
 
@@ -26,8 +26,7 @@ class PolicyConfig:
     lr_floor: float = field(0.05, help="the cosine schedule's last-round learning rate, as a fraction of the full one")
 
     def __post_init__(self):
-        if not self.lr > 0:
-            raise ConfigError(f"policy.lr must be positive, got {self.lr}")
+        check_bounds(self, "policy", positive=("lr",))
         if not 0 <= self.lr_floor <= 1:
             raise ConfigError(f"policy.lr_floor must be in [0, 1], got {self.lr_floor}")
 
@@ -43,15 +42,11 @@ class RolloutConfig:
     batch_size: int = field(64, help="generation batch size (chains)")
 
     def __post_init__(self):
-        for key in ("questions", "batch_size", "max_think_tokens"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"rollout.{key} must be positive, got {getattr(self, key)}")
+        check_bounds(
+            self, "rollout", ("questions", "batch_size", "max_think_tokens", "temperature"), ("max_answer_tokens",)
+        )
         if self.group_size < 2:
             raise ConfigError("rollout.group_size must be at least 2: credit is normalised within the group")
-        if self.max_answer_tokens < 0:
-            raise ConfigError(f"rollout.max_answer_tokens must be >= 0, got {self.max_answer_tokens}")
-        if not self.temperature > 0:
-            raise ConfigError(f"rollout.temperature must be > 0, got {self.temperature}")
 
 
 @dataclass
@@ -76,9 +71,7 @@ class LossConfig:
     micro_batch: int = field(32, help="sequences per forward/backward")
 
     def __post_init__(self):
-        for key in ("epochs", "micro_batch"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"loss.{key} must be positive, got {getattr(self, key)}")
+        check_bounds(self, "loss", positive=("epochs", "micro_batch"))
 
 
 @dataclass
@@ -120,20 +113,16 @@ class SFTConfig:
     )
 
     def __post_init__(self):
-        if self.pool_temperature is not None and not self.pool_temperature > 0:
-            raise ConfigError(f"sft.pool_temperature must be > 0 (or null), got {self.pool_temperature}")
+        check_bounds(
+            self,
+            "sft",
+            ("batch_size", "pool_samples", "pool_temperature", "lr"),
+            ("steps", "pool_questions", "warmup_steps"),
+        )
         if self.pool_frozen and self.pool_questions <= 0:
             raise ConfigError("sft.pool_frozen needs a pool: set sft.pool_questions > 0 (or sft.pool_frozen=false)")
         if self.prune_threshold is not None and not 0 < self.prune_threshold < 1:
             raise ConfigError(f"sft.prune_threshold must be in (0, 1) (or null), got {self.prune_threshold}")
-        for key in ("batch_size", "pool_samples"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"sft.{key} must be positive, got {getattr(self, key)}")
-        for key in ("steps", "pool_questions", "warmup_steps"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"sft.{key} must be 0 or more, got {getattr(self, key)}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"sft.lr must be positive (or null for policy.lr), got {self.lr}")
 
 
 @dataclass
@@ -149,8 +138,7 @@ class DiscriminatorRunConfig:
     lr: float = field(5e-4, help="discriminator learning rate")
 
     def __post_init__(self):
-        if self.refresh_steps < 0:
-            raise ConfigError(f"discriminator.refresh_steps must be >= 0, got {self.refresh_steps}")
+        check_bounds(self, "discriminator", ("lr",), ("refresh_steps",))
 
 
 @dataclass
@@ -186,14 +174,7 @@ class GateConfig:
             c = self.choices
             if len(c) < 2 or any(a < 0 for a in c) or any(b <= a for a, b in zip(c, c[1:])):
                 raise ConfigError(f"gate.choices must be two or more alphas >= 0 in ascending order, got {c}")
-        if not self.sft_alpha >= 0:
-            raise ConfigError(f"gate.sft_alpha must be >= 0, got {self.sft_alpha}")
-        if not self.length_coef >= 0:
-            raise ConfigError(f"gate.length_coef must be >= 0, got {self.length_coef}")
-        if self.hidden <= 0:
-            raise ConfigError(f"gate.hidden must be positive, got {self.hidden}")
-        if not self.lr > 0:
-            raise ConfigError(f"gate.lr must be positive, got {self.lr}")
+        check_bounds(self, "gate", ("hidden", "lr"), ("sft_alpha", "length_coef"))
 
 
 @dataclass
@@ -212,8 +193,4 @@ class AdvConfig(RunConfig):
     gate: GateConfig = field(default_factory=GateConfig, help="alpha gate: learned, fixed (CoT-Valve) or none")
 
     def __post_init__(self):
-        for key in ("rounds", "max_nan_steps"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        check_bounds(self, "", ("rounds", "max_nan_steps"), ("checkpoint_every",))

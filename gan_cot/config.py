@@ -29,6 +29,17 @@ def field(default=dataclasses.MISSING, *, help: str, default_factory=dataclasses
     return dataclasses.field(default=default, metadata={"help": help})
 
 
+def check_bounds(obj, section: str = "", positive: tuple = (), at_least_zero: tuple = ()) -> None:
+    """Refuse a field of ``obj`` that is not > 0 (``positive``) or not >= 0 (``at_least_zero``); None passes (an
+    optional field left null). ``section`` prefixes the key in the message (``loss.micro_batch must be ...``)."""
+    prefix = f"{section}." if section else ""
+    for keys, ok, what in ((positive, lambda v: v > 0, "positive"), (at_least_zero, lambda v: v >= 0, ">= 0")):
+        for key in keys:
+            value = getattr(obj, key)
+            if value is not None and not ok(value):
+                raise ConfigError(f"{prefix}{key} must be {what}, got {value}")
+
+
 def _type_name(tp) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 

@@ -126,7 +126,9 @@ class Strategy:
     def gathered(self, trainable_only: bool = False):
         """A context in which the model's parameters (or only the trainable ones) are whole on every process: ZeRO-3
         partitions them. Gather once around work that reads every parameter (``generate``), not per module."""
-        params = [p for p in self.model.parameters() if hasattr(p, "ds_id") and (p.requires_grad or not trainable_only)]
+        params = [
+            p for p in self.model.parameters() if hasattr(p, "ds_id") and (p.requires_grad or not trainable_only)
+        ]
         if not params:
             return contextlib.nullcontext()
         import deepspeed

@@ -193,7 +193,9 @@ def generate(
             if alpha is not None:
                 a = torch.full((len(chunk),), float(alpha))
             else:
-                enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
+                enc = tokenizer(
+                    chunk, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left"
+                )
                 a = model.alpha(enc["input_ids"].to(_device(lm)), enc["attention_mask"].to(_device(lm))).float().cpu()
             if alphas_out is not None:
                 alphas_out += a.tolist()

@@ -30,7 +30,11 @@ TINY_CHAT_TEMPLATE = (
 def resolve_base(name_or_path: str) -> str:
     """A base model as an adapter records it: a folder relative to the working directory, else to the
     repository (the shipped models), else a Hub id."""
-    if not Path(name_or_path).is_absolute() and not Path(name_or_path).exists() and (REPO_ROOT / name_or_path).exists():
+    if (
+        not Path(name_or_path).is_absolute()
+        and not Path(name_or_path).exists()
+        and (REPO_ROOT / name_or_path).exists()
+    ):
         return str(REPO_ROOT / name_or_path)
     return name_or_path
 

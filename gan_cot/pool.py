@@ -91,7 +91,11 @@ class SFTPool:
                 self.targets[i] = self.encode(text)
                 kept = [a + b for a, b in zip(kept, [1.0, len(self.targets[i]), len(st), len(keep)])]
         n, tokens, ref_steps, kept_steps = strategy.sum(kept)
-        return {"pool_size": n, "pool_tokens": tokens / max(n, 1.0), "pool_steps_kept": kept_steps / max(ref_steps, 1.0)}
+        return {
+            "pool_size": n,
+            "pool_tokens": tokens / max(n, 1.0),
+            "pool_steps_kept": kept_steps / max(ref_steps, 1.0),
+        }
 
     def fill_from_samples(self, idx: list[int], sample_and_score, strategy) -> dict:
         """``sft.pool_samples`` chains per question from the policy, scored; the shortest correct (pruned) stays."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gan_cot.config import ConfigError, field
+from gan_cot.config import ConfigError, check_bounds, field
 
 DEFAULT_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -20,8 +20,7 @@ class LoraConfig:
     )
 
     def __post_init__(self):
-        if self.r <= 0:
-            raise ConfigError(f"lora.r must be positive, got {self.r}")
+        check_bounds(self, "lora", positive=("r", "alpha"))
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"lora.dropout must be in [0, 1), got {self.dropout}")
 
@@ -47,13 +46,7 @@ class EvalConfig:
     round_n: int = field(100, help="trainer: validation questions for the per-round evaluation")
 
     def __post_init__(self):
-        for key in ("n", "batch_size"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"eval.{key} must be positive, got {getattr(self, key)}")
-        if self.max_new_tokens is not None and self.max_new_tokens <= 0:
-            raise ConfigError(f"eval.max_new_tokens must be positive (or null), got {self.max_new_tokens}")
-        if self.every < 0:
-            raise ConfigError(f"eval.every must be >= 0, got {self.every}")
+        check_bounds(self, "eval", ("n", "batch_size", "max_new_tokens"), ("every",))
         if self.every and self.round_n <= 0:
             raise ConfigError(f"eval.round_n must be positive when eval.every is set, got {self.round_n}")
 

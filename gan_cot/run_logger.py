@@ -72,7 +72,9 @@ class RunLogger:
                     rows[-1]["alpha"] = c.alpha
         if rows:
             keys = list(dict.fromkeys(k for row in rows for k in row))
-            mlflow.log_table({k: [row.get(k) for row in rows] for k in keys}, artifact_file=f"samples/round-{r:05d}.json")
+            mlflow.log_table(
+                {k: [row.get(k) for row in rows] for k in keys}, artifact_file=f"samples/round-{r:05d}.json"
+            )
 
     def finish(self, final: dict, adapter: Path) -> None:
         if not self.active:

@@ -70,6 +70,57 @@ def warmup_cosine(optimizer, warmup: int, total: int, floor: float = 0.05):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
+def optimize(
+    params: list,
+    steps: int,
+    step_loss,
+    lr: float,
+    warmup: int,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.9, 0.999),
+    desc: str = "train",
+    show_progress: bool = True,
+    log_every: int = 100,
+    on_log=None,
+    time_limit: float | None = None,
+) -> dict:
+    """AdamW with a warm-up + cosine schedule and gradients clipped at 1: ``steps`` calls of ``step_loss()``, which
+    returns the batch's loss (a tensor with grad) and a dict of floats to average. ``on_log(step, means)`` every
+    ``log_every`` steps and at the last one, with the means of the last ``log_every`` steps (``loss`` included).
+    ``time_limit`` (seconds) stops early and is reported. Returns loss statistics."""
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, betas=betas)
+    sched = warmup_cosine(opt, warmup, steps)
+    history: list[dict] = []
+    start = time.time()
+    bar = tqdm(total=steps, desc=desc, disable=not show_progress)
+    for step in range(1, steps + 1):
+        loss, extra = step_loss()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        history.append({"loss": loss.item(), **extra})
+        bar.update(1)
+        if step % log_every == 0 or step == steps:
+            window = history[-log_every:]
+            means = {k: sum(h[k] for h in window) / len(window) for k in window[0]}
+            bar.set_postfix(loss=f"{means['loss']:.4f}")
+            if on_log:
+                on_log(step, means)
+        if time_limit is not None and time.time() - start > time_limit:
+            break
+    bar.close()
+    tail = history[-min(len(history), log_every) :]
+    return {
+        "steps": len(history),
+        "first_loss": history[0]["loss"],
+        "final_loss": sum(h["loss"] for h in tail) / len(tail),
+        "seconds": time.time() - start,
+        "stopped_by_time": len(history) < steps,
+    }
+
+
 def train_sft(
     model,
     tokenizer,
@@ -77,59 +128,26 @@ def train_sft(
     completions: list[str],
     steps: int,
     batch_size: int = 32,
-    lr: float = 2e-3,
-    warmup: int = 50,
-    weight_decay: float = 0.01,
     seed: int = 0,
-    time_limit: float | None = None,
-    log_every: int = 100,
-    show_progress: bool = True,
     on_log=None,
+    **optim,
 ) -> dict:
-    """Train ``model`` in place for ``steps`` optimizer steps (cosine schedule); returns loss statistics.
-
-    ``time_limit`` (seconds) stops early and is reported, so a budget on a slow machine is kept.
-    """
+    """Train ``model`` in place for ``steps`` optimizer steps on (prompt, completion) pairs in length-grouped batches;
+    ``optim``: :func:`optimize`'s settings (``lr``, ``warmup``, ``time_limit``...). Returns loss statistics."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     data = encode_pairs(tokenizer, prompts, completions)
     pad = tokenizer.pad_token_id
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.98))
-
-    sched = warmup_cosine(opt, warmup, steps)
-    model.train()
     batches: list[list[int]] = []
-    losses = []
-    start = time.time()
-    step = 0
-    bar = tqdm(total=steps, desc="sft", disable=not show_progress)
-    while step < steps:
+
+    def step_loss():
         if not batches:
-            batches = length_grouped_batches([len(ids) for ids, _ in data], batch_size, rng)
-        batch = collate([data[i] for i in batches.pop()], pad)
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        step += 1
-        bar.update(1)
-        if step % log_every == 0:
-            recent = sum(losses[-log_every:]) / log_every
-            bar.set_postfix(loss=f"{recent:.4f}")
-            if on_log:
-                on_log(step, recent)
-        if time_limit is not None and time.time() - start > time_limit:
-            break
-    bar.close()
+            batches.extend(length_grouped_batches([len(ids) for ids, _ in data], batch_size, rng))
+        return model(**collate([data[i] for i in batches.pop()], pad)).loss, {}
+
+    model.train()
+    optim = {"lr": 2e-3, "warmup": 50, "betas": (0.9, 0.98), "desc": "sft", **optim}
+    stats = optimize(list(model.parameters()), steps, step_loss, on_log=on_log and (lambda s, m: on_log(s, m["loss"])),
+                     **optim)  # fmt: skip
     model.eval()
-    tail = losses[-min(len(losses), log_every) :]
-    return {
-        "steps": step,
-        "first_loss": losses[0],
-        "final_loss": sum(tail) / len(tail),
-        "seconds": time.time() - start,
-        "stopped_by_time": step < steps,
-    }
+    return stats

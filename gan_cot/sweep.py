@@ -66,18 +66,9 @@ def summary(alpha, result: dict) -> dict:
     return row
 
 
-def sweep(
-    policy,
-    tokenizer,
-    task,
-    examples,
-    alphas,
-    max_new_tokens: int = 256,
-    batch_size: int = 64,
-    seed: int = 0,
-    log=None,
-) -> tuple[list[dict], list[dict]]:
-    """Greedy evaluation of ``policy`` (a :class:`gan_cot.gate.GatedPolicy`) at each fixed alpha.
+def sweep(policy, tokenizer, task, examples, alphas, log=None, **evaluate_kwargs) -> tuple[list[dict], list[dict]]:
+    """Greedy evaluation of ``policy`` (a :class:`gan_cot.gate.GatedPolicy`) at each fixed alpha
+    (``evaluate_kwargs``: :func:`gan_cot.evaluate.evaluate`'s budget, batch size and seed).
 
     Returns the rows (one per alpha, :func:`summary`) and the MixChain records (one per question and alpha).
     ``log``: an optional callable that gets each row as it is done.
@@ -87,8 +78,8 @@ def sweep(
     rows, records = [], []
     for alpha in alphas:
         res = evaluate(
-            policy, tokenizer, task, examples, alpha=float(alpha), max_new_tokens=max_new_tokens,
-            batch_size=batch_size, seed=seed, show_progress=False, keep_rows=True,
+            policy, tokenizer, task, examples, alpha=float(alpha), show_progress=False, keep_rows=True,
+            **evaluate_kwargs,
         )  # fmt: skip
         rows.append(summary(float(alpha), res))
         records += [

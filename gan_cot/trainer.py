@@ -74,7 +74,9 @@ class AdversarialTrainer:
         ds_config["train_micro_batch_size_per_gpu"] = cfg.loss.micro_batch
         ds_config["gradient_accumulation_steps"] = 1
         ds_config.pop("train_batch_size", None)
-        optimizer = torch.optim.AdamW(self.gate.optimizer_groups(params, cfg.policy.lr), lr=cfg.policy.lr, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(
+            self.gate.optimizer_groups(params, cfg.policy.lr), lr=cfg.policy.lr, weight_decay=0.0
+        )
         engine, *_ = deepspeed.initialize(model=model, model_parameters=params, optimizer=optimizer, config=ds_config)
         self.strategy = Strategy(engine, rank, world, cfg.max_nan_steps, self.log)
         self.disc = Discriminator.from_pretrained(cfg.discriminator.name)

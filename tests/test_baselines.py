@@ -12,7 +12,7 @@ import yaml
 
 from gan_cot.baselines.config import BaselineConfig
 from gan_cot.config import ConfigError, from_dict, load_config
-from gan_cot.rollout import Completion
+from gan_cot.generation import Completion
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "baselines").glob("*.yaml"))
@@ -220,21 +220,31 @@ def test_l1_evaluates_with_its_length_instruction(tiny_model_dir):
 
 
 def test_budget_forcing_caps_the_thinking(tiny_model_dir, tiny_tokenizer):
-    from gan_cot.baselines.budget import BudgetForcedLM
+    """The evaluation's thinking budget (what the budget-forcing baseline hands it): past N thinking tokens the end of
+    thinking is appended and the answer gets its own few greedy tokens, batched, sampled or not."""
+    from gan_cot.baselines.budget import train
+    from gan_cot.baselines.common import Context
+    from gan_cot.baselines.config import BaselineConfig
+    from gan_cot.config import load_config
+    from gan_cot.generation import generate
     from gan_cot.models import load_model
-    from gan_cot.rollout import generate
 
     model = load_model(str(tiny_model_dir), dtype=torch.float32)  # untrained: never stops on its own
-    forced = BudgetForcedLM(model, tiny_tokenizer, think_tokens=5, answer_tokens=3)
+    cfg = load_config(
+        BaselineConfig, None, ["method=budget-forcing", "budget.think_tokens=5", "budget.answer_tokens=3"]
+    )
+    options = train(Context(cfg, None, tiny_tokenizer, model, str(tiny_model_dir), Path("."))).eval_options
+    assert options == {"max_think_tokens": 5, "max_answer_tokens": 3, "end_of_thinking": "\n####"}
     marker = len(tiny_tokenizer("\n####", add_special_tokens=False)["input_ids"])
     questions = ["Ann has 3 pens. How many pens does Ann have?", "Bob has 7 cards. Bob wins 2 cards. How many?"]
     for kwargs in ({}, {"do_sample": True, "num_return_sequences": 2}):
-        groups = generate(forced, tiny_tokenizer, questions, max_new_tokens=64, **kwargs)
+        groups = generate(model, tiny_tokenizer, questions, max_new_tokens=5, end_of_thinking="\n####",
+                          max_answer_tokens=3, **kwargs)  # fmt: skip
         assert [len(g) for g in groups] == [kwargs.get("num_return_sequences", 1)] * 2
         for c in (c for g in groups for c in g):
-            assert "####" in c.text and c.num_tokens <= 5 + marker + 3
+            assert c.forced and "####" in c.text and 5 + marker <= c.num_tokens <= 5 + marker + 3
     free = generate(model, tiny_tokenizer, questions, max_new_tokens=64)
-    assert all(c.num_tokens == 64 for g in free for c in g)  # without forcing it runs to the budget
+    assert all(c.num_tokens == 64 and not c.forced for g in free for c in g)  # no budget: it runs to the end
 
 
 @pytest.mark.slow

@@ -16,9 +16,13 @@ TINY = [
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench", ROOT / "scripts" / "bench.py")
+    """The script (its argument parsing and main) with the package's table beside it."""
+    import gan_cot.bench
+
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    module.table = gan_cot.bench.table
     return module
 
 

@@ -10,23 +10,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def short_run_config(out, store, model_dir, disc_dir, experiment):
-    from gan_cot.adv_config import AdvConfig
-    from gan_cot.config import load_config
-
-    return load_config(
-        AdvConfig,
-        ROOT / "configs" / "default.yaml",
-        [
-            f"policy.model={model_dir}", f"discriminator.name={disc_dir}", f"output_dir={out}",
-            f"mlflow_dir={store}", f"experiment={experiment}", f"deepspeed={ROOT / 'configs/deepspeed/zero0.json'}",
-            "seed=3", "rounds=2", "rollout.questions=2", "rollout.group_size=2", "rollout.max_think_tokens=12",
-            "rollout.max_answer_tokens=4", "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference", "sft.pool_questions=0", "sft.warmup_steps=0",
-            "loss.micro_batch=4", "loss.epochs=1", "discriminator.refresh_steps=1", "checkpoint_every=0",
-        ],
-    )  # fmt: skip
-
-
 def round_metrics(store, run_id):
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -38,17 +21,16 @@ def round_metrics(store, run_id):
 
 
 @pytest.mark.slow
-def test_same_seed_same_training_run(tmp_path, tiny_model_dir):
+def test_same_seed_same_training_run(tmp_path, tiny_config):
     from safetensors.torch import load_file
 
-    from gan_cot.discriminator.model import Discriminator
     from gan_cot.trainer import AdversarialTrainer
 
-    disc_dir = Discriminator.from_backbone(str(tiny_model_dir)).save_pretrained(tmp_path / "disc")
     store = tmp_path / "mlruns"
     results = []
     for name in ("a", "b"):
-        cfg = short_run_config(tmp_path / name, store, tiny_model_dir, disc_dir, f"determinism-{name}")
+        cfg = tiny_config(tmp_path / name, "seed=3", f"mlflow_dir={store}", f"experiment=determinism-{name}",
+                          "checkpoint_every=0")  # fmt: skip
         results.append(AdversarialTrainer(cfg, log=lambda m: None).train())
     a, b = results
     ids = a["run_id"], b["run_id"]
@@ -59,8 +41,8 @@ def test_same_seed_same_training_run(tmp_path, tiny_model_dir):
     ma, mb = (round_metrics(store, run_id) for run_id in ids)
     assert ma == mb  # every round metric at every step, exactly
     assert [s for s, _ in ma["rollout_tokens"]] == [0, 1]
-    wa = load_file(str(tmp_path / "a" / "adapter" / "adapter_model.safetensors"))
-    wb = load_file(str(tmp_path / "b" / "adapter" / "adapter_model.safetensors"))
+    wa = load_file(str(tmp_path / "a" / "out" / "adapter" / "adapter_model.safetensors"))
+    wb = load_file(str(tmp_path / "b" / "out" / "adapter" / "adapter_model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     assert any(wa[k].abs().sum() > 0 for k in wa if "lora_B" in k)  # the runs trained: the comparison means something
 

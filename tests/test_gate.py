@@ -11,10 +11,9 @@ from gan_cot.gate import (
     GATE_WEIGHTS,
     AlphaGate,
     GatedPolicy,
+    LearnedGate,
     attach_gate,
-    gate_loss,
     gated,
-    length_cost,
     load_gate,
     prompt_features,
     save_gate,
@@ -48,24 +47,25 @@ def logits(model, enc, alpha=None):
         return model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
 
 
-def test_gate_output_shape_range_and_start(policy):
+def test_gate_picks_one_of_its_choices_and_starts_at_the_highest(policy):
     model, tok = policy
-    gate = AlphaGate(32, alpha_max=3.0, pooling="last")
+    gate = AlphaGate(32, choices=(0.0, 0.5, 1.5), pooling="last")
     feats = prompt_features(model, **encode(tok, QUESTIONS), pooling="last")
     assert feats.shape == (3, 32)
     alpha = gate(feats)
-    assert alpha.shape == (3,)
-    assert torch.allclose(alpha, torch.ones(3), atol=1e-6)  # starts as the plain LoRA
+    assert alpha.shape == (3,) and alpha.tolist() == [1.5, 1.5, 1.5]  # even odds: the highest alpha
+    draws = gate.sample(feats.repeat(300, 1))
+    assert set(draws.tolist()) == {0.0, 0.5, 1.5}  # every choice drawn, about a third each
+    assert all(abs((draws == a).float().mean().item() - 1 / 3) < 0.08 for a in (0.0, 0.5, 1.5))
+    lp = gate.log_prob(feats, torch.tensor([0.0, 0.5, 1.5]))
+    assert torch.allclose(lp, torch.log(torch.full((3,), 1 / 3)))
     torch.manual_seed(1)
-    for std in (1.0, 50.0):  # trained and saturated weights alike stay in range
-        for p in gate.parameters():
-            torch.nn.init.normal_(p, std=std)
-        alpha = gate(feats)
-        assert ((alpha >= 0) & (alpha <= 3.0)).all()
-        assert alpha.std() > 0 or std > 1
-    assert gate.sample(feats, sigma=1.0).shape == (3,)
-    with pytest.raises(ValueError, match="alpha_max"):
-        AlphaGate(32, alpha_max=1.0)
+    for p in gate.parameters():
+        torch.nn.init.normal_(p, std=5.0)
+    assert set(gate(feats).tolist()) <= {0.0, 0.5, 1.5}
+    for bad in ((1.0, 0.5), (0.5,), (-1.0, 1.0)):
+        with pytest.raises(ValueError, match="choices"):
+            AlphaGate(32, choices=bad)
 
 
 def test_features_do_not_depend_on_padding_side(policy):
@@ -121,39 +121,33 @@ def test_gated_refuses_wrong_rows_nesting_and_merged_adapters(policy, tiny_token
         pass
 
 
-def test_gate_gets_gradients_and_survives_save_and_load(policy, tmp_path):
+def test_gate_learns_from_log_prob_and_survives_save_and_load(policy, tmp_path):
     model, tok = policy
     enc = encode(tok, QUESTIONS)
-    gate = AlphaGate(32, alpha_max=2.0, pooling="mean", layer_sizes=(16,))
-    gp = GatedPolicy(model, gate)
-    feats = gp.features(enc["input_ids"], enc["attention_mask"])
+    gate = AlphaGate(32, choices=(0.0, 1.0), pooling="mean", layer_sizes=(16,))
+    feats = GatedPolicy(model, gate).features(enc["input_ids"], enc["attention_mask"])
     opt = torch.optim.SGD(gate.parameters(), lr=0.5)
-    for step in range(2):
+    for step in range(3):  # the low alpha is rewarded for every question
         opt.zero_grad()
-        alpha = gp.alpha(features=feats)
-        out = gp(enc["input_ids"], enc["attention_mask"], alpha=alpha)
-        loss = out.logits[:, -1].logsumexp(-1).mean() - out.logits[:, -1, 5].mean()
-        loss.backward()
+        (-gate.log_prob(feats, torch.zeros(3)).mean()).backward()
         grads = {n: p.grad for n, p in gate.named_parameters()}
         assert all(g is not None and torch.isfinite(g).all() for g in grads.values())
         assert grads["net.3.weight"].abs().sum() > 0 and grads["net.3.bias"].abs().sum() > 0
-        if step == 1:  # the last layer left zero, so the first layer learns from the second step on
+        if step == 1:  # the last layer starts at zero, so the first layer learns from the second step on
             assert grads["net.1.weight"].abs().sum() > 0
         opt.step()
-    assert not torch.allclose(gate(feats), torch.ones(3))
-    # the LoRA weights got gradients through the same forward
-    assert any(p.grad is not None for n, p in model.named_parameters() if "lora_B" in n)
-    model.zero_grad(set_to_none=True)
+    assert gate(feats).tolist() == [0.0, 0.0, 0.0]
 
     model.save_pretrained(tmp_path / "adapter")
     save_gate(gate, tmp_path / "adapter")
     assert (tmp_path / "adapter" / GATE_WEIGHTS).exists()
-    assert json.loads((tmp_path / "adapter" / GATE_CONFIG).read_text())["layer_sizes"] == [16]
+    cfg = json.loads((tmp_path / "adapter" / GATE_CONFIG).read_text())
+    assert cfg["layer_sizes"] == [16] and cfg["choices"] == [0.0, 1.0]
     assert not list((tmp_path / "adapter").glob("*.bin")) and not list((tmp_path / "adapter").glob("*.pt"))
     again = load_gate(tmp_path / "adapter")
-    assert again is not None and again.pooling == "mean" and again.alpha_max == 2.0
+    assert again is not None and again.pooling == "mean" and again.choices == [0.0, 1.0]
     with torch.no_grad():
-        assert torch.equal(again(feats), gate(feats))
+        assert torch.equal(again.logits(feats), gate.logits(feats))
     assert load_gate(tmp_path) is None
     # a plain peft loader reads the adapter folder as it is
     from gan_cot.models import build_tiny_model
@@ -223,22 +217,26 @@ def test_fixed_alpha_overrides_the_gate(policy):
     assert torch.equal(GatedPolicy(model).alpha(enc["input_ids"]), torch.ones(3))
 
 
-def test_generate_gated_helper(policy):
-    from gan_cot.rollout import generate_gated
+def test_generate_with_a_gated_policy_reports_each_questions_alpha(policy):
+    from gan_cot.generation import generate
 
     model, tok = policy
     gp = GatedPolicy(model, AlphaGate(32))
-    done, alphas = generate_gated(gp, tok, QUESTIONS, max_new_tokens=4, batch_size=2)
+    alphas = []
+    done = generate(gp, tok, QUESTIONS, max_new_tokens=4, batch_size=2, alphas_out=alphas)
     assert len(done) == 3 and alphas == pytest.approx([1.0, 1.0, 1.0])
-    _, fixed = generate_gated(gp, tok, QUESTIONS[:1], alpha=0.25, max_new_tokens=2)
+    fixed = []
+    generate(gp, tok, QUESTIONS[:1], alpha=0.25, max_new_tokens=2, alphas_out=fixed)
     assert fixed == [0.25]
+    with pytest.raises(ValueError, match="GatedPolicy"):
+        generate(model, tok, QUESTIONS[:1], alpha=0.5, max_new_tokens=2)
 
 
-def test_generate_gated_skips_the_per_row_scale_when_a_batch_shares_alpha_0_or_1(policy, monkeypatch):
+def test_a_batch_that_shares_alpha_0_or_1_skips_the_per_row_scale(policy, monkeypatch):
     """A batch whose rows all get alpha 0 runs on the base (adapter off) and all 1 on the plain adapter, with no
-    per-row scale (generate_gated and GatedPolicy.generate); the completions are those of the scaled delta, token for token. Mixed alphas stay scaled."""
-    import gan_cot.gate as gate_mod
-    from gan_cot.rollout import generate, generate_gated
+    per-row scale; the completions are those of the scaled delta, token for token. Mixed alphas stay scaled."""
+    import gan_cot.gate.scaling as scaling
+    from gan_cot.generation import generate
 
     model, tok = policy
     kw = dict(max_new_tokens=6, batch_size=3)
@@ -248,10 +246,10 @@ def test_generate_gated_skips_the_per_row_scale_when_a_batch_shares_alpha_0_or_1
             return [g[0].text for g in generate(model, tok, QUESTIONS, **kw)]
 
     calls = []
-    real = gate_mod.gated
-    monkeypatch.setattr(gate_mod, "gated", lambda m, a: calls.append(a) or real(m, a))
+    real = scaling.gated
+    monkeypatch.setattr(scaling, "gated", lambda m, a: calls.append(a) or real(m, a))
     for alpha in (0.0, 1.0):
-        done, _ = generate_gated(GatedPolicy(model, alpha=alpha), tok, QUESTIONS, **kw)
+        done = generate(GatedPolicy(model, alpha=alpha), tok, QUESTIONS, **kw)
         assert [g[0].text for g in done] == scaled([alpha] * 3)
     enc = encode(tok, QUESTIONS)
     GatedPolicy(model, alpha=1.0).generate(**enc, max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)
@@ -260,37 +258,38 @@ def test_generate_gated_skips_the_per_row_scale_when_a_batch_shares_alpha_0_or_1
         base = [g[0].text for g in generate(model, tok, QUESTIONS, **kw)]
     assert scaled([1.0] * 3) != base  # the delta matters, so the check above can fail
 
-    gate = AlphaGate(32)
+    gate = AlphaGate(32, choices=(0.0, 0.5, 1.0))
     monkeypatch.setattr(gate, "forward", lambda f: torch.tensor([0.0, 1.0, 0.5]))
-    done, alphas = generate_gated(GatedPolicy(model, gate), tok, QUESTIONS, **kw)
+    alphas = []
+    done = generate(GatedPolicy(model, gate), tok, QUESTIONS, alphas_out=alphas, **kw)
     assert alphas == [0.0, 1.0, 0.5] and len(calls) == 1
     assert [g[0].text for g in done] == scaled([0.0, 1.0, 0.5])
 
 
-def test_length_cost_and_reinforce_gate_loss():
-    cost = length_cost([10, 20, 40], 20, coef=0.5)
-    assert torch.allclose(cost, torch.tensor([0.25, 0.5, 1.0]))
+def test_the_learned_gate_prices_length_within_the_group_and_learns_the_winning_alpha():
+    from gan_cot.adv_config import GateConfig
+
+    learned = LearnedGate(GateConfig(length_coef=0.5, hidden=4))
+    lengths = torch.tensor([10.0, 20.0, 30.0])
+    adv = learned.adjust_advantages(torch.zeros(3), lengths)
+    assert torch.allclose(adv, torch.tensor([0.25, 0.0, -0.25]))  # centred: shorter than the group's mean gains
     torch.manual_seed(0)
-    feats = torch.randn(1, 8).expand(4, 8)  # one question, four samples with their own alpha
-
-    def train(alpha, adv, steps, lr):
-        gate = AlphaGate(8, alpha_max=2.0, layer_sizes=(4,))
-        opt = torch.optim.SGD(gate.parameters(), lr=lr)
-        seen = [gate(feats[:1]).item()]
-        for _ in range(steps):
-            opt.zero_grad()
-            gate_loss(gate.log_prob(feats, torch.tensor(alpha), sigma=0.5), torch.tensor(adv)).backward()
-            opt.step()
-            seen.append(gate(feats[:1]).item())
-        return seen
-
-    # the small alphas gave correct, short chains: the gate's alpha moves down, step after step
-    seen = train([0.5, 0.6, 1.4, 1.5], [1.0, 1.0, -1.0, -1.0], steps=3, lr=0.01)
-    assert seen[0] == pytest.approx(1.0) and seen[1] < seen[0] and seen[2] < seen[1] and seen[3] < seen[2]
-    # rewarded samples at one alpha only: the gate settles on that alpha
-    assert train([0.7] * 4, [1.0] * 4, steps=60, lr=0.03)[-1] == pytest.approx(0.7, abs=0.02)
-    with pytest.raises(ValueError, match="match"):
-        gate_loss(torch.zeros(3), torch.zeros(4))
+    gate = AlphaGate(8, choices=(0.0, 1.0), layer_sizes=(4,))
+    learned.gate = gate
+    feats = torch.randn(1, 8).expand(4, 8)  # one question, four chains with their own alpha
+    alpha = torch.tensor([0.0, 0.0, 1.0, 1.0])
+    batch = {"features": feats, "alpha": alpha, "alpha_logp": gate.log_prob(feats, alpha).detach(),
+             "seq_adv": torch.tensor([1.0, 1.0, -1.0, -1.0])}  # fmt: skip
+    assert learned.extra_loss({"features": feats}, 0.2) is None  # chains without exploration: no gate loss
+    opt = torch.optim.SGD(gate.parameters(), lr=0.5)
+    p_low = [gate.log_prob(feats[:1], torch.zeros(1)).exp().item()]
+    for _ in range(3):
+        opt.zero_grad()
+        learned.extra_loss(batch, clip_eps=0.2).backward()
+        opt.step()
+        p_low.append(gate.log_prob(feats[:1], torch.zeros(1)).exp().item())
+    assert p_low[0] == pytest.approx(0.5) and p_low[1] > p_low[0] and p_low[2] > p_low[1]
+    assert gate(feats[:1]).item() == 0.0  # the low alpha won its group: the gate now picks it
 
 
 def test_load_gated_policy_reads_adapter_and_gate_unmerged(tiny_model_dir, tmp_path):
@@ -301,8 +300,9 @@ def test_load_gated_policy_reads_adapter_and_gate_unmerged(tiny_model_dir, tmp_p
     torch.manual_seed(2)
     cfg = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     model = get_peft_model(load_model(str(tiny_model_dir), dtype=torch.float32), cfg).eval()
-    gate = AlphaGate(32, pooling="last")
+    gate = AlphaGate(32, choices=(0.0, 1.0, 2.0), pooling="last")
     torch.nn.init.normal_(gate.net[-1].weight, std=1.0)
+    torch.nn.init.constant_(gate.net[-1].bias, -20.0)  # the first choice, alpha 0, over the start's pick (2.0)
     model.save_pretrained(tmp_path)
     save_gate(gate, tmp_path)
     enc = encode(tok, QUESTIONS)
@@ -311,34 +311,7 @@ def test_load_gated_policy_reads_adapter_and_gate_unmerged(tiny_model_dir, tmp_p
     assert got.gate is not None and got.fixed_alpha is None
     with torch.no_grad():
         a = want.alpha(enc["input_ids"], enc["attention_mask"])
-        assert not torch.allclose(a, torch.ones(3))
+        assert torch.equal(a, torch.zeros(3))
         assert torch.equal(got.alpha(enc["input_ids"], enc["attention_mask"]), a)
         assert torch.equal(got(**enc).logits, want(**enc).logits)
     assert load_gated_policy(tmp_path, alpha=0.5).fixed_alpha == 0.5
-
-
-def test_a_choice_gate_picks_one_of_two_alphas_and_learns_which(tmp_path):
-    """choices=[low, high]: alpha is one of the two (the likelier at inference), sampled as a Bernoulli on the
-    logit, and REINFORCE moves the pick to the rewarded alpha; the choices survive save and load."""
-    torch.manual_seed(0)
-    gate = AlphaGate(8, layer_sizes=(4,), choices=(0.0, 1.0))
-    feats = torch.randn(2, 8)
-    assert gate(feats).tolist() == [1.0, 1.0]  # starts even, with the high alpha as its pick
-    draws = gate.sample(feats.repeat(200, 1), sigma=1.0)
-    assert set(draws.tolist()) == {0.0, 1.0} and 0.35 < draws.mean().item() < 0.65
-    lp = gate.log_prob(feats, torch.tensor([0.0, 1.0]), sigma=1.0)
-    assert torch.allclose(lp, torch.log(torch.tensor([0.5, 0.5])))
-
-    q = feats[:1].expand(4, 8)  # one question: the low alpha was right, the high one wrong
-    opt = torch.optim.SGD(gate.parameters(), lr=0.5)
-    for _ in range(5):
-        opt.zero_grad()
-        gate_loss(gate.log_prob(q, torch.tensor([0.0, 0.0, 1.0, 1.0]), 1.0), torch.tensor([1.0, 1, -1, -1])).backward()
-        opt.step()
-    assert gate(feats[:1]).item() == 0.0
-
-    save_gate(gate, tmp_path)
-    back = load_gate(tmp_path)
-    assert back.choices == [0.0, 1.0] and torch.equal(back(feats), gate(feats))
-    with pytest.raises(ValueError, match="choices"):
-        AlphaGate(8, choices=(1.0, 0.5))

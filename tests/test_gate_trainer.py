@@ -2,6 +2,7 @@
 alpha, resume keeps it, a fixed alpha of 0 is the base, bad gate settings are refused, and the scripts use it."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,43 +16,10 @@ from gan_cot.config import ConfigError, load_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def gate_config(tmp_path, model_dir, disc_dir, *extra):
-    return load_config(
-        AdvConfig,
-        "configs/default.yaml",
-        [
-            f"policy.model={model_dir}",
-            f"discriminator.name={disc_dir}",
-            "rounds=2",
-            "rollout.questions=4",
-            "rollout.group_size=2",
-            "rollout.max_think_tokens=24",
-            "eval.n=4",
-            "sft.steps=2",
-            "sft.source=reference",
-            "sft.pool_questions=0",
-            "sft.warmup_steps=0",
-            "loss.micro_batch=8",
-            f"output_dir={tmp_path / 'out'}",
-            f"mlflow_dir={tmp_path / 'mlruns'}",
-            "checkpoint_every=1",
-            "gate.enabled=true",
-            "gate.alpha=null",
-            "gate.mode=pathwise",  # the dataclass's gate; the tests that need reinforce or choices set them
-            "gate.choices=null",
-            "gate.sft_alpha=null",
-            "gate.hidden=8",
-            "gate.lr=0.05",
-            *extra,
-        ],  # fmt: skip
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_disc_dir(tmp_path_factory, tiny_model_dir):
-    from gan_cot.discriminator.model import Discriminator
-
-    return Discriminator.from_backbone(str(tiny_model_dir)).save_pretrained(tmp_path_factory.mktemp("d") / "disc")
+@pytest.fixture
+def gate_config(tiny_config):
+    """configs/tiny.yaml with the learned gate at a high rate (the dataclass default gate: [0, 1], sft_alpha 1)."""
+    return lambda folder, *extra: tiny_config(folder, "gate.lr=0.05", *extra)
 
 
 def _client(store):
@@ -65,30 +33,26 @@ def _history(store, run_id, key):
     return {m.step: m.value for m in _client(store).get_metric_history(run_id, key)}
 
 
-def test_gate_trains_logs_alpha_and_is_saved_with_the_adapter(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
-    monkeypatch.chdir(ROOT)
-    from gan_cot.gate import AlphaGate, load_gated_policy
+def test_gate_trains_logs_alpha_and_is_saved_with_the_adapter(tmp_path, gate_config):
+    from gan_cot.gate import load_gated_policy
     from gan_cot.trainer import AdversarialTrainer
 
-    cfg = gate_config(tmp_path, tiny_model_dir, tiny_disc_dir)
+    cfg = gate_config(tmp_path)
     trainer = AdversarialTrainer(cfg, log=lambda m: None)
     result = trainer.train()
-    gate = trainer.engine.module.alpha_gate
-    assert gate is trainer.gate
-    fresh = AlphaGate(gate.hidden_size, cfg.gate.alpha_max, cfg.gate.pooling, layer_sizes=(cfg.gate.hidden,))
-    # the last layer starts at zero weight and the bias that gives alpha = 1: both moved
-    assert gate.net[-1].weight.detach().abs().sum() > 0
-    assert not torch.equal(gate.net[-1].bias.detach(), fresh.net[-1].bias)
-    assert result["gate"] is True and 0.0 <= result["alpha_mean"] <= cfg.gate.alpha_max
+    gate = trainer.strategy.model.alpha_gate
+    assert gate is trainer.gate.gate
+    assert gate.net[-1].weight.detach().abs().sum() > 0  # the last layer starts at zero: it moved
+    assert result["gate"] is True and set(cfg.gate.choices) >= {result["alpha_min"], result["alpha_max"]}
 
     store = tmp_path / "mlruns"
-    for key in ("alpha_mean", "alpha_std", "alpha_min", "alpha_max"):
+    for key in ("alpha_mean", "alpha_std", "alpha_min", "alpha_max", "gate_loss"):
         assert sorted(_history(store, result["run_id"], key)) == [0, 1], key
     run = _client(store).get_run(result["run_id"])
     levels = [k for k in run.data.metrics if k.startswith("alpha_difficulty_")]
     assert levels, run.data.metrics.keys()
     assert "final_alpha_mean" in run.data.metrics and run.data.tags["method"] == "gan-cot-gate"
-    assert run.data.params["gate.enabled"] == "True"
+    assert run.data.params["gate.kind"] == "learned"
 
     adapter = tmp_path / "out" / "adapter"
     assert (adapter / "alpha_gate.safetensors").exists() and (adapter / "alpha_gate.json").exists()
@@ -96,39 +60,31 @@ def test_gate_trains_logs_alpha_and_is_saved_with_the_adapter(tmp_path, tiny_mod
     assert loaded.gate is not None
     feats = torch.randn(3, gate.hidden_size)
     with torch.no_grad():
-        assert torch.allclose(loaded.gate(feats), gate(feats))
+        assert torch.allclose(loaded.gate.logits(feats), gate.logits(feats))
 
 
-def test_a_new_gate_samples_what_the_plain_adapter_samples(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
-    """A new gate gives alpha = 1.0 (the plain LoRA) and its initialisation does not shift the run's random stream,
-    so round 0's rollouts are those of the same run with the gate off."""
-    monkeypatch.chdir(ROOT)
+def test_a_new_gate_picks_the_full_delta_and_does_not_shift_the_random_stream(tmp_path, gate_config):
+    """A new gate picks the highest alpha (1: the plain adapter) for every question, and building it draws nothing
+    from the run's random stream: without exploration (a sampled pool) its chains are those of the same run with
+    the gate off."""
     from gan_cot.trainer import AdversarialTrainer
 
-    on = AdversarialTrainer(
-        gate_config(tmp_path / "on", tiny_model_dir, tiny_disc_dir, "rounds=1"), log=lambda m: None
-    )
-    off = AdversarialTrainer(
-        gate_config(tmp_path / "off", tiny_model_dir, tiny_disc_dir, "rounds=1", "gate.enabled=false"),
-        log=lambda m: None,
-    )
-    a, b = on.train(), off.train()
-    for key in ("rollout_tokens", "rollout_accuracy", "frac_redundant"):
-        assert _history(tmp_path / "on" / "mlruns", a["run_id"], key) == _history(
-            tmp_path / "off" / "mlruns", b["run_id"], key
-        ), key
-    assert _history(tmp_path / "on" / "mlruns", a["run_id"], "alpha_mean") == {0: 1.0}
+    runs = {}
+    for kind in ("learned", "none"):
+        trainer = AdversarialTrainer(gate_config(tmp_path / kind, f"gate.kind={kind}"), log=lambda m: None)
+        trainer.setup()
+        batch = trainer.rollout(trainer.round_questions(0))
+        runs[kind] = batch
+    assert [c.completion_ids for c in runs["learned"].chains] == [c.completion_ids for c in runs["none"].chains]
+    assert {c.alpha for c in runs["learned"].chains} == {1.0} and {c.alpha for c in runs["none"].chains} == {None}
 
 
-def test_resume_with_the_gate_matches_an_unbroken_run(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
-    monkeypatch.chdir(ROOT)
+def test_resume_with_the_gate_matches_an_unbroken_run(tmp_path, gate_config):
     from gan_cot.trainer import AdversarialTrainer
 
-    full = AdversarialTrainer(gate_config(tmp_path / "a", tiny_model_dir, tiny_disc_dir), log=lambda m: None).train()
-    part = AdversarialTrainer(
-        gate_config(tmp_path / "b", tiny_model_dir, tiny_disc_dir, "rounds=1"), log=lambda m: None
-    ).train()
-    resumed = AdversarialTrainer(gate_config(tmp_path / "b", tiny_model_dir, tiny_disc_dir), resume=True, log=print)
+    full = AdversarialTrainer(gate_config(tmp_path / "a"), log=lambda m: None).train()
+    part = AdversarialTrainer(gate_config(tmp_path / "b", "rounds=1"), log=lambda m: None).train()
+    resumed = AdversarialTrainer(gate_config(tmp_path / "b"), resume=True, log=print)
     done = resumed.train()
     assert resumed.start_round == 1 and done["run_id"] == part["run_id"]
     for key in ("alpha_mean", "alpha_std", "rollout_tokens", "policy_loss", "sft_loss", "kl", "rollout_accuracy"):
@@ -138,65 +94,48 @@ def test_resume_with_the_gate_matches_an_unbroken_run(tmp_path, tiny_model_dir, 
     assert full["alpha_mean"] == pytest.approx(done["alpha_mean"], abs=1e-5)
 
 
-def test_reinforce_gate_explores_per_chain_and_learns_from_the_gate_loss(
-    tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch
-):
-    """gate.mode=reinforce: the G chains of a question get different alphas around the gate's, the update runs at
-    those alphas, only the gate loss reaches the gate, and SFT runs at gate.sft_alpha."""
-    monkeypatch.chdir(ROOT)
+def test_the_gate_explores_per_chain_and_only_its_own_loss_trains_it(tmp_path, gate_config):
+    """In a round's rollout the G chains of a question draw their own alpha from the grid; the update runs each
+    chain at its alpha as a constant, and SFT at gate.sft_alpha."""
+    from gan_cot.scoring import score
     from gan_cot.trainer import AdversarialTrainer
+    from gan_cot.update import batch_tensors
 
-    cfg = gate_config(tmp_path, tiny_model_dir, tiny_disc_dir, "rounds=1", "gate.mode=reinforce", "gate.sigma=1.0",
-                      "gate.sft_alpha=1.0", "rollout.group_size=3")  # fmt: skip
+    cfg = gate_config(tmp_path, "rounds=1", "rollout.group_size=6", "gate.choices=[0.0, 0.5, 1.0]")
     trainer = AdversarialTrainer(cfg, log=lambda m: None)
     trainer.setup()
-    samples = trainer.rollout(trainer.round_questions(0), explore=True)
-    trainer.score(samples)
-    g = cfg.rollout.group_size
-    for k in range(0, len(samples), g):
-        group = samples[k : k + g]
-        assert len({s.alpha for s in group}) == g  # each chain its own alpha
-        assert [s.gate_alpha for s in group] == pytest.approx([1.0] * g)  # around the new gate's 1.0
-        assert all(s.alpha_logp is not None and s.seq_adv is not None for s in group)
-    # without exploration (the pool, evaluation) every chain of a question runs at the gate's alpha
-    plain = trainer.rollout(trainer.round_questions(0)[:1])
-    assert [s.alpha for s in plain] == pytest.approx([1.0] * len(plain))
-
-    batch = trainer.batch_tensors(samples)
-    assert torch.equal(trainer.update_alpha(batch), batch["alpha"])  # a constant: the token loss skips the gate
-    assert trainer.sft_alpha(batch, [3] * len(samples)) == 1.0
-    # a chain with a positive advantage pulls the gate's logit towards its alpha
-    batch["seq_adv"] = torch.zeros(len(samples))
-    hi = max(range(len(samples)), key=lambda i: samples[i].alpha)
-    batch["seq_adv"][hi] = 1.0
-    before = trainer.gate(batch["features"][hi : hi + 1]).item()
-    trainer.gate.zero_grad()
-    trainer.gate_loss(batch).backward()
+    batch = trainer.rollout(trainer.round_questions(0), explore=True)
+    scores = score(batch, trainer.disc, trainer.task, trainer.train_examples, cfg, trainer.gate)
+    drawn = {c.alpha for c in batch.chains}
+    assert drawn <= {0.0, 0.5, 1.0} and len(drawn) >= 2  # 24 draws at even odds
+    assert all(c.question_alpha == 1.0 and c.alpha_logp == pytest.approx(math.log(1 / 3)) for c in batch.chains)
+    b = batch_tensors(batch.chains, scores, list(range(len(batch.chains))), batch.features, 0, "cpu")
+    run_alpha = trainer.gate.update_alpha([c.alpha for c in batch.chains])
+    assert torch.equal(run_alpha, b["alpha"]) and not run_alpha.requires_grad
+    assert trainer.gate.sft_alpha() == 1.0
+    # a chain with a positive advantage pulls the gate towards its alpha
+    b["seq_adv"] = torch.zeros(len(batch.chains))
+    low = next(i for i, c in enumerate(batch.chains) if c.alpha == 0.0)
+    b["seq_adv"][low] = 1.0
+    gate = trainer.gate.gate
+    before = gate.log_prob(b["features"][low : low + 1], torch.zeros(1)).item()
+    gate.zero_grad()
+    trainer.gate.extra_loss(b, clip_eps=0.2).backward()
     with torch.no_grad():
-        for p in trainer.gate.parameters():
+        for p in gate.parameters():
             p -= 0.5 * p.grad
-        after = trainer.gate(batch["features"][hi : hi + 1]).item()
-    assert (after - before) * (samples[hi].alpha - before) > 0, (before, after, samples[hi].alpha)
-
-    # a choice gate trains the same way and evaluates at one of its two alphas per question
-    cfg = gate_config(tmp_path / "choice", tiny_model_dir, tiny_disc_dir, "rounds=1", "gate.mode=reinforce",
-                      "gate.choices=[0.0, 1.0]", "gate.sft_alpha=1.0", "rollout.group_size=3")  # fmt: skip
-    result = AdversarialTrainer(cfg, log=lambda m: None).train()
-    assert {result["alpha_min"], result["alpha_max"]} <= {0.0, 1.0}
-    hist = _history(tmp_path / "choice" / "mlruns", result["run_id"], "gate_loss")
-    assert list(hist) == [0]
+    assert gate.log_prob(b["features"][low : low + 1], torch.zeros(1)).item() > before
 
 
-def test_fixed_alpha_zero_is_the_base(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
-    monkeypatch.chdir(ROOT)
+def test_fixed_alpha_zero_is_the_base(tmp_path, gate_config):
     from safetensors.torch import load_file
 
     from gan_cot.trainer import AdversarialTrainer
 
-    cfg = gate_config(tmp_path, tiny_model_dir, tiny_disc_dir, "gate.enabled=false", "gate.alpha=0", "rounds=1")
+    cfg = gate_config(tmp_path, "gate.kind=fixed", "gate.alpha=0", "rounds=1")
     trainer = AdversarialTrainer(cfg, log=lambda m: None)
     result = trainer.train()
-    assert trainer.gate is None and result["alpha"] == 0.0
+    assert trainer.gate.kind == "fixed" and result["alpha"] == 0.0
     for key in ("accuracy", "mean_tokens", "tokens_vs_minimal"):
         assert result[key] == result[f"base_{key}"], key
     # the saved adapter holds alpha * delta: zero
@@ -206,24 +145,21 @@ def test_fixed_alpha_zero_is_the_base(tmp_path, tiny_model_dir, tiny_disc_dir, m
 
 
 def test_bad_gate_settings_are_refused_naming_the_key():
-    with pytest.raises(ConfigError, match="gate.alpha_max must be > 1"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.alpha_max=1.0"])
-    with pytest.raises(ConfigError, match="gate.length_coef must be >= 0"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.length_coef=-0.1"])
-    with pytest.raises(ConfigError, match="gate.mode"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.mode=sampled"])
-    with pytest.raises(ConfigError, match="gate.choices needs gate.mode=reinforce"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.mode=pathwise", "gate.choices=[0.0, 1.0]"])
-    with pytest.raises(ConfigError, match=r"gate.choices must be \[low, high\]"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.mode=reinforce", "gate.choices=[1.0, 0.0]"])
-    with pytest.raises(ConfigError, match="gate.sigma must be > 0"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.sigma=0"])
-    with pytest.raises(ConfigError, match="gate.pooling"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.pooling=max"])
-    with pytest.raises(ConfigError, match="gate.alpha"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.enabled=true", "gate.alpha=0.5"])
-    with pytest.raises(ConfigError, match="gate.alpha must be >= 0"):
-        load_config(AdvConfig, "configs/default.yaml", ["gate.enabled=false", "gate.alpha=-1"])
+    def refused(match, *overrides):
+        with pytest.raises(ConfigError, match=match):
+            load_config(AdvConfig, "configs/default.yaml", list(overrides))
+
+    refused("gate.length_coef must be >= 0", "gate.length_coef=-0.1")
+    refused(
+        r"gate.kind: 'pathwise' is not allowed; choose one of \['learned', 'fixed', 'none'\]", "gate.kind=pathwise"
+    )
+    refused(r"gate.choices must be two or more alphas >= 0 in ascending order", "gate.choices=[1.0, 0.0]")
+    refused(r"gate.choices must be two or more", "gate.choices=[1.0]")
+    refused("gate.pooling", "gate.pooling=max")
+    refused("gate.alpha is for gate.kind=fixed", "gate.alpha=0.5")
+    refused("gate.kind=fixed needs gate.alpha >= 0", "gate.kind=fixed", "gate.alpha=-1")
+    refused("gate.kind=fixed needs gate.alpha >= 0", "gate.kind=fixed")
+    refused("unknown key 'enabled'", "gate.enabled=true")
 
 
 @pytest.fixture(scope="module")
@@ -242,7 +178,7 @@ def adapters(tmp_path_factory, tiny_model_dir):
     for name in ("plain", "gated"):
         model.save_pretrained(root / name / "adapter")
         tok.save_pretrained(root / name / "adapter")
-    gate = AlphaGate(model.config.hidden_size, pooling="last")
+    gate = AlphaGate(model.config.hidden_size, choices=(0.0, 0.5, 1.0), pooling="last")
     torch.nn.init.normal_(gate.net[-1].weight, std=1.0)
     save_gate(gate, root / "gated" / "adapter")
     return root / "plain" / "adapter", root / "gated" / "adapter"
@@ -275,20 +211,20 @@ def test_evaluate_script_gate_fixed_alpha_and_thinking_budget(adapters):
 
 
 def test_alpha_sweep_and_report_scripts(adapters, tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import alpha_report
-    import alpha_sweep
+    import runpy
 
+    alpha_sweep = runpy.run_path(str(ROOT / "scripts" / "alpha_sweep.py"))
+    alpha_report = runpy.run_path(str(ROOT / "scripts" / "alpha_report.py"))
     _, gated = adapters
     common = ["--n", "3", "--alphas", "0,1", "--max-new-tokens", "10", "--mlflow-dir", str(tmp_path / "mlruns")]
     out = tmp_path / "mix.jsonl"
-    assert alpha_sweep.main(["--model", str(gated), "--output", str(out), *common]) == 0
+    assert alpha_sweep["main"](["--model", str(gated), "--output", str(out), *common]) == 0
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 6 and {r["alpha"] for r in records} == {0.0, 1.0}
     assert set(records[0]) >= {"question_id", "alpha", "completion", "correct", "tokens"}
     assert not out.with_name(out.name + ".tmp").exists()
 
-    assert alpha_report.main(["--model", str(gated.parent), *common, "--json"]) == 0
+    assert alpha_report["main"](["--model", str(gated.parent), *common, "--json"]) == 0
     run = _client(tmp_path / "mlruns").search_runs(
         [_client(tmp_path / "mlruns").get_experiment_by_name("gan-cot-alpha").experiment_id]
     )

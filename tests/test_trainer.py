@@ -9,44 +9,10 @@ from gan_cot.adv_config import AdvConfig
 from gan_cot.config import ConfigError, load_config
 
 
-def tiny_run_config(tmp_path, model_dir, disc_dir, *extra):
-    return load_config(
-        AdvConfig,
-        "configs/default.yaml",
-        [
-            f"policy.model={model_dir}",
-            f"discriminator.name={disc_dir}",
-            "rounds=2",
-            "rollout.questions=4",
-            "rollout.group_size=2",
-            "rollout.max_think_tokens=24",
-            "eval.n=4",
-            "sft.steps=2",
-            "sft.source=reference",
-            "sft.pool_questions=0",
-            "sft.warmup_steps=0",
-            "loss.micro_batch=8",
-            f"output_dir={tmp_path / 'out'}",
-            f"mlflow_dir={tmp_path / 'mlruns'}",
-            "checkpoint_every=1",
-            *extra,
-        ],  # fmt: skip
-    )
-
-
-@pytest.fixture(scope="module")
-def tiny_disc_dir(tmp_path_factory, tiny_model_dir):
-    from gan_cot.discriminator.model import Discriminator
-
-    return Discriminator.from_backbone(str(tiny_model_dir)).save_pretrained(tmp_path_factory.mktemp("d") / "disc")
-
-
-def test_two_rounds_move_the_adapter_and_log(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[1])
+def test_two_rounds_move_the_adapter_and_log(tmp_path, tiny_config):
     from gan_cot.trainer import AdversarialTrainer
 
-    cfg = tiny_run_config(tmp_path, tiny_model_dir, tiny_disc_dir)
-    trainer = AdversarialTrainer(cfg, log=lambda m: None)
+    trainer = AdversarialTrainer(tiny_config(tmp_path), log=lambda m: None)
     result = trainer.train()
     for key in (
         "run_id",
@@ -58,7 +24,7 @@ def test_two_rounds_move_the_adapter_and_log(tmp_path, tiny_model_dir, tiny_disc
         "wall_seconds",
     ):
         assert key in result
-    lora_b = [p for n, p in trainer.engine.module.named_parameters() if "lora_B" in n]
+    lora_b = [p for n, p in trainer.strategy.model.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.detach().abs().sum() > 0 for p in lora_b)  # LoRA B starts at zero: it moved
     assert (tmp_path / "out" / "adapter" / "adapter_config.json").exists()
     assert json.loads((tmp_path / "out" / "result.json").read_text())["run_id"] == result["run_id"]
@@ -91,17 +57,13 @@ def _round_metrics(store, run_id, step):
     return {k: next(m.value for m in client.get_metric_history(run_id, k) if m.step == step) for k in keys}
 
 
-def test_stop_and_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
-    monkeypatch.chdir(__import__("pathlib").Path(__file__).resolve().parents[1])
+def test_stop_and_resume_matches_an_unbroken_run(tmp_path, tiny_config):
     from gan_cot.trainer import AdversarialTrainer
 
-    unbroken = AdversarialTrainer(tiny_run_config(tmp_path / "a", tiny_model_dir, tiny_disc_dir), log=lambda m: None)
-    full = unbroken.train()
+    full = AdversarialTrainer(tiny_config(tmp_path / "a"), log=lambda m: None).train()
     # the same run stopped after round 0, then resumed to round 1
-    first = tiny_run_config(tmp_path / "b", tiny_model_dir, tiny_disc_dir, "rounds=1")
-    part = AdversarialTrainer(first, log=lambda m: None).train()
-    second = tiny_run_config(tmp_path / "b", tiny_model_dir, tiny_disc_dir)
-    resumed = AdversarialTrainer(second, resume=True, log=lambda m: None)
+    part = AdversarialTrainer(tiny_config(tmp_path / "b", "rounds=1"), log=lambda m: None).train()
+    resumed = AdversarialTrainer(tiny_config(tmp_path / "b"), resume=True, log=lambda m: None)
     done = resumed.train()
     assert resumed.start_round == 1 and done["run_id"] == part["run_id"]  # the same MLflow run goes on
     a = _round_metrics(tmp_path / "a" / "mlruns", full["run_id"], 1)
@@ -110,16 +72,24 @@ def test_stop_and_resume_matches_an_unbroken_run(tmp_path, tiny_model_dir, tiny_
         assert abs(a[k] - b[k]) <= 1e-4 * max(1.0, abs(a[k])), (k, a[k], b[k])
 
 
-def test_non_finite_losses_are_skipped_then_stop(tmp_path):
-    from gan_cot.trainer import AdversarialTrainer, NonFiniteLoss
+def test_non_finite_losses_are_skipped_then_stop():
+    from gan_cot.distributed import NonFiniteLoss, Strategy
 
-    cfg = load_config(AdvConfig, "configs/default.yaml", ["max_nan_steps=2", f"output_dir={tmp_path}"])
     logs = []
-    trainer = AdversarialTrainer(cfg, log=logs.append)
-    assert trainer.step(torch.tensor(float("nan"))) is False
+    strategy = Strategy(engine=None, rank=0, world=1, max_nan_steps=2, log=logs.append)  # no step reaches it
+    assert strategy.step(torch.tensor(float("nan"))) is False
     assert "non-finite loss skipped (1 in a row)" in logs[0]
     with pytest.raises(NonFiniteLoss, match="2 non-finite losses in a row"):
-        trainer.step(torch.tensor(float("inf")))
+        strategy.step(torch.tensor(float("inf")))
+
+
+def record_lrs(monkeypatch) -> list:
+    """The adapter's learning rate at every optimizer step of any trainer (a list that fills as it trains)."""
+    from gan_cot.distributed import Strategy
+
+    seen, step = [], Strategy.step
+    monkeypatch.setattr(Strategy, "step", lambda self, loss: seen.append(self.lr) or step(self, loss))
+    return seen
 
 
 def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, monkeypatch):
@@ -147,23 +117,17 @@ def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, m
             "policy.lr=3e-3",
             "loss.micro_batch=8",
             "checkpoint_every=0",
+            "policy.lr_schedule=constant",
             f"output_dir={tmp_path / 'out'}",
             f"mlflow_dir={tmp_path / 'mlruns'}",
         ],  # fmt: skip
     )
     trainer = AdversarialTrainer(cfg, log=lambda m: None)
-    seen = []
-    step = trainer.step
-
-    def record(loss):
-        seen.append(trainer.engine.optimizer.param_groups[0]["lr"])
-        return step(loss)
-
-    monkeypatch.setattr(trainer, "step", record)
+    seen = record_lrs(monkeypatch)
     result = trainer.train()
     assert seen[:2] == [1e-4, 1e-4]  # the warm-up's two steps run at sft.lr
     assert 3e-3 in seen[2:]  # the policy update at policy.lr again
-    assert trainer.engine.optimizer.param_groups[0]["lr"] == 3e-3
+    assert trainer.strategy.lr == 3e-3
 
     import mlflow
 
@@ -195,12 +159,12 @@ def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):
 
         def snapshot():
             out = warm_start()
-            pools.append({k: list(v) for k, v in trainer.best.items()})
+            pools.append({k: list(v) for k, v in trainer.pool.targets.items()})
             return out
 
         monkeypatch.setattr(trainer, "warm_start", snapshot)
         trainer.train()
-        return pools[0], trainer.best
+        return pools[0], trainer.pool.targets
 
     before, after = run(True)
     assert before and after == before
@@ -229,8 +193,8 @@ def test_a_reference_pool_prunes_the_tasks_own_chains_without_sampling(tmp_path,
         trainer = AdversarialTrainer(cfg, log=lambda m: None)
         trainer.setup()
         monkeypatch.setattr(trainer, "rollout", lambda *a, **k: pytest.fail("a reference pool samples nothing"))
-        stats = trainer.fill_pool(24)
-        texts = {i: trainer.tokenizer.decode(ids, skip_special_tokens=True) for i, ids in trainer.best.items()}
+        stats = trainer.pool.fill(24, trainer.disc, trainer.sample_and_score, trainer.strategy)
+        texts = {i: trainer.tokenizer.decode(ids, skip_special_tokens=True) for i, ids in trainer.pool.targets.items()}
         return stats, texts, trainer
 
     stats, texts, trainer = pool("pruned")
@@ -245,7 +209,9 @@ def test_a_reference_pool_prunes_the_tasks_own_chains_without_sampling(tmp_path,
     assert all(texts[i].strip() == task.reference(trainer.train_examples[i]).strip() for i in texts)
     assert stats["pool_steps_kept"] == 1.0
 
-    with pytest.raises(ConfigError, match="sft.pool_source: 'hub'; choose samples or reference"):
+    with pytest.raises(
+        ConfigError, match=r"sft.pool_source: 'hub' is not allowed; choose one of \['reference', 'samples'\]"
+    ):
         load_config(AdvConfig, "configs/default.yaml", ["sft.pool_source=hub"])
 
 
@@ -266,28 +232,23 @@ def test_a_cosine_schedule_lowers_the_adapter_lr_round_by_round(tmp_path, monkey
     )  # fmt: skip
     trainer = AdversarialTrainer(cfg, log=lambda m: None)
     assert [round(trainer.lr_factor(r), 6) for r in (-1, 0, 1, 2)] == [1.0, 1.0, 0.55, 0.1]
-    seen = []
-    step = trainer.step
-    monkeypatch.setattr(trainer, "step", lambda loss: seen.append(trainer.engine.optimizer.param_groups[0]["lr"])
-                        or step(loss))  # fmt: skip
+    seen = record_lrs(monkeypatch)
     trainer.train()
     # each round: one SFT step at sft.lr x factor, then the policy update's steps at policy.lr x factor
     assert seen[0] == pytest.approx(1e-3) and seen[1] == pytest.approx(2e-3)
     assert seen[-1] == pytest.approx(2e-3 * 0.1) and pytest.approx(1e-3 * 0.1) in seen
     assert pytest.approx(1e-3 * 0.55) in seen and pytest.approx(2e-3 * 0.55) in seen
 
-    with pytest.raises(ConfigError, match="policy.lr_schedule: 'linear'; choose constant or cosine"):
+    with pytest.raises(ConfigError, match="policy.lr_schedule: 'linear' is not allowed"):
         load_config(AdvConfig, "configs/default.yaml", ["policy.lr_schedule=linear"])
 
 
 def test_prune_threshold_keeps_only_steps_judged_useful_with_that_confidence():
-    from gan_cot.trainer import AdversarialTrainer
+    from gan_cot.pool import useful_steps
 
     steps = ["Cal wins 1, 2 + 1 = 3", "Dan gets 7, 15 + 7 = 22", "so Dan has 22", "Dan eats 4, 22 - 4 = 18"]
     probs = torch.tensor([[0.72, 0.28, 0.0], [0.99, 0.01, 0.0], [0.01, 0.98, 0.01], [0.81, 0.1, 0.09]])
-    argmax = AdversarialTrainer(load_config(AdvConfig, "configs/default.yaml", ["sft.prune_threshold=null"]))
-    assert argmax.useful_steps(steps, probs) == [steps[0], steps[1], steps[3]]
-    strict = AdversarialTrainer(load_config(AdvConfig, "configs/default.yaml", ["sft.prune_threshold=0.8"]))
-    assert strict.useful_steps(steps, probs) == [steps[1], steps[3]]
+    assert useful_steps(steps, probs, None) == [steps[0], steps[1], steps[3]]
+    assert useful_steps(steps, probs, 0.8) == [steps[1], steps[3]]
     with pytest.raises(ConfigError, match=r"sft.prune_threshold must be in \(0, 1\)"):
         load_config(AdvConfig, "configs/default.yaml", ["sft.prune_threshold=1.5"])

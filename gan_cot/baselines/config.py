@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from gan_cot.config import ConfigError, field
+from gan_cot.config import ConfigError, check_bounds, field
 from gan_cot.run_config import RunConfig
 
 Method = Literal["srs", "dpo", "grpo", "budget-forcing", "merge"]
@@ -31,6 +31,11 @@ class TrainSection:
     logging_steps: int = field(5, help="log training statistics every N steps")
     bf16: bool = field(False, help="bf16 mixed precision (GPUs that support it; leave off on a CPU)")
 
+    def __post_init__(self):
+        check_bounds(
+            self, "train", ("steps", "batch_size", "grad_accum", "lr", "max_length", "logging_steps"), ("warmup",)
+        )
+
 
 @dataclass
 class SampleSection:
@@ -39,12 +44,20 @@ class SampleSection:
     max_new_tokens: int = field(200, help="token budget per sampled chain")
     batch_size: int = field(64, help="questions per generation batch")
 
+    def __post_init__(self):
+        check_bounds(self, "sample", positive=("n", "temperature", "max_new_tokens", "batch_size"))
+
 
 @dataclass
 class DPOSection:
     beta: float = field(0.1, help="DPO beta (strength of the implicit KL to the base)")
     long_ratio: float = field(1.5, help="a correct chain this many times longer than the chosen one is rejected")
     max_pairs: int = field(4, help="preference pairs per question at most (wrong chains first, then the longest)")
+
+    def __post_init__(self):
+        check_bounds(self, "dpo", positive=("max_pairs",))
+        if self.long_ratio < 1:
+            raise ConfigError(f"dpo.long_ratio must be at least 1, got {self.long_ratio}")
 
 
 @dataclass
@@ -71,12 +84,24 @@ class GRPOSection:
     )
     l1_eval_budget: int = field(40, help="l1: requested length in the final evaluation prompt")
 
+    def __post_init__(self):
+        check_bounds(
+            self, "grpo", positive=("max_completion_length", "temperature", "o1pruner_samples", "l1_eval_budget")
+        )
+        if self.num_generations < 2:
+            raise ConfigError("grpo.num_generations must be at least 2: the rewards compare completions in a group")
+        if not self.l1_budgets or any(b <= 0 for b in self.l1_budgets):
+            raise ConfigError(f"grpo.l1_budgets must be a non-empty list of positive lengths, got {self.l1_budgets}")
+
 
 @dataclass
 class BudgetSection:
     think_tokens: int = field(64, help="thinking budget N: past it the end of thinking is forced")
     answer_tokens: int = field(8, help="tokens the model may write after the forced end of thinking")
     end_of_thinking: str = field("\n####", help="text appended to end the thinking (unless already written)")
+
+    def __post_init__(self):
+        check_bounds(self, "budget", ("think_tokens",), ("answer_tokens",))
 
 
 @dataclass
@@ -110,45 +135,11 @@ class BaselineConfig(RunConfig):
         return f"grpo-{self.grpo.reward}" if self.method == "grpo" else self.method
 
     def __post_init__(self):
-        positive = {
-            "train_questions": self.train_questions, "train.steps": self.train.steps,
-            "train.batch_size": self.train.batch_size, "train.grad_accum": self.train.grad_accum,
-            "train.max_length": self.train.max_length, "train.logging_steps": self.train.logging_steps,
-            "sample.n": self.sample.n, "sample.max_new_tokens": self.sample.max_new_tokens,
-            "sample.batch_size": self.sample.batch_size, "dpo.max_pairs": self.dpo.max_pairs,
-            "grpo.max_completion_length": self.grpo.max_completion_length,
-            "grpo.o1pruner_samples": self.grpo.o1pruner_samples, "grpo.l1_eval_budget": self.grpo.l1_eval_budget,
-            "budget.think_tokens": self.budget.think_tokens,
-        }  # fmt: skip
-        for key, value in positive.items():
-            if value <= 0:
-                raise ConfigError(f"{key} must be positive, got {value}")
-        if self.threads is not None and self.threads <= 0:
-            raise ConfigError(f"threads must be positive, got {self.threads}")
-        for key, value in (
-            ("sample.temperature", self.sample.temperature),
-            ("grpo.temperature", self.grpo.temperature),
-        ):
-            if value <= 0:
-                raise ConfigError(f"{key} must be positive, got {value}")
-        if self.train.lr <= 0 or self.train.warmup < 0:
-            raise ConfigError(
-                f"train.lr must be positive and train.warmup 0 or more, got {self.train.lr}, {self.train.warmup}"
-            )
-        if self.budget.answer_tokens < 0:
-            raise ConfigError(f"budget.answer_tokens must be 0 or more, got {self.budget.answer_tokens}")
-        if self.dpo.long_ratio < 1:
-            raise ConfigError(f"dpo.long_ratio must be at least 1, got {self.dpo.long_ratio}")
-        if self.grpo.num_generations < 2:
-            raise ConfigError("grpo.num_generations must be at least 2: the rewards compare completions in a group")
+        check_bounds(self, "", positive=("train_questions", "threads"))
         if self.method == "grpo" and self.train.batch_size % self.grpo.num_generations:
             raise ConfigError(
                 f"train.batch_size ({self.train.batch_size}) must be a multiple of grpo.num_generations "
                 f"({self.grpo.num_generations}): each step holds whole groups"
-            )
-        if not self.grpo.l1_budgets or any(b <= 0 for b in self.grpo.l1_budgets):
-            raise ConfigError(
-                f"grpo.l1_budgets must be a non-empty list of positive lengths, got {self.grpo.l1_budgets}"
             )
         if not 0.0 <= self.merge.weight <= 1.0:
             raise ConfigError(f"merge.weight must be in [0, 1], got {self.merge.weight}")

@@ -11,14 +11,7 @@ from __future__ import annotations
 
 import statistics
 
-from gan_cot.baselines.common import (
-    BaselineError,
-    Context,
-    Outcome,
-    sample_chains,
-    train_and_save,
-    trl_args,
-)
+from gan_cot.baselines.common import BaselineError, Context, Outcome, sample_chains, train_and_save, trl_args
 from gan_cot.baselines.srs import shortest_correct
 from gan_cot.models import render_prompt
 

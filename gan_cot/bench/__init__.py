@@ -169,5 +169,3 @@ def run(args, log) -> dict:
         "wall_seconds": {k: round(v, 1) for k, v in walls.items()},
         "load_average": {"start": load_start, "end": round(os.getloadavg()[0], 2)},
     }
-
-

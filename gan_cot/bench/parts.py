@@ -111,6 +111,7 @@ def throughput(b) -> dict:
     del trainer
     return res
 
+
 def ours_to_target(b) -> dict:
     from gan_cot.trainer import AdversarialTrainer
 
@@ -135,6 +136,7 @@ def ours_to_target(b) -> dict:
     del tr
     return {"rollouts": reached, "rollouts_run": history[-1]["rollouts"], "last": history[-1],
             "reference_chains": references, "history": history, "adapter": str(adapter)}  # fmt: skip
+
 
 def trl_to_target(b) -> dict:
     from transformers import TrainerCallback
@@ -163,14 +165,13 @@ def trl_to_target(b) -> dict:
             return control
 
     with plain_process():
-        trainer, funcs, tok = b.trl_trainer(
-            cfg, examples, "trl-target", [Check()], max_steps=cycle * b.rounds
-        )
+        trainer, funcs, tok = b.trl_trainer(cfg, examples, "trl-target", [Check()], max_steps=cycle * b.rounds)
         box.update(trainer=trainer, funcs=funcs, tok=tok)
         trainer.train()
     del trainer
     return {"rollouts": box.get("reached"), "rollouts_run": history[-1]["rollouts"] if history else 0,
             "last": history[-1] if history else None, "history": history}  # fmt: skip
+
 
 def generation_time(b, adapter: str) -> dict:
     import torch
@@ -215,5 +216,3 @@ def generation_time(b, adapter: str) -> dict:
         "ours_gated": gated,
         "runs": times,
     }
-
-

@@ -192,7 +192,9 @@ class Bench:
     @staticmethod
     def fmt_eval(ev: dict) -> str:
         tvm = ev.get("tokens_vs_minimal")
-        return f"accuracy {ev['accuracy']:.3f}, tokens {ev['mean_tokens']:.1f}, vs minimal {tvm:.3f}" if tvm else str(ev)
+        return (
+            f"accuracy {ev['accuracy']:.3f}, tokens {ev['mean_tokens']:.1f}, vs minimal {tvm:.3f}" if tvm else str(ev)
+        )
 
     def reached(self, ev: dict) -> bool:
         tvm = ev.get("tokens_vs_minimal")

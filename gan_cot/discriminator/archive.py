@@ -280,18 +280,7 @@ def _extract_tar(archive: Path, dest: Path, url: str) -> None:
             if m.isfile() and key in seen:
                 raise DownloadError(f"unsafe archive {url}: member {m.name!r} appears twice")
             seen.add(key)
-        for m in members:
-            target = _check_member_name(m.name, dest, url)
-            if m.isdir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            src = tf.extractfile(m)
-            if src is None:
-                raise DownloadError(f"archive {url}: member {m.name!r} cannot be read")
-            with src, open(target, "xb") as out:
-                shutil.copyfileobj(src, out, CHUNK)
-            os.chmod(target, 0o644)
+        _write_members([(m.name, m.isdir(), lambda m=m: tf.extractfile(m)) for m in members], dest, url)
 
 
 def _extract_zip(archive: Path, dest: Path, url: str) -> None:
@@ -309,15 +298,23 @@ def _extract_zip(archive: Path, dest: Path, url: str) -> None:
             if not info.is_dir() and key in seen:
                 raise DownloadError(f"unsafe archive {url}: member {info.filename!r} appears twice")
             seen.add(key)
-        for info in infos:
-            target = _check_member_name(info.filename, dest, url)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as src, open(target, "xb") as out:
-                shutil.copyfileobj(src, out, CHUNK)
-            os.chmod(target, 0o644)
+        _write_members([(i.filename, i.is_dir(), lambda i=i: zf.open(i)) for i in infos], dest, url)
+
+
+def _write_members(members: list, dest: Path, url: str) -> None:
+    """Write checked archive members ``(name, is_dir, open)`` under ``dest``: folders, then each file's bytes."""
+    for name, is_dir, open_member in members:
+        target = _check_member_name(name, dest, url)
+        if is_dir:
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        src = open_member()
+        if src is None:
+            raise DownloadError(f"archive {url}: member {name!r} cannot be read")
+        with src, open(target, "xb") as out:
+            shutil.copyfileobj(src, out, CHUNK)
+        os.chmod(target, 0o644)
 
 
 def _checkpoint_root(dest: Path, url: str) -> Path:

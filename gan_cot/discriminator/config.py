@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gan_cot.config import ConfigError, field
+from gan_cot.config import ConfigError, check_bounds, field
 
 
 @dataclass
@@ -28,10 +28,6 @@ class DiscriminatorTrainConfig:
     mlflow_dir: str | None = field(None, help="local MLflow store folder (default mlruns/; MLFLOW_TRACKING_URI wins)")
 
     def __post_init__(self):
-        for key in ("train_size", "eval_size", "steps", "batch_size"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key} must be positive, got {getattr(self, key)}")
-        if self.lr <= 0:
-            raise ConfigError(f"lr must be positive, got {self.lr}")
+        check_bounds(self, "", positive=("train_size", "eval_size", "steps", "batch_size", "lr"))
         if self.task not in ("ledger", "gsm8k"):
             raise ConfigError(f"task: {self.task!r} has no step-labeled data; choose ledger or gsm8k")

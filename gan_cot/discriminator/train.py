@@ -7,12 +7,10 @@ head and metrics, so this is a short loop of our own.
 from __future__ import annotations
 
 import random
-import time
 
 import torch
-from tqdm.auto import tqdm
 
-from gan_cot.sft import warmup_cosine
+from gan_cot.sft import optimize
 from gan_cot.steps import LABELS
 
 
@@ -47,54 +45,29 @@ def class_weights_for(records, power: float = 0.5) -> torch.Tensor:
 
 
 def train_discriminator(
-    disc,
-    records,
-    steps: int,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    warmup: int = 30,
-    seed: int = 0,
-    balance: float = 0.5,
-    log_every: int = 50,
-    on_log=None,
-    show_progress: bool = True,
+    disc, records, steps: int, batch_size: int = 32, seed: int = 0, balance: float = 0.5, on_log=None, **optim
 ) -> dict:
-    """Train in place; ``on_log(step, loss, acc)`` every ``log_every`` steps. Returns loss statistics."""
+    """Train in place; ``on_log(step, loss, acc)`` every ``log_every`` steps; ``optim``: the settings of
+    :func:`gan_cot.sft.optimize` (``lr``, ``warmup``, ``log_every``...). Returns loss statistics."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
     weights = class_weights_for(records, balance) if balance else None
     params = [p for p in disc.model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-
-    sched = warmup_cosine(opt, warmup, steps)
-    disc.model.train()
     order: list[int] = []
-    losses, accs = [], []
-    start = time.time()
-    for step in tqdm(range(steps), desc="discriminator", disable=not show_progress):
+
+    def step_loss():
         if len(order) < batch_size:
-            order = list(range(len(records)))
+            order[:] = list(range(len(records)))
             rng.shuffle(order)
-        batch = [records[order.pop()] for _ in range(batch_size)]
-        loss, acc = discriminator_loss(disc, batch, weights)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(loss.item())
-        accs.append(acc.item())
-        if on_log and ((step + 1) % log_every == 0 or step + 1 == steps):
-            window = min(log_every, len(losses))
-            on_log(step + 1, sum(losses[-window:]) / window, sum(accs[-window:]) / window)
+        loss, acc = discriminator_loss(disc, [records[order.pop()] for _ in range(batch_size)], weights)
+        return loss, {"acc": acc.item()}
+
+    disc.model.train()
+    optim = {"lr": 1e-3, "warmup": 30, "log_every": 50, "desc": "discriminator", **optim}
+    stats = optimize(params, steps, step_loss, on_log=on_log and (lambda s, m: on_log(s, m["loss"], m["acc"])),
+                     **optim)  # fmt: skip
     disc.model.eval()
-    tail = losses[-min(len(losses), log_every) :]
-    return {
-        "steps": steps,
-        "first_loss": losses[0],
-        "final_loss": sum(tail) / len(tail),
-        "seconds": time.time() - start,
-    }
+    return stats
 
 
 def step_metrics(gold: list[str], pred: list[str]) -> dict:
