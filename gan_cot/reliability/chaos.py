@@ -44,6 +44,7 @@ from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT
 from gan_cot.reliability.checks import REL_TOL, compare_with_unbroken, inspect_checkpoints
+from gan_cot.reliability.tiny import build_tiny_pair
 
 TRAIN_ADV = REPO_ROOT / "scripts" / "train_adv.py"
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
@@ -60,9 +61,11 @@ class ChaosError(RuntimeError):
     """The unbroken run, the reference of every check, failed; the message holds its log's tail."""
 
 
-def train_cmd(shared, out: Path, store: Path, experiment: str, rounds: int, seed: int, resume: bool) -> list[str]:
+def train_cmd(
+    model_dir: Path, disc_dir: Path, out: Path, store: Path, experiment: str, rounds: int, seed: int, resume: bool
+) -> list[str]:
     return [
-        sys.executable, str(TRAIN_ADV), f"policy.model={shared.model_dir}", f"discriminator.name={shared.disc_dir}",
+        sys.executable, str(TRAIN_ADV), f"policy.model={model_dir}", f"discriminator.name={disc_dir}",
         f"deepspeed={DEEPSPEED_CONFIG}", f"output_dir={out}", f"mlflow_dir={store}", f"experiment={experiment}",
         f"rounds={rounds}", f"seed={seed}", *TINY_RUN, *(["--resume"] if resume else []),
     ]  # fmt: skip
@@ -191,16 +194,10 @@ def run_chaos(
     store = root / "mlruns"
     env = child_env(threads)
     try:
-        import contextlib
-        import io
-
-        from gan_cot.testing.bad_inputs import build_shared
-
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            shared = build_shared(root / "models")
+        model_dir, disc_dir = build_tiny_pair(root / "models")
 
         def cmd(out: Path, experiment: str, resume: bool) -> list[str]:
-            return train_cmd(shared, out, store, experiment, rounds, seed, resume)
+            return train_cmd(model_dir, disc_dir, out, store, experiment, rounds, seed, resume)
 
         # 1. the unbroken run: the reference metrics and the expected run time T
         ref_out = root / "unbroken"

@@ -51,15 +51,9 @@ class Shared:
 
 def build_shared(root: Path, model_dir: Path | None = None) -> Shared:
     """Save a tiny policy (unless ``model_dir`` is given) and a discriminator on its backbone under ``root``."""
-    from gan_cot.discriminator.model import Discriminator
-    from gan_cot.models import build_tiny_model, save_pretrained
+    from gan_cot.reliability.tiny import build_tiny_pair
 
-    root.mkdir(parents=True, exist_ok=True)
-    if model_dir is None:
-        model, tok = build_tiny_model(hidden_size=32, layers=2, heads=2)
-        model_dir = save_pretrained(model, tok, root / "policy")
-    disc_dir = Discriminator.from_backbone(str(model_dir)).save_pretrained(root / "disc")
-    return Shared(Path(model_dir), Path(disc_dir))
+    return Shared(*build_tiny_pair(root, model_dir=model_dir))
 
 
 @dataclass(frozen=True)
