@@ -1,13 +1,12 @@
 """Bad inputs across data files, configs, checkpoints, downloads and output folders: each one exits non-zero with
 one clear ``error:`` line naming the cause, no traceback, and nothing half-written left behind.
 
-The cases live in ``gan_cot/testing/bad_inputs.py`` (``scripts/bad_inputs_table.py`` prints them as a table).
+The cases live in ``tests/bad_inputs.py`` (``python tests/bad_inputs.py`` prints them as a table).
 A case marked pending needs a change in a file owned elsewhere; it is an expected failure until that lands.
 """
 
 import pytest
-
-from gan_cot.testing.bad_inputs import CASES, build_shared, run_case
+from bad_inputs import CASES, build_shared, run_case
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +38,9 @@ def test_bad_input_is_refused_cleanly(case, shared, tmp_path):
 def test_gsm8k_skip_bad_skips_duplicate_ids_and_long_lines(tmp_path):
     import json
 
+    from bad_inputs import gsm8k_record
+
     from gan_cot.tasks.gsm8k import MAX_LINE_BYTES, Gsm8kTask
-    from gan_cot.testing.bad_inputs import gsm8k_record
 
     lines = [json.dumps(gsm8k_record(i, id=f"q{i}")) for i in range(1, 5)]
     lines.insert(2, json.dumps(gsm8k_record(9, id="q1")))  # line 3 repeats line 1's id

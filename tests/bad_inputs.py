@@ -1,11 +1,16 @@
 """A table of bad inputs and what the project must do with each: exit non-zero with one clear ``error:`` line that
 names the cause (file, line or key), print no traceback, and leave nothing half-written behind.
 
+    python tests/bad_inputs.py            # the table: case | entry point | exit code | message (first line)
+    python tests/bad_inputs.py --json     # the table, then one JSON object as the last line
+
 Each :class:`Case` builds its bad input in a fresh folder and runs a real entry point in-process (a script's
 ``main(argv)``): ``scripts/train_adv.py`` (the main job: data files, configs, checkpoints, output folders) or
 ``scripts/download_discriminator.py`` (downloads and checkpoint checks). :func:`run_case` returns an
 :class:`Outcome` whose :meth:`Outcome.problems` lists every expectation the run missed. ``tests/test_bad_inputs.py``
-and ``scripts/bad_inputs_table.py`` both use :data:`CASES`.
+runs :data:`CASES`; :func:`main` prints them as a markdown table (cases run in a temporary folder, removed
+afterwards; a row whose run missed an expectation shows the problems in bold; exit code 0 when every case that is
+not pending was handled as it should be, else 1).
 
 A case with ``pending`` set is not handled yet: its fix belongs in a file owned elsewhere, and the reason says
 which change it needs. Its ``precheck`` (when given) says cheaply whether the fix is in, so the case is not run
@@ -14,20 +19,23 @@ while running it would only start a training run.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.util
 import io
 import json
 import os
 import shutil
+import sys
 import tarfile
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan_cot.cli import REPO_ROOT
+from gan_cot.cli import REPO_ROOT, print_json
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
@@ -507,3 +515,53 @@ def markdown_table(outcomes: list[Outcome | tuple[Case, str]]) -> str:
         msg = msg.replace("|", "\\|")
         rows.append(f"| {case.id} | `{case.entry}` | {code} | {msg} |")
     return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--only", nargs="*", default=None, help="run only these case ids")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    cases = [c for c in CASES if not args.only or c.id in args.only]
+    unknown = sorted(set(args.only or ()) - {c.id for c in CASES})
+    if unknown:
+        print(f"error: unknown case ids {unknown}; see tests/bad_inputs.py", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="gan-cot-bad-inputs-"))
+    items: list = []
+    rows = []
+    try:
+        shared = build_shared(root / "shared")
+        for case in cases:
+            work = root / "cases" / case.id
+            why = case.precheck(work, shared) if case.pending and case.precheck is not None else None
+            if why:
+                items.append((case, why))
+                rows.append({"case": case.id, "area": case.area, "entry": case.entry, "exit_code": None,
+                             "message": None, "problems": [], "pending": case.pending, "ran": False})  # fmt: skip
+                continue
+            outcome: Outcome = run_case(case, work, shared)
+            items.append(outcome)
+            rows.append({"case": case.id, "area": case.area, "entry": case.entry, "exit_code": outcome.code,
+                         "message": outcome.message, "problems": outcome.problems(), "pending": case.pending,
+                         "ran": True, "seconds": round(outcome.seconds, 2)})  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(markdown_table(items))
+    failed = [r["case"] for r in rows if r["problems"] and not r["pending"]]
+    pending = [r["case"] for r in rows if r["pending"]]
+    handled = [r["case"] for r in rows if r["ran"] and not r["problems"]]
+    print(f"\n{len(handled)} of {len(rows)} cases handled; pending: {', '.join(pending) or 'none'}; "
+          f"failed: {', '.join(failed) or 'none'}")  # fmt: skip
+    if args.json:
+        print_json({"cases": rows, "handled": len(handled), "pending": pending, "failed": failed})
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
