@@ -39,12 +39,7 @@ from gan_cot.cli import REPO_ROOT, print_json
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
-# A run small enough to finish in seconds, should a bad input slip through the checks.
-TINY_RUN = (
-    "rounds=1", "rollout.questions=2", "rollout.group_size=2", "rollout.max_think_tokens=8",
-    "rollout.max_answer_tokens=4", "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference", "sft.pool_questions=0", "sft.warmup_steps=0",
-    "loss.micro_batch=4", "loss.epochs=1", "discriminator.refresh_steps=1", "checkpoint_every=1",
-)  # fmt: skip
+TINY_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"  # runs in seconds, should a bad input slip through the checks
 GSM8K_GOOD_LINES = 510  # more than Gsm8kTask's validation_size (500), so the train split is not empty
 BAD_LINE = 3  # where the bad record goes: inside the train split
 
@@ -198,12 +193,13 @@ def run_case(case: Case, work: Path, shared: Shared) -> Outcome:
 # ------------------------------------------------------------------------------------------------ inputs
 
 
-def _adv(work: Path, shared: Shared, *args: str, disc: Path | str | None = None) -> list[str]:
-    """argv of scripts/train_adv.py on the tiny models, writing only under ``work``."""
+def _adv(
+    work: Path, shared: Shared, *args: str, disc: Path | str | None = None, config: Path = TINY_CONFIG
+) -> list[str]:
+    """argv of scripts/train_adv.py: ``config`` (the tiny run) on the tiny models, writing only under ``work``."""
     return [
-        f"policy.model={shared.model_dir}", f"discriminator.name={disc or shared.disc_dir}",
-        f"deepspeed={DEEPSPEED_CONFIG}", f"output_dir={work / 'out'}", f"mlflow_dir={work / 'mlruns'}",
-        *TINY_RUN, *args,
+        "--config", str(config), f"model={shared.model_dir}", f"discriminator.name={disc or shared.disc_dir}",
+        f"deepspeed={DEEPSPEED_CONFIG}", f"output_dir={work / 'out'}", f"mlflow_dir={work / 'mlruns'}", *args,
     ]  # fmt: skip
 
 
@@ -268,7 +264,7 @@ def _config_accepts(*overrides: str):
 
 def _bad_yaml(work: Path, shared: Shared) -> list[str]:
     (work / "bad.yaml").write_text("seed: 0\nrounds: [1, 2\npolicy:\n  lr: 1e-3\n")
-    return ["--config", str(work / "bad.yaml"), *_adv(work, shared)]
+    return _adv(work, shared, config=work / "bad.yaml")
 
 
 def _copy_disc(work: Path, shared: Shared) -> Path:
@@ -323,7 +319,7 @@ def _disc_truncated(work: Path, shared: Shared) -> list[str]:
 def _policy_truncated(work: Path, shared: Shared) -> list[str]:
     policy = Path(shutil.copytree(shared.model_dir, work / "policy"))
     _truncate(policy / "model.safetensors")
-    return _adv(work, shared, f"policy.model={policy}")
+    return _adv(work, shared, f"model={policy}")
 
 
 def _pickle_weights(work: Path, shared: Shared) -> list[str]:
@@ -473,7 +469,7 @@ CASES: list[Case] = [
          ("config.json", "['redundant']", "id2label")),
     Case("ckpt-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py --discriminator DISC",
          _disc_truncated, ("model.safetensors", "truncated")),
-    Case("ckpt-policy-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py policy.model=POLICY",
+    Case("ckpt-policy-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py model=POLICY",
          _policy_truncated, ("policy/model.safetensors", "truncated")),
     Case("ckpt-pickle-weights", "checkpoint", "download_discriminator", f"{_DL} DISC", _pickle_weights,
          ("pytorch_model.bin", "pickle", "--allow-pickle")),
