@@ -9,12 +9,8 @@ Each :class:`Case` builds its bad input in a fresh folder and runs a real entry 
 ``scripts/download_discriminator.py`` (downloads and checkpoint checks). :func:`run_case` returns an
 :class:`Outcome` whose :meth:`Outcome.problems` lists every expectation the run missed. ``tests/test_bad_inputs.py``
 runs :data:`CASES`; :func:`main` prints them as a markdown table (cases run in a temporary folder, removed
-afterwards; a row whose run missed an expectation shows the problems in bold; exit code 0 when every case that is
-not pending was handled as it should be, else 1).
-
-A case with ``pending`` set is not handled yet: its fix belongs in a file owned elsewhere, and the reason says
-which change it needs. Its ``precheck`` (when given) says cheaply whether the fix is in, so the case is not run
-while running it would only start a training run.
+afterwards; a row whose run missed an expectation shows the problems in bold; exit code 0 when every case was
+handled as it should be, else 1).
 """
 
 from __future__ import annotations
@@ -37,7 +33,6 @@ from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, print_json
 
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
 TINY_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"  # runs in seconds, should a bad input slip through the checks
 GSM8K_GOOD_LINES = 510  # more than Gsm8kTask's validation_size (500), so the train split is not empty
@@ -70,8 +65,6 @@ class Case:
     build: Callable[[Path, Shared], list[str]]
     expect: tuple[str, ...]  # substrings of the error line; "{work}" stands for the case's folder
     may_create: tuple[str, ...] = ()  # folders (relative to work) the run may leave, empty, behind
-    pending: str | None = None  # why this input is not refused yet, and the change it needs
-    precheck: Callable[[Path, Shared], str | None] | None = None  # for pending cases: why not to run it yet
 
 
 @dataclass
@@ -178,15 +171,12 @@ def run_case(case: Case, work: Path, shared: Shared) -> Outcome:
             raised = traceback.format_exc()
     seconds = time.time() - started
     after = _tree(work)
-    leftovers = []
-    for rel, is_dir in sorted(after.items()):
-        new = rel not in before
-        if rel.endswith((".tmp", ".part", ".partial")) or Path(rel).name.startswith(".extract-"):
-            leftovers.append(rel)
-        elif new and not is_dir:
-            leftovers.append(rel)
-        elif new and is_dir and rel not in case.may_create:
-            leftovers.append(rel + "/")
+    # anything new (partial downloads, .tmp folders...) but the folders the case allows
+    leftovers = [
+        rel + ("/" if is_dir else "")
+        for rel, is_dir in sorted(after.items())
+        if rel not in before and not (is_dir and rel in case.may_create)
+    ]
     return Outcome(case, work, code, out.getvalue(), err.getvalue(), raised, leftovers, seconds)
 
 
@@ -211,14 +201,14 @@ def gsm8k_record(i: int, **extra) -> dict:
     }
 
 
-def write_gsm8k(path: Path, bad: bytes | None, at: int = BAD_LINE, ids: bool = False) -> Path:
-    """A GSM8K-style jsonl of good records with ``bad`` as line ``at`` (if given)."""
+def write_gsm8k(path: Path, bad: bytes | None, ids: bool = False) -> Path:
+    """A GSM8K-style jsonl of good records with ``bad`` as line ``BAD_LINE`` (if given)."""
     lines = [
         json.dumps(gsm8k_record(i, **({"id": f"q{i}"} if ids else {}))).encode()
         for i in range(1, GSM8K_GOOD_LINES + 1)
     ]
     if bad is not None:
-        lines.insert(at - 1, bad)
+        lines.insert(BAD_LINE - 1, bad)
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
 
@@ -244,22 +234,6 @@ def _config_case(*overrides: str):
         return _adv(work, shared, *overrides)
 
     return build
-
-
-def _config_accepts(*overrides: str):
-    """Precheck of a pending config case: the config loads, so running it would start a training run."""
-
-    def precheck(work: Path, shared: Shared) -> str | None:
-        from gan_cot.adv_config import AdvConfig
-        from gan_cot.config import ConfigError, load_config
-
-        try:
-            load_config(AdvConfig, DEFAULT_CONFIG, list(overrides))
-        except ConfigError:
-            return None
-        return f"the config loads with {' '.join(overrides)} (running it would train)"
-
-    return precheck
 
 
 def _bad_yaml(work: Path, shared: Shared) -> list[str]:
@@ -346,11 +320,11 @@ def _missing_name(work: Path, shared: Shared) -> list[str]:
     return _adv(work, shared, disc="no-such-discriminator")
 
 
-def _archive(work: Path, shared: Shared, extra: Callable | None = None) -> Path:
-    """A .tar.gz of the tiny discriminator at its root, plus the members ``extra(tf)`` adds."""
+def _archive(work: Path, src: Path, extra: Callable | None = None) -> Path:
+    """A .tar.gz of the discriminator folder ``src`` at its root, plus the members ``extra(tf)`` adds."""
     path = work / "disc.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
-        for f in sorted(shared.disc_dir.iterdir()):
+        for f in sorted(src.iterdir()):
             tf.add(f, arcname=f.name)
         if extra is not None:
             extra(tf)
@@ -358,7 +332,7 @@ def _archive(work: Path, shared: Shared, extra: Callable | None = None) -> Path:
 
 
 def _sha_mismatch(work: Path, shared: Shared) -> list[str]:
-    archive = _archive(work, shared)
+    archive = _archive(work, shared.disc_dir)
     return [archive.as_uri(), "--sha256", "0" * 64, "--cache-dir", str(work / "cache")]
 
 
@@ -370,7 +344,7 @@ def _path_traversal(work: Path, shared: Shared) -> list[str]:
         info.size = 4
         tf.addfile(info, io.BytesIO(b"evil"))
 
-    archive = _archive(work, shared, evil)
+    archive = _archive(work, shared.disc_dir, evil)
     return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(work / "cache")]
 
 
@@ -379,10 +353,7 @@ def _truncated_in_archive(work: Path, shared: Shared) -> list[str]:
 
     src = _copy_disc(work, shared)
     _truncate(src / "model.safetensors")
-    archive = work / "disc.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:
-        for f in sorted(src.iterdir()):
-            tf.add(f, arcname=f.name)
+    archive = _archive(work, src)
     return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(work / "cache")]
 
 
@@ -408,7 +379,7 @@ def _output_unwritable(work: Path, shared: Shared) -> list[str]:
 def _cache_unwritable(work: Path, shared: Shared) -> list[str]:
     from gan_cot.discriminator.registry import sha256_file
 
-    archive = _archive(work, shared)
+    archive = _archive(work, shared.disc_dir)
     return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(_unwritable(work))]
 
 
@@ -497,19 +468,15 @@ CASES: list[Case] = [
 ]  # fmt: skip
 
 
-def markdown_table(outcomes: list[Outcome | tuple[Case, str]]) -> str:
-    """case | entry point | exit code | message (first line); a pending case not run shows why."""
+def markdown_table(outcomes: list[Outcome]) -> str:
+    """case | entry point | exit code | message (first line, with the missed expectations in bold)."""
     rows = ["| case | entry point | exit code | message (first line) |", "|---|---|---|---|"]
     for item in outcomes:
-        if isinstance(item, Outcome):
-            case, code, msg = item.case, str(item.code) if item.code is not None else "raised", item.message
-            if item.problems():
-                msg += f" **[{'; '.join(item.problems())}]**"
-        else:
-            case, why = item
-            code, msg = "—", f"not run (pending: {case.pending}; {why})"
+        code, msg = str(item.code) if item.code is not None else "raised", item.message
+        if item.problems():
+            msg += f" **[{'; '.join(item.problems())}]**"
         msg = msg.replace("|", "\\|")
-        rows.append(f"| {case.id} | `{case.entry}` | {code} | {msg} |")
+        rows.append(f"| {item.case.id} | `{item.case.entry}` | {code} | {msg} |")
     return "\n".join(rows)
 
 
@@ -529,33 +496,21 @@ def main(argv=None) -> int:
         print(f"error: unknown case ids {unknown}; see tests/bad_inputs.py", file=sys.stderr)
         return 2
     root = Path(tempfile.mkdtemp(prefix="gan-cot-bad-inputs-"))
-    items: list = []
-    rows = []
     try:
         shared = build_shared(root / "shared")
-        for case in cases:
-            work = root / "cases" / case.id
-            why = case.precheck(work, shared) if case.pending and case.precheck is not None else None
-            if why:
-                items.append((case, why))
-                rows.append({"case": case.id, "area": case.area, "entry": case.entry, "exit_code": None,
-                             "message": None, "problems": [], "pending": case.pending, "ran": False})  # fmt: skip
-                continue
-            outcome: Outcome = run_case(case, work, shared)
-            items.append(outcome)
-            rows.append({"case": case.id, "area": case.area, "entry": case.entry, "exit_code": outcome.code,
-                         "message": outcome.message, "problems": outcome.problems(), "pending": case.pending,
-                         "ran": True, "seconds": round(outcome.seconds, 2)})  # fmt: skip
+        outcomes = [run_case(case, root / "cases" / case.id, shared) for case in cases]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(markdown_table(items))
-    failed = [r["case"] for r in rows if r["problems"] and not r["pending"]]
-    pending = [r["case"] for r in rows if r["pending"]]
-    handled = [r["case"] for r in rows if r["ran"] and not r["problems"]]
-    print(f"\n{len(handled)} of {len(rows)} cases handled; pending: {', '.join(pending) or 'none'}; "
-          f"failed: {', '.join(failed) or 'none'}")  # fmt: skip
+    print(markdown_table(outcomes))
+    rows = [
+        {"case": o.case.id, "area": o.case.area, "entry": o.case.entry, "exit_code": o.code, "message": o.message,
+         "problems": o.problems(), "seconds": round(o.seconds, 2)}
+        for o in outcomes
+    ]  # fmt: skip
+    failed = [r["case"] for r in rows if r["problems"]]
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} cases handled; failed: {', '.join(failed) or 'none'}")
     if args.json:
-        print_json({"cases": rows, "handled": len(handled), "pending": pending, "failed": failed})
+        print_json({"cases": rows, "handled": len(rows) - len(failed), "failed": failed})
     return 1 if failed else 0
 
 

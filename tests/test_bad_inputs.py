@@ -2,7 +2,6 @@
 one clear ``error:`` line naming the cause, no traceback, and nothing half-written left behind.
 
 The cases live in ``tests/bad_inputs.py`` (``python tests/bad_inputs.py`` prints them as a table).
-A case marked pending needs a change in a file owned elsewhere; it is an expected failure until that lands.
 """
 
 import pytest
@@ -16,22 +15,14 @@ def shared(tmp_path_factory, tiny_model_dir):
 
 def test_the_table_covers_every_area():
     assert len({c.id for c in CASES}) == len(CASES)
-    assert len([c for c in CASES if not c.pending]) >= 20
+    assert len(CASES) >= 20
     assert {c.area for c in CASES} == {"data", "config", "checkpoint", "download", "output"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_cleanly(case, shared, tmp_path):
-    work = tmp_path / "work"
-    if case.pending and case.precheck is not None:
-        why = case.precheck(work, shared)
-        if why:
-            pytest.xfail(f"pending: {case.pending}; {why}")
-    outcome = run_case(case, work, shared)
-    problems = outcome.problems()
-    if case.pending and problems:
-        pytest.xfail(f"pending: {case.pending}; now: {'; '.join(problems)}")
-    assert not problems, outcome.report()
+    outcome = run_case(case, tmp_path / "work", shared)
+    assert not outcome.problems(), outcome.report()
     assert outcome.code not in (None, 0)
 
 
