@@ -43,16 +43,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT
-from gan_cot.reliability.checks import REL_TOL, compare_with_unbroken, inspect_checkpoints
+from gan_cot.reliability.checks import REL_TOL, compare_with_unbroken, inspect_checkpoints, not_compared
 from gan_cot.reliability.tiny import build_tiny_pair
 
 TRAIN_ADV = REPO_ROOT / "scripts" / "train_adv.py"
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
-TINY_RUN = (
-    "rollout.questions=2", "rollout.group_size=2", "rollout.max_think_tokens=12", "rollout.max_answer_tokens=4",
-    "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference", "sft.pool_questions=0", "sft.warmup_steps=0", "loss.micro_batch=4", "loss.epochs=1",
-    "discriminator.refresh_steps=1", "checkpoint_every=1",
-)  # fmt: skip
+TINY_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"  # a checkpoint every round
+SHORTER = ("rollout.max_think_tokens=12", "eval.n=2")  # the tiny run, shorter still
 LAUNCHER_VARIABLES = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 _ROUND_RE = re.compile(r"^round (\d+): ")
 
@@ -65,9 +62,9 @@ def train_cmd(
     model_dir: Path, disc_dir: Path, out: Path, store: Path, experiment: str, rounds: int, seed: int, resume: bool
 ) -> list[str]:
     return [
-        sys.executable, str(TRAIN_ADV), f"policy.model={model_dir}", f"discriminator.name={disc_dir}",
-        f"deepspeed={DEEPSPEED_CONFIG}", f"output_dir={out}", f"mlflow_dir={store}", f"experiment={experiment}",
-        f"rounds={rounds}", f"seed={seed}", *TINY_RUN, *(["--resume"] if resume else []),
+        sys.executable, str(TRAIN_ADV), "--config", str(TINY_CONFIG), f"model={model_dir}",
+        f"discriminator.name={disc_dir}", f"deepspeed={DEEPSPEED_CONFIG}", f"output_dir={out}", f"mlflow_dir={store}",
+        f"experiment={experiment}", f"rounds={rounds}", f"seed={seed}", *SHORTER, *(["--resume"] if resume else []),
     ]  # fmt: skip
 
 
@@ -257,7 +254,7 @@ def run_chaos(
             if res["rc"] == 0:
                 completed = True
             else:
-                problems.append(f"attempt {entry['attempt']} failed (exit {res['rc']}): {log_tail(attempt_log, 1500)}")
+                problems.append(f"attempt {attempt - 1} failed (exit {res['rc']}): {log_tail(attempt_log, 1500)}")
             break
         if not completed and not problems:
             resumed += attempt > 0
@@ -277,13 +274,8 @@ def run_chaos(
             problems.append(f"corrupt checkpoints: {corrupt}")
 
         # 3. results and MLflow
-        found = {"max_diff": None, "mlflow_runs": None, "problems": [],
-                 "cmp": {"duplicates": 0, "max_duplicate_diff": 0.0, "steps": [], "rounds_logged_twice": []}}  # fmt: skip
-        if completed:
-            found = compare_with_unbroken(ref_out, out, store, rounds)
-            problems += found["problems"]
-        else:
-            problems.append("the run did not complete")
+        found = compare_with_unbroken(ref_out, out, store, rounds) if completed else not_compared()
+        problems += found["problems"] if completed else ["the run did not complete"]
         cmp = found["cmp"]
         return {
             "kills": n_killed,

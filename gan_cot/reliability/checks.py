@@ -27,9 +27,11 @@ def checkpoint_problem(folder: Path) -> str | None:
 
     try:
         state = json.loads((folder / "state.json").read_text())
-        for key in ("round", "run_id", "best"):
+        for key in ("round", "run_id", "pool"):
             if key not in state:
                 return f"state.json has no {key!r}"
+        if not isinstance(state["round"], int) or not isinstance(state["pool"], dict):
+            return f"state.json has round {state['round']!r} and a pool of type {type(state['pool']).__name__}"
         rng = json.loads((folder / "rng-0.json").read_text())
         if set(rng) != {"python", "numpy", "torch"}:
             return f"rng-0.json has keys {sorted(rng)}"
@@ -130,6 +132,12 @@ def compare_runs(unbroken: dict, killed: dict, rounds: int) -> dict:
             "rounds_logged_twice": again, "problems": problems}  # fmt: skip
 
 
+def not_compared() -> dict:
+    """What :func:`compare_with_unbroken` returns when there was nothing to compare."""
+    cmp = {"duplicates": 0, "max_duplicate_diff": 0.0, "steps": [], "rounds_logged_twice": []}
+    return {"max_diff": None, "mlflow_runs": None, "cmp": cmp, "problems": []}
+
+
 def compare_with_unbroken(ref_out: Path, out: Path, store: Path, rounds: int) -> dict:
     """The killed run (``out``, experiment ``chaos-killed``) against the unbroken one (``ref_out``,
     ``chaos-unbroken``), both in the MLflow store ``store``: result.json, the number of MLflow runs, and the
@@ -137,7 +145,7 @@ def compare_with_unbroken(ref_out: Path, out: Path, store: Path, rounds: int) ->
     and problems."""
     problems: list[str] = []
     max_diff = None
-    cmp = {"duplicates": 0, "max_duplicate_diff": 0.0, "steps": [], "rounds_logged_twice": []}
+    cmp = not_compared()["cmp"]
     a = json.loads((ref_out / "result.json").read_text())
     b = json.loads((out / "result.json").read_text())
     final_diffs = []
