@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
+import functools
 import io
 import json
 import os
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, print_json
+from gan_cot.cli_entry import load_script
 
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
 TINY_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"  # runs in seconds, should a bad input slip through the checks
@@ -123,17 +124,7 @@ class Outcome:
 # ------------------------------------------------------------------------------------------------ running
 
 
-_SCRIPTS: dict[str, object] = {}
-
-
-def load_script(name: str):
-    """``scripts/<name>.py`` as a module (scripts are not a package), loaded once."""
-    if name not in _SCRIPTS:
-        spec = importlib.util.spec_from_file_location(f"gan_cot_script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _SCRIPTS[name] = module
-    return _SCRIPTS[name]
+script = functools.cache(load_script)  # scripts/<name>.py as a module, loaded once
 
 
 def _tree(root: Path) -> dict[str, bool]:
@@ -154,7 +145,7 @@ def run_case(case: Case, work: Path, shared: Shared) -> Outcome:
     work.mkdir(parents=True, exist_ok=False)
     argv = case.build(work, shared)
     before = _tree(work)
-    main = load_script(case.script).main
+    main = script(case.script).main
     out, err = io.StringIO(), io.StringIO()
     code, raised = None, ""
     started = time.time()
