@@ -1,13 +1,11 @@
 """Bad inputs across data files, configs, checkpoints, downloads and output folders: each one exits non-zero with
 one clear ``error:`` line naming the cause, no traceback, and nothing half-written left behind.
 
-The cases live in ``gan_cot/testing/bad_inputs.py`` (``scripts/bad_inputs_table.py`` prints them as a table).
-A case marked pending needs a change in a file owned elsewhere; it is an expected failure until that lands.
+The cases live in ``tests/bad_inputs.py`` (``python tests/bad_inputs.py`` prints them as a table).
 """
 
 import pytest
-
-from gan_cot.testing.bad_inputs import CASES, build_shared, run_case
+from bad_inputs import CASES, build_shared, run_case
 
 
 @pytest.fixture(scope="module")
@@ -17,30 +15,23 @@ def shared(tmp_path_factory, tiny_model_dir):
 
 def test_the_table_covers_every_area():
     assert len({c.id for c in CASES}) == len(CASES)
-    assert len([c for c in CASES if not c.pending]) >= 20
+    assert len(CASES) >= 20
     assert {c.area for c in CASES} == {"data", "config", "checkpoint", "download", "output"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_cleanly(case, shared, tmp_path):
-    work = tmp_path / "work"
-    if case.pending and case.precheck is not None:
-        why = case.precheck(work, shared)
-        if why:
-            pytest.xfail(f"pending: {case.pending}; {why}")
-    outcome = run_case(case, work, shared)
-    problems = outcome.problems()
-    if case.pending and problems:
-        pytest.xfail(f"pending: {case.pending}; now: {'; '.join(problems)}")
-    assert not problems, outcome.report()
+    outcome = run_case(case, tmp_path / "work", shared)
+    assert not outcome.problems(), outcome.report()
     assert outcome.code not in (None, 0)
 
 
 def test_gsm8k_skip_bad_skips_duplicate_ids_and_long_lines(tmp_path):
     import json
 
+    from bad_inputs import gsm8k_record
+
     from gan_cot.tasks.gsm8k import MAX_LINE_BYTES, Gsm8kTask
-    from gan_cot.testing.bad_inputs import gsm8k_record
 
     lines = [json.dumps(gsm8k_record(i, id=f"q{i}")) for i in range(1, 5)]
     lines.insert(2, json.dumps(gsm8k_record(9, id="q1")))  # line 3 repeats line 1's id

@@ -59,13 +59,10 @@ class Bench:
 
     def prepare_models(self) -> None:
         if self.args.tiny:
-            from gan_cot.discriminator.model import Discriminator
-            from gan_cot.models import build_tiny_model, save_pretrained
+            from gan_cot.reliability.tiny import build_tiny_pair
 
-            model, tok = build_tiny_model(seed=self.seed, hidden_size=32, layers=2, heads=2)
-            path = save_pretrained(model, tok, self.work / "tiny-policy")
-            self.model_id = str(path)
-            self.disc = str(Discriminator.from_backbone(str(path)).save_pretrained(self.work / "tiny-disc"))
+            policy, disc = build_tiny_pair(self.work / "tiny", seed=self.seed)
+            self.model_id, self.disc = str(policy), str(disc)
         else:
             model = self.args.model or str(DEFAULT_MODEL)
             check_model_path(model)

@@ -1,42 +1,41 @@
 """A table of bad inputs and what the project must do with each: exit non-zero with one clear ``error:`` line that
 names the cause (file, line or key), print no traceback, and leave nothing half-written behind.
 
+    python tests/bad_inputs.py            # the table: case | entry point | exit code | message (first line)
+    python tests/bad_inputs.py --json     # the table, then one JSON object as the last line
+
 Each :class:`Case` builds its bad input in a fresh folder and runs a real entry point in-process (a script's
 ``main(argv)``): ``scripts/train_adv.py`` (the main job: data files, configs, checkpoints, output folders) or
 ``scripts/download_discriminator.py`` (downloads and checkpoint checks). :func:`run_case` returns an
 :class:`Outcome` whose :meth:`Outcome.problems` lists every expectation the run missed. ``tests/test_bad_inputs.py``
-and ``scripts/bad_inputs_table.py`` both use :data:`CASES`.
-
-A case with ``pending`` set is not handled yet: its fix belongs in a file owned elsewhere, and the reason says
-which change it needs. Its ``precheck`` (when given) says cheaply whether the fix is in, so the case is not run
-while running it would only start a training run.
+runs :data:`CASES`; :func:`main` prints them as a markdown table (cases run in a temporary folder, removed
+afterwards; a row whose run missed an expectation shows the problems in bold; exit code 0 when every case was
+handled as it should be, else 1).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
-import importlib.util
+import functools
 import io
 import json
 import os
 import shutil
+import sys
 import tarfile
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan_cot.cli import REPO_ROOT
+from gan_cot.cli import REPO_ROOT, print_json
+from gan_cot.cli_entry import load_script
 
-DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
-# A run small enough to finish in seconds, should a bad input slip through the checks.
-TINY_RUN = (
-    "rounds=1", "rollout.questions=2", "rollout.group_size=2", "rollout.max_think_tokens=8",
-    "rollout.max_answer_tokens=4", "eval.n=2", "sft.steps=1", "sft.batch_size=2", "sft.source=reference", "sft.pool_questions=0", "sft.warmup_steps=0",
-    "loss.micro_batch=4", "loss.epochs=1", "discriminator.refresh_steps=1", "checkpoint_every=1",
-)  # fmt: skip
+TINY_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"  # runs in seconds, should a bad input slip through the checks
 GSM8K_GOOD_LINES = 510  # more than Gsm8kTask's validation_size (500), so the train split is not empty
 BAD_LINE = 3  # where the bad record goes: inside the train split
 
@@ -51,15 +50,9 @@ class Shared:
 
 def build_shared(root: Path, model_dir: Path | None = None) -> Shared:
     """Save a tiny policy (unless ``model_dir`` is given) and a discriminator on its backbone under ``root``."""
-    from gan_cot.discriminator.model import Discriminator
-    from gan_cot.models import build_tiny_model, save_pretrained
+    from gan_cot.reliability.tiny import build_tiny_pair
 
-    root.mkdir(parents=True, exist_ok=True)
-    if model_dir is None:
-        model, tok = build_tiny_model(hidden_size=32, layers=2, heads=2)
-        model_dir = save_pretrained(model, tok, root / "policy")
-    disc_dir = Discriminator.from_backbone(str(model_dir)).save_pretrained(root / "disc")
-    return Shared(Path(model_dir), Path(disc_dir))
+    return Shared(*build_tiny_pair(root, model_dir=model_dir))
 
 
 @dataclass(frozen=True)
@@ -73,8 +66,6 @@ class Case:
     build: Callable[[Path, Shared], list[str]]
     expect: tuple[str, ...]  # substrings of the error line; "{work}" stands for the case's folder
     may_create: tuple[str, ...] = ()  # folders (relative to work) the run may leave, empty, behind
-    pending: str | None = None  # why this input is not refused yet, and the change it needs
-    precheck: Callable[[Path, Shared], str | None] | None = None  # for pending cases: why not to run it yet
 
 
 @dataclass
@@ -133,17 +124,7 @@ class Outcome:
 # ------------------------------------------------------------------------------------------------ running
 
 
-_SCRIPTS: dict[str, object] = {}
-
-
-def load_script(name: str):
-    """``scripts/<name>.py`` as a module (scripts are not a package), loaded once."""
-    if name not in _SCRIPTS:
-        spec = importlib.util.spec_from_file_location(f"gan_cot_script_{name}", REPO_ROOT / "scripts" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        _SCRIPTS[name] = module
-    return _SCRIPTS[name]
+script = functools.cache(load_script)  # scripts/<name>.py as a module, loaded once
 
 
 def _tree(root: Path) -> dict[str, bool]:
@@ -164,7 +145,7 @@ def run_case(case: Case, work: Path, shared: Shared) -> Outcome:
     work.mkdir(parents=True, exist_ok=False)
     argv = case.build(work, shared)
     before = _tree(work)
-    main = load_script(case.script).main
+    main = script(case.script).main
     out, err = io.StringIO(), io.StringIO()
     code, raised = None, ""
     started = time.time()
@@ -181,27 +162,25 @@ def run_case(case: Case, work: Path, shared: Shared) -> Outcome:
             raised = traceback.format_exc()
     seconds = time.time() - started
     after = _tree(work)
-    leftovers = []
-    for rel, is_dir in sorted(after.items()):
-        new = rel not in before
-        if rel.endswith((".tmp", ".part", ".partial")) or Path(rel).name.startswith(".extract-"):
-            leftovers.append(rel)
-        elif new and not is_dir:
-            leftovers.append(rel)
-        elif new and is_dir and rel not in case.may_create:
-            leftovers.append(rel + "/")
+    # anything new (partial downloads, .tmp folders...) but the folders the case allows
+    leftovers = [
+        rel + ("/" if is_dir else "")
+        for rel, is_dir in sorted(after.items())
+        if rel not in before and not (is_dir and rel in case.may_create)
+    ]
     return Outcome(case, work, code, out.getvalue(), err.getvalue(), raised, leftovers, seconds)
 
 
 # ------------------------------------------------------------------------------------------------ inputs
 
 
-def _adv(work: Path, shared: Shared, *args: str, disc: Path | str | None = None) -> list[str]:
-    """argv of scripts/train_adv.py on the tiny models, writing only under ``work``."""
+def _adv(
+    work: Path, shared: Shared, *args: str, disc: Path | str | None = None, config: Path = TINY_CONFIG
+) -> list[str]:
+    """argv of scripts/train_adv.py: ``config`` (the tiny run) on the tiny models, writing only under ``work``."""
     return [
-        f"policy.model={shared.model_dir}", f"discriminator.name={disc or shared.disc_dir}",
-        f"deepspeed={DEEPSPEED_CONFIG}", f"output_dir={work / 'out'}", f"mlflow_dir={work / 'mlruns'}",
-        *TINY_RUN, *args,
+        "--config", str(config), f"model={shared.model_dir}", f"discriminator.name={disc or shared.disc_dir}",
+        f"deepspeed={DEEPSPEED_CONFIG}", f"output_dir={work / 'out'}", f"mlflow_dir={work / 'mlruns'}", *args,
     ]  # fmt: skip
 
 
@@ -213,14 +192,14 @@ def gsm8k_record(i: int, **extra) -> dict:
     }
 
 
-def write_gsm8k(path: Path, bad: bytes | None, at: int = BAD_LINE, ids: bool = False) -> Path:
-    """A GSM8K-style jsonl of good records with ``bad`` as line ``at`` (if given)."""
+def write_gsm8k(path: Path, bad: bytes | None, ids: bool = False) -> Path:
+    """A GSM8K-style jsonl of good records with ``bad`` as line ``BAD_LINE`` (if given)."""
     lines = [
         json.dumps(gsm8k_record(i, **({"id": f"q{i}"} if ids else {}))).encode()
         for i in range(1, GSM8K_GOOD_LINES + 1)
     ]
     if bad is not None:
-        lines.insert(at - 1, bad)
+        lines.insert(BAD_LINE - 1, bad)
     path.write_bytes(b"\n".join(lines) + b"\n")
     return path
 
@@ -248,25 +227,9 @@ def _config_case(*overrides: str):
     return build
 
 
-def _config_accepts(*overrides: str):
-    """Precheck of a pending config case: the config loads, so running it would start a training run."""
-
-    def precheck(work: Path, shared: Shared) -> str | None:
-        from gan_cot.adv_config import AdvConfig
-        from gan_cot.config import ConfigError, load_config
-
-        try:
-            load_config(AdvConfig, DEFAULT_CONFIG, list(overrides))
-        except ConfigError:
-            return None
-        return f"the config loads with {' '.join(overrides)} (running it would train)"
-
-    return precheck
-
-
 def _bad_yaml(work: Path, shared: Shared) -> list[str]:
     (work / "bad.yaml").write_text("seed: 0\nrounds: [1, 2\npolicy:\n  lr: 1e-3\n")
-    return ["--config", str(work / "bad.yaml"), *_adv(work, shared)]
+    return _adv(work, shared, config=work / "bad.yaml")
 
 
 def _copy_disc(work: Path, shared: Shared) -> Path:
@@ -321,7 +284,7 @@ def _disc_truncated(work: Path, shared: Shared) -> list[str]:
 def _policy_truncated(work: Path, shared: Shared) -> list[str]:
     policy = Path(shutil.copytree(shared.model_dir, work / "policy"))
     _truncate(policy / "model.safetensors")
-    return _adv(work, shared, f"policy.model={policy}")
+    return _adv(work, shared, f"model={policy}")
 
 
 def _pickle_weights(work: Path, shared: Shared) -> list[str]:
@@ -348,11 +311,11 @@ def _missing_name(work: Path, shared: Shared) -> list[str]:
     return _adv(work, shared, disc="no-such-discriminator")
 
 
-def _archive(work: Path, shared: Shared, extra: Callable | None = None) -> Path:
-    """A .tar.gz of the tiny discriminator at its root, plus the members ``extra(tf)`` adds."""
+def _archive(work: Path, src: Path, extra: Callable | None = None) -> Path:
+    """A .tar.gz of the discriminator folder ``src`` at its root, plus the members ``extra(tf)`` adds."""
     path = work / "disc.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
-        for f in sorted(shared.disc_dir.iterdir()):
+        for f in sorted(src.iterdir()):
             tf.add(f, arcname=f.name)
         if extra is not None:
             extra(tf)
@@ -360,7 +323,7 @@ def _archive(work: Path, shared: Shared, extra: Callable | None = None) -> Path:
 
 
 def _sha_mismatch(work: Path, shared: Shared) -> list[str]:
-    archive = _archive(work, shared)
+    archive = _archive(work, shared.disc_dir)
     return [archive.as_uri(), "--sha256", "0" * 64, "--cache-dir", str(work / "cache")]
 
 
@@ -372,7 +335,7 @@ def _path_traversal(work: Path, shared: Shared) -> list[str]:
         info.size = 4
         tf.addfile(info, io.BytesIO(b"evil"))
 
-    archive = _archive(work, shared, evil)
+    archive = _archive(work, shared.disc_dir, evil)
     return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(work / "cache")]
 
 
@@ -381,10 +344,7 @@ def _truncated_in_archive(work: Path, shared: Shared) -> list[str]:
 
     src = _copy_disc(work, shared)
     _truncate(src / "model.safetensors")
-    archive = work / "disc.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:
-        for f in sorted(src.iterdir()):
-            tf.add(f, arcname=f.name)
+    archive = _archive(work, src)
     return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(work / "cache")]
 
 
@@ -410,7 +370,7 @@ def _output_unwritable(work: Path, shared: Shared) -> list[str]:
 def _cache_unwritable(work: Path, shared: Shared) -> list[str]:
     from gan_cot.discriminator.checkpoint import sha256_file
 
-    archive = _archive(work, shared)
+    archive = _archive(work, shared.disc_dir)
     return [archive.as_uri(), "--sha256", sha256_file(archive), "--cache-dir", str(_unwritable(work))]
 
 
@@ -471,7 +431,7 @@ CASES: list[Case] = [
          ("config.json", "['redundant']", "id2label")),
     Case("ckpt-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py --discriminator DISC",
          _disc_truncated, ("model.safetensors", "truncated")),
-    Case("ckpt-policy-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py policy.model=POLICY",
+    Case("ckpt-policy-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py model=POLICY",
          _policy_truncated, ("policy/model.safetensors", "truncated")),
     Case("ckpt-pickle-weights", "checkpoint", "download_discriminator", f"{_DL} DISC", _pickle_weights,
          ("pytorch_model.bin", "pickle", "--allow-pickle")),
@@ -499,17 +459,51 @@ CASES: list[Case] = [
 ]  # fmt: skip
 
 
-def markdown_table(outcomes: list[Outcome | tuple[Case, str]]) -> str:
-    """case | entry point | exit code | message (first line); a pending case not run shows why."""
+def markdown_table(outcomes: list[Outcome]) -> str:
+    """case | entry point | exit code | message (first line, with the missed expectations in bold)."""
     rows = ["| case | entry point | exit code | message (first line) |", "|---|---|---|---|"]
     for item in outcomes:
-        if isinstance(item, Outcome):
-            case, code, msg = item.case, str(item.code) if item.code is not None else "raised", item.message
-            if item.problems():
-                msg += f" **[{'; '.join(item.problems())}]**"
-        else:
-            case, why = item
-            code, msg = "—", f"not run (pending: {case.pending}; {why})"
+        code, msg = str(item.code) if item.code is not None else "raised", item.message
+        if item.problems():
+            msg += f" **[{'; '.join(item.problems())}]**"
         msg = msg.replace("|", "\\|")
-        rows.append(f"| {case.id} | `{case.entry}` | {code} | {msg} |")
+        rows.append(f"| {item.case.id} | `{item.case.entry}` | {code} | {msg} |")
     return "\n".join(rows)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--only", nargs="*", default=None, help="run only these case ids")
+    args = p.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(2)
+    cases = [c for c in CASES if not args.only or c.id in args.only]
+    unknown = sorted(set(args.only or ()) - {c.id for c in CASES})
+    if unknown:
+        print(f"error: unknown case ids {unknown}; see tests/bad_inputs.py", file=sys.stderr)
+        return 2
+    root = Path(tempfile.mkdtemp(prefix="gan-cot-bad-inputs-"))
+    try:
+        shared = build_shared(root / "shared")
+        outcomes = [run_case(case, root / "cases" / case.id, shared) for case in cases]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(markdown_table(outcomes))
+    rows = [
+        {"case": o.case.id, "area": o.case.area, "entry": o.case.entry, "exit_code": o.code, "message": o.message,
+         "problems": o.problems(), "seconds": round(o.seconds, 2)}
+        for o in outcomes
+    ]  # fmt: skip
+    failed = [r["case"] for r in rows if r["problems"]]
+    print(f"\n{len(rows) - len(failed)} of {len(rows)} cases handled; failed: {', '.join(failed) or 'none'}")
+    if args.json:
+        print_json({"cases": rows, "handled": len(rows) - len(failed), "failed": failed})
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

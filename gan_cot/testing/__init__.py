@@ -1,1 +1,0 @@
-"""Helpers shared by the tests and the reliability scripts (bad-input table, chaos run)."""
