@@ -179,8 +179,24 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         if not isinstance(loaded, dict):
             raise ConfigError(f"{p}: the top level must be a mapping of keys to values")
         data = loaded
-    data = _merge(data, parse_overrides(overrides or []))
-    return from_dict(cls, data, where)
+    extra = parse_overrides(overrides or [])
+    _check_overrides(cls, extra)
+    return from_dict(cls, _merge(data, extra), where)
+
+
+def _check_overrides(cls, extra: dict, prefix: str = "") -> None:
+    """A command-line override with an unknown key or a value of the wrong type is blamed on the command line."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for key, value in extra.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            raise ConfigError(f"command line: unknown key {dotted!r}; allowed keys here: {', '.join(names)}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            _check_overrides(tp, value, dotted + ".")
+        elif not dataclasses.is_dataclass(tp):
+            _coerce(value, tp, f"command line: {dotted}")
 
 
 def describe(cls) -> str:

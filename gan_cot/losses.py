@@ -1,4 +1,4 @@
-"""Losses: the clipped policy loss with a KL penalty to the reference, and the SFT loss.
+"""Losses: the clipped policy loss with a KL penalty to the reference (SFT uses the model's own cross-entropy).
 
 Each returns ``(loss, stats)`` where stats are detached floats for logging.
 """
@@ -51,11 +51,3 @@ def policy_loss(
         "ratio": masked_mean(ratio, mask).item(),
     }
     return loss, stats
-
-
-def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict]:
-    """Next-token cross-entropy where labels != -100: logits [batch, seq, vocab], labels [batch, seq]."""
-    loss = torch.nn.functional.cross_entropy(
-        logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100
-    )
-    return loss, {"sft_loss": loss.item()}

@@ -227,6 +227,16 @@ def log_mlflow(
 DEFAULT_EXPERIMENT = "gan-cot-alpha"
 
 
+def sweep_parser(doc: str, model_help: str):
+    """The command line of scripts/alpha_sweep.py and scripts/alpha_report.py (``doc``: the script's docstring)."""
+    import argparse
+
+    p = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help=model_help)
+    add_sweep_args(p)
+    return p
+
+
 def add_sweep_args(p) -> None:
     """The flags of scripts/alpha_sweep.py and scripts/alpha_report.py."""
     p.add_argument("--alphas", default=",".join(f"{a:g}" for a in DEFAULT_ALPHAS), help="comma-separated alphas")

@@ -21,22 +21,16 @@ The last line (with ``--json``) is one JSON object:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from gan_cot.cli import UsageError, fail, print_json
-from gan_cot.sweep import add_sweep_args, check_sweep_args, load_sweep, run_sweep
+from gan_cot.sweep import check_sweep_args, load_sweep, run_sweep, sweep_parser
 from gan_cot.tasks import TaskDataError
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    p.add_argument("--model", required=True, help="a training run's output_dir (holding adapter/) or the adapter")
-    add_sweep_args(p)
-    args = p.parse_args(argv)
+    args = sweep_parser(__doc__, "a training run's output_dir (holding adapter/) or the adapter").parse_args(argv)
     try:
         check_sweep_args(args)
         from gan_cot.gate import GATE_CONFIG

@@ -411,9 +411,9 @@ CASES: list[Case] = [
          lambda w, s: _adv(w, s, "task=gsm8k", f"data={w / 'nowhere.jsonl'}"), ("GSM8K data not found", "nowhere")),
     # ---- configs (key=value overrides and YAML files)
     Case("config-unknown-key", "config", "train_adv", "train_adv.py roundz=3", _config_case("roundz=3"),
-         ("unknown key 'roundz'",)),
+         ("command line: unknown key 'roundz'",)),
     Case("config-wrong-type", "config", "train_adv", "train_adv.py rounds=many", _config_case("rounds=many"),
-         ("rounds: expected an integer, got 'many'",)),
+         ("command line: rounds: expected an integer, got 'many'",)),
     Case("config-negative-micro-batch", "config", "train_adv", "train_adv.py loss.micro_batch=-4",
          _config_case("loss.micro_batch=-4"), ("loss.micro_batch must be positive, got -4",)),
     Case("config-negative-rollout-batch", "config", "train_adv", "train_adv.py rollout.batch_size=-8",

@@ -43,7 +43,7 @@ def test_bad_config_values_are_refused(tmp_path):
         load_config(AdvConfig, "configs/default.yaml", ["credit.mode=nope"])
     with pytest.raises(ConfigError, match="rollout.group_size must be at least 2"):
         load_config(AdvConfig, "configs/default.yaml", ["rollout.group_size=1"])
-    with pytest.raises(ConfigError, match="unknown key 'lr'"):
+    with pytest.raises(ConfigError, match="unknown key 'loss.lr'"):
         load_config(AdvConfig, "configs/default.yaml", ["loss.lr=3"])
     assert torch.is_tensor(torch.zeros(1))
 
