@@ -61,6 +61,8 @@ def _coerce(value: Any, tp, where: str):
                 errors.append(str(e))
         raise ConfigError(f"{where}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is typing.Literal:
+        if value is None and "none" in typing.get_args(tp):  # YAML reads a bare none as null
+            return "none"
         if value not in typing.get_args(tp):
             raise ConfigError(f"{where}: {value!r} is not allowed; choose one of {list(typing.get_args(tp))}")
         return value

@@ -159,7 +159,7 @@ def test_bad_gate_settings_are_refused_naming_the_key():
     refused("gate.alpha is for gate.kind=fixed", "gate.alpha=0.5")
     refused("gate.kind=fixed needs gate.alpha >= 0", "gate.kind=fixed", "gate.alpha=-1")
     refused("gate.kind=fixed needs gate.alpha >= 0", "gate.kind=fixed")
-    refused("unknown key 'enabled'", "gate.enabled=true")
+    refused("unknown key 'gate.enabled'", "gate.enabled=true")
 
 
 @pytest.fixture(scope="module")
