@@ -24,6 +24,13 @@ class PolicyConfig:
         "sft.lr; the warm-up runs at the full rate) fall along a half cosine to lr_floor times their value",
     )
     lr_floor: float = field(0.05, help="the cosine schedule's last-round learning rate, as a fraction of the full one")
+    dtype: Literal["auto", "float32", "bfloat16"] = field(
+        "auto",
+        help="weights and compute: bfloat16 (DeepSpeed bf16 on) or float32; auto: bfloat16 on GPUs, else float32",
+    )
+    gradient_checkpointing: bool = field(
+        False, help="recompute each layer's activations in backward: far less memory for long chains, ~30% slower"
+    )
 
     def __post_init__(self):
         check_bounds(self, "policy", positive=("lr",))
@@ -37,8 +44,7 @@ class RolloutConfig:
     group_size: int = field(4, help="G: chains sampled per question; credit is normalised within the group")
     temperature: float = field(1.0, help="sampling temperature")
     max_think_tokens: int = field(160, help="thinking budget: past it, the end of thinking is forced")
-    max_answer_tokens: int = field(8, help="tokens allowed after the end of thinking")
-    end_of_thinking: str = field("\n####", help="text that ends the thinking part (forced when the budget runs out)")
+    max_answer_tokens: int = field(8, help="answer budget: tokens allowed after the end of thinking")
     batch_size: int = field(64, help="generation batch size (chains)")
 
     def __post_init__(self):
@@ -69,9 +75,12 @@ class LossConfig:
     )
     epochs: int = field(2, help="passes over each round's samples")
     micro_batch: int = field(32, help="sequences per forward/backward")
+    logprob_chunk: int = field(
+        1024, help="positions per chunk of the log-softmax over the vocabulary (recomputed in backward, not stored)"
+    )
 
     def __post_init__(self):
-        check_bounds(self, "loss", positive=("epochs", "micro_batch"))
+        check_bounds(self, "loss", positive=("epochs", "micro_batch", "logprob_chunk"))
 
 
 @dataclass
@@ -136,9 +145,15 @@ class DiscriminatorRunConfig:
         "auto", help="labels for the refresh: auto (from rollouts of each prefix) or gold (the task's oracle)"
     )
     lr: float = field(5e-4, help="discriminator learning rate")
+    label_chains: int = field(
+        16,
+        help="auto labels: chains of each round labelled (a random subset; 0: all). The cost per round is "
+        "label_chains x (steps + 1) x label_rollouts continuations of up to the rollout's budgets",
+    )
+    label_rollouts: int = field(4, help="auto labels: continuations sampled from every prefix of a labelled chain")
 
     def __post_init__(self):
-        check_bounds(self, "discriminator", ("lr",), ("refresh_steps",))
+        check_bounds(self, "discriminator", ("lr", "label_rollouts"), ("refresh_steps", "label_chains"))
 
 
 @dataclass

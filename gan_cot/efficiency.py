@@ -21,20 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gan_cot.tasks.base import ANSWER_MARKER
+from gan_cot.formats import HASH, ChainFormat
 
 
-def split_thinking(completion: str) -> tuple[str, str]:
-    """A completion cut at its first answer marker: ``(thinking, answer)``.
+def split_thinking(completion: str, fmt: ChainFormat = HASH) -> tuple[str, str]:
+    """A completion cut at its first end-of-thinking marker: ``(thinking, answer)``.
 
-    The thinking part is everything before ``####`` (the separator before the marker included); the answer
-    part is the marker and what follows. A completion without the marker never answered: it is all thinking.
-    The first marker is the cut, as in :func:`gan_cot.tasks.base.chain_steps`.
+    The thinking part is everything before the marker (``####``, ``</think>``; the separator before it included);
+    the answer part is the marker and what follows. A completion without the marker never answered: it is all
+    thinking.
     """
-    cut = completion.find(ANSWER_MARKER)
-    if cut < 0:
-        return completion, ""
-    return completion[:cut], completion[cut:]
+    thinking = fmt.thinking(completion)
+    return thinking, completion[len(thinking) :]
 
 
 def compression_rate(tokens: float, base_tokens: float) -> float | None:

@@ -5,7 +5,8 @@ own tokenizer; ``minimal tokens`` are the tokens of the task's minimal reference
 tokenizer, so ``tokens_vs_minimal`` = mean tokens / mean minimal tokens says how far a policy is from
 the shortest chain that still answers (1.0 is the physical limit on the ledger task).
 
-``thinking`` tokens are those before the answer marker ``####``, ``answer`` tokens the marker and what follows
+``thinking`` tokens are those before the end-of-thinking marker of the task's chain format (``####``,
+``</think>``), ``answer`` tokens the marker and what follows
 (:func:`gan_cot.efficiency.split_thinking`); the two add up to ``tokens``. Efficiency figures against a base
 model (compression, ACU, AES, the Pareto front) are in :mod:`gan_cot.efficiency`.
 
@@ -13,7 +14,7 @@ A :class:`gan_cot.gate.GatedPolicy` (an adapter loaded unmerged, with or without
 its LoRA delta scaled per question: ``alpha=None`` lets the gate choose (or uses the policy's fixed alpha), a float
 fixes alpha for every question (CoT-Valve's manual alpha); the result then adds the alpha statistics.
 ``max_think_tokens`` is a thinking budget: a chain still thinking after that many tokens gets the end of thinking
-(``\n####``) appended and ``max_answer_tokens`` greedy tokens to answer, as the trainer's rollouts do.
+of the task's chain format appended and ``max_answer_tokens`` greedy tokens to answer, as the trainer's rollouts do.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def thinking_answer_tokens(tokenizer, texts: list[str], num_tokens: list[int]) -> list[tuple[int, int]]:
+def thinking_answer_tokens(tokenizer, texts: list[str], num_tokens: list[int], fmt=None) -> list[tuple[int, int]]:
     """``(thinking, answer)`` token counts of completions whose total generated tokens are ``num_tokens``.
 
     The thinking part is re-encoded in the policy's tokenizer; the answer part is the rest of the total, so
@@ -39,7 +40,7 @@ def thinking_answer_tokens(tokenizer, texts: list[str], num_tokens: list[int]) -
     """
     if not texts:
         return []
-    thinking = [split_thinking(t)[0] for t in texts]
+    thinking = [split_thinking(t, *([fmt] if fmt else []))[0] for t in texts]
     counts = [len(ids) for ids in tokenizer(thinking, add_special_tokens=False)["input_ids"]]
     return [(min(c, n), n - min(c, n)) for c, n in zip(counts, num_tokens)]
 
@@ -89,7 +90,6 @@ def evaluate(
     alpha: float | None = None,
     max_think_tokens: int | None = None,
     max_answer_tokens: int = 8,
-    end_of_thinking: str = "\n####",
     keep_rows: bool = False,
 ) -> dict:
     """Accuracy (avg@k over ``samples``), mean tokens (all, thinking, answer) and, where the task knows it,
@@ -113,7 +113,7 @@ def evaluate(
         groups = generate(
             model, tokenizer, questions, max_new_tokens=max_new_tokens if max_think_tokens is None else max_think_tokens,
             do_sample=samples > 1, temperature=temperature, num_return_sequences=samples, batch_size=batch_size,
-            progress=bar.update, alpha=alpha, end_of_thinking=None if max_think_tokens is None else end_of_thinking,
+            progress=bar.update, alpha=alpha, fmt=None if max_think_tokens is None else task.format,
             max_answer_tokens=max_answer_tokens, alphas_out=alphas,
         )  # fmt: skip
     forced = sum(c.forced for group in groups for c in group)
@@ -126,7 +126,7 @@ def evaluate(
         tokens.extend(c.num_tokens for c in group)
         unfinished += sum(not c.finished for c in group)
         per_example.append((ex, group, hits))
-    split = thinking_answer_tokens(tokenizer, [c.text for group in groups for c in group], tokens)
+    split = thinking_answer_tokens(tokenizer, [c.text for group in groups for c in group], tokens, task.format)
     result = {
         "n": len(examples),
         "samples": samples,

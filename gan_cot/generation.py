@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
+from transformers import StoppingCriteria
 
 from gan_cot.models import render_prompt
 
@@ -73,6 +74,41 @@ def _left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, to
     return ids.to(device), att.to(device)
 
 
+class ThinkingBudget(StoppingCriteria):
+    """Stops each row of a generation on its own (``generate`` pads a stopped row): when its thinking has run
+    ``max_think`` tokens without the end-of-thinking marker (the end is then forced), or when its answer after the
+    marker has run ``max_answer`` tokens. ``stopped[row]`` is the row's length and the reason (``think``/``answer``).
+    """
+
+    def __init__(self, tokenizer, width: int, marker: str, max_think: int, max_answer: int):
+        self.tokenizer = tokenizer
+        self.width = width
+        self.marker = marker.strip()
+        self.tail = len(tokenizer(self.marker, add_special_tokens=False)["input_ids"]) + 4
+        self.max_think = max_think
+        self.max_answer = max_answer
+        self.ended_at: dict[int, int] = {}
+        self.stopped: dict[int, tuple[int, str]] = {}
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        n = input_ids.shape[1] - self.width
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for row in range(input_ids.shape[0]):
+            if row in self.stopped:
+                done[row] = True
+                continue
+            if row not in self.ended_at:
+                tail = input_ids[row, max(self.width, input_ids.shape[1] - self.tail) :].tolist()
+                if self.marker in self.tokenizer.decode(tail, skip_special_tokens=True):
+                    self.ended_at[row] = n
+                elif n >= self.max_think:
+                    self.stopped[row] = (n, "think")
+            if row in self.ended_at and n - self.ended_at[row] >= self.max_answer:
+                self.stopped[row] = (n, "answer")
+            done[row] = row in self.stopped
+        return done
+
+
 @torch.no_grad()
 def generate_ids(
     model,
@@ -83,15 +119,18 @@ def generate_ids(
     do_sample: bool = False,
     temperature: float = 1.0,
     alpha: float | torch.Tensor | None = None,
-    end_of_thinking: str | None = None,
+    fmt=None,
     max_answer_tokens: int = 0,
 ) -> list[Generated]:
     """``num_return_sequences`` chains per rendered prompt (prompt-major), in one left-padded batch.
 
     ``alpha`` scales the LoRA delta (:mod:`gan_cot.gate.scaling`): a float for every chain, a tensor [prompts]
-    (repeated for each prompt's chains) or [prompts * num_return_sequences]. With ``end_of_thinking``, a chain that
-    has not ended after ``max_new_tokens`` gets the marker (unless it wrote it) and ``max_answer_tokens`` greedy
-    tokens to answer. Greedy decoding samples each prompt once and repeats the chain.
+    (repeated for each prompt's chains) or [prompts * num_return_sequences]. With a chain format ``fmt``
+    (:mod:`gan_cot.formats`), ``max_new_tokens`` is a thinking budget: a chain whose thinking runs that long without
+    the end-of-thinking marker gets ``fmt.forced_end`` and ``max_answer_tokens`` greedy tokens to answer (batched,
+    each chain at its alpha); a chain that ends its thinking in time has ``max_answer_tokens`` for its answer.
+    Without ``fmt``, ``max_new_tokens`` caps the whole chain. Greedy decoding samples each prompt once and repeats
+    the chain. An end-of-sequence token that is also the pad token is found before padding is read.
     """
     model.eval()
     device = _device(model)
@@ -100,7 +139,12 @@ def generate_ids(
     g = num_return_sequences
     enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
     enc = enc.to(device)
+    width = enc["input_ids"].shape[1]
+    budget = None
     kwargs = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, pad_token_id=pad, eos_token_id=eos)
+    if fmt is not None:
+        budget = ThinkingBudget(tokenizer, width, fmt.end_of_thinking, max_new_tokens, max_answer_tokens)
+        kwargs.update(max_new_tokens=max_new_tokens + max_answer_tokens, stopping_criteria=[budget])
     reps = g if do_sample else 1
     if do_sample:
         kwargs.update(temperature=temperature, top_k=0, top_p=1.0, num_return_sequences=g)
@@ -109,38 +153,35 @@ def generate_ids(
         first = alpha[::g]  # greedy: one chain per prompt, at its first chain's alpha
     with _scaled(model, first):
         out = model.generate(**enc, **kwargs)
-    width = enc["input_ids"].shape[1]
     prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc["input_ids"], enc["attention_mask"])]
-    chains = []
+    results: list[Generated] = []
+    forced: list[int] = []
     for j, row in enumerate(out[:, width:].tolist()):
-        ids, finished = _cut(row, eos, pad)
-        chains += [(prompt_ids[j // reps], ids, finished)] * (g // reps)
-    results = [Generated(p, ids, done) for p, ids, done in chains]
-    if end_of_thinking is None:
+        length, reason = budget.stopped.get(j, (None, None)) if budget is not None else (None, None)
+        ids, finished = _cut(row if length is None else row[:length], eos, pad)
+        for _ in range(g // reps):
+            if reason == "think":
+                forced.append(len(results))
+            results.append(Generated(prompt_ids[j // reps], ids, finished))
+    if not forced:
         return results
-    todo = [i for i, r in enumerate(results) if not r.finished]
-    if not todo:
-        return results
-    marker = tokenizer(end_of_thinking, add_special_tokens=False)["input_ids"]
-    for i in todo:
+    marker = tokenizer(fmt.forced_end, add_special_tokens=False)["input_ids"]
+    for i in forced:
         r = results[i]
-        ids = r.completion_ids
-        if end_of_thinking.strip() not in tokenizer.decode(ids, skip_special_tokens=True):
-            ids = ids + marker
-        results[i] = Generated(r.prompt_ids, ids, False, True)
+        results[i] = Generated(r.prompt_ids, r.completion_ids + marker, False, True)
     if max_answer_tokens <= 0:
         return results
     chain_alpha = alpha
     if isinstance(alpha, torch.Tensor):
         per_chain = alpha.repeat_interleave(g) if len(alpha) == len(prompts) else alpha
-        chain_alpha = per_chain[torch.tensor(todo)]
-    ids, att = _left_pad([results[i].prompt_ids + results[i].completion_ids for i in todo], pad, device)
+        chain_alpha = per_chain[torch.tensor(forced)]
+    ids, att = _left_pad([results[i].prompt_ids + results[i].completion_ids for i in forced], pad, device)
     with _scaled(model, chain_alpha):
         answer = model.generate(
             input_ids=ids, attention_mask=att, do_sample=False, max_new_tokens=max_answer_tokens,
             pad_token_id=pad, eos_token_id=eos,
         )[:, ids.shape[1] :].tolist()  # fmt: skip
-    for i, row in zip(todo, answer):
+    for i, row in zip(forced, answer):
         extra, finished = _cut(row, eos, pad)
         r = results[i]
         results[i] = Generated(r.prompt_ids, r.completion_ids + extra, finished, True)
@@ -166,14 +207,15 @@ def generate(
     progress=None,
     prefixes: list[str] | None = None,
     alpha: float | None = None,
-    end_of_thinking: str | None = None,
+    fmt=None,
     max_answer_tokens: int = 0,
     alphas_out: list | None = None,
 ) -> list[list[Completion]]:
     """``num_return_sequences`` completions per question, in batches of ``batch_size`` questions.
 
     ``model``: a causal LM or a :class:`gan_cot.gate.GatedPolicy` (each question at its gate's alpha, or at ``alpha``
-    when given; the alpha used per question is appended to ``alphas_out``). ``prefixes`` (one per question) are chain
+    when given; the alpha used per question is appended to ``alphas_out``). ``fmt`` and ``max_answer_tokens``: the
+    thinking budget of :func:`generate_ids`. ``prefixes`` (one per question) are chain
     text already written: generation continues after them, and the returned text and token counts cover the
     continuation only. ``progress``: an optional callable taking the number of questions just finished.
     """
@@ -200,8 +242,8 @@ def generate(
             if alphas_out is not None:
                 alphas_out += a.tolist()
         gens = generate_ids(
-            lm, tokenizer, chunk, max_new_tokens, num_return_sequences, do_sample, temperature, a,
-            end_of_thinking, max_answer_tokens,
+            lm, tokenizer, chunk, max_new_tokens, num_return_sequences, do_sample, temperature, a, fmt,
+            max_answer_tokens,
         )  # fmt: skip
         g = num_return_sequences
         out += [[completion(tokenizer, x) for x in gens[k : k + g]] for k in range(0, len(gens), g)]

@@ -6,12 +6,30 @@ Each returns ``(loss, stats)`` where stats are detached floats for logging.
 from __future__ import annotations
 
 import torch
+import torch.utils.checkpoint
 
 
-def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Log-probability of each next token: logits [batch, seq, vocab], ids [batch, seq] -> [batch, seq-1]."""
-    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-    return torch.gather(logp, -1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+def _chunk_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    logp = torch.log_softmax(logits.float(), dim=-1)  # [batch, chunk, vocab], float32 for this chunk only
+    return torch.gather(logp, -1, targets.unsqueeze(-1)).squeeze(-1)
+
+
+def token_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """Log-probability of each next token: logits [batch, seq, vocab], ids [batch, seq] -> [batch, seq-1].
+
+    The float32 log-softmax over the vocabulary is taken ``chunk`` positions at a time; with grad, each chunk is
+    recomputed in backward instead of stored, so no float32 tensor of the whole micro-batch's vocabulary exists."""
+    logits, targets = logits[:, :-1], input_ids[:, 1:]
+    if logits.shape[1] <= chunk:
+        return _chunk_logprobs(logits, targets)
+    parts = []
+    for s in range(0, logits.shape[1], chunk):
+        piece, tgt = logits[:, s : s + chunk], targets[:, s : s + chunk]
+        if piece.requires_grad:
+            parts.append(torch.utils.checkpoint.checkpoint(_chunk_logprobs, piece, tgt, use_reentrant=False))
+        else:
+            parts.append(_chunk_logprobs(piece, tgt))
+    return torch.cat(parts, dim=1)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

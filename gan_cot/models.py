@@ -39,6 +39,15 @@ def resolve_base(name_or_path: str) -> str:
     return name_or_path
 
 
+# DeepSeek-R1-style: the generation prompt opens the thinking; the model closes it with </think> and answers.
+R1_CHAT_TEMPLATE = (
+    "{%- for message in messages %}{%- if message['role'] == 'user' %}"
+    "{{ 'User: ' + message['content'] + '\\n' }}"
+    "{%- endif %}{%- endfor %}"
+    "{%- if add_generation_prompt %}{{ 'Assistant: <think>\\n' }}{%- endif %}"
+)
+
+
 def _adapter_base(name_or_path: str) -> str | None:
     """The base model of a peft adapter folder, or None when ``name_or_path`` is not one."""
     cfg = Path(name_or_path) / "adapter_config.json"
@@ -76,6 +85,13 @@ def load_model(name_or_path: str, dtype: torch.dtype | str = "auto", trust_remot
     )
 
 
+def resolve_dtype(name: str) -> torch.dtype:
+    """A dtype name as a torch dtype; ``auto`` is bfloat16 on GPUs (where DeepSpeed runs it in bf16), else float32."""
+    if name == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return getattr(torch, name)
+
+
 def render_prompt(tokenizer, question: str) -> str:
     """The text a policy sees before its chain: the tokenizer's chat template with a generation prompt."""
     if getattr(tokenizer, "chat_template", None):
@@ -99,8 +115,12 @@ def tiny_corpus(n: int = 3000, seed: int = 0) -> list[str]:
     return texts
 
 
-def build_tiny_tokenizer(vocab_size: int = 640, seed: int = 0) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer trained on ledger text: any text encodes; ledger words are one token."""
+def build_tiny_tokenizer(vocab_size: int = 640, seed: int = 0, style: str = "ledger") -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer trained on ledger text: any text encodes; ledger words are one token.
+
+    ``style="r1"`` makes it look like a DeepSeek-R1-style reasoning model's: the pad token is the end-of-sequence
+    token, ``<think>`` and ``</think>`` are added (not special: decoding keeps them), and the chat template opens
+    the thinking after the question (``... Assistant: <think>\n``)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     tok = Tokenizer(models.BPE())
@@ -114,10 +134,15 @@ def build_tiny_tokenizer(vocab_size: int = 640, seed: int = 0) -> PreTrainedToke
         show_progress=False,
     )
     tok.train_from_iterator(tiny_corpus(seed=seed), trainer=trainer)
+    r1 = style == "r1"
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=EOS, pad_token=PAD, bos_token=None, padding_side="left"
+        tokenizer_object=tok, eos_token=EOS, pad_token=EOS if r1 else PAD, bos_token=None, padding_side="left"
     )
-    fast.chat_template = TINY_CHAT_TEMPLATE
+    fast.chat_template = R1_CHAT_TEMPLATE if r1 else TINY_CHAT_TEMPLATE
+    if r1:
+        from tokenizers import AddedToken
+
+        fast.add_tokens([AddedToken(t, special=False, normalized=False) for t in ("<think>", "</think>")])
     return fast
 
 

@@ -19,7 +19,6 @@ from gan_cot.gate.scaling import gated
 from gan_cot.models import render_prompt
 from gan_cot.sft import collate, encode_pairs, task_pairs
 from gan_cot.steps import LABELS
-from gan_cot.tasks.base import ANSWER_MARKER, format_chain
 
 
 def useful_steps(steps: list[str], probs: torch.Tensor, threshold: float | None) -> list[str]:
@@ -55,8 +54,10 @@ class SFTPool:
         keep = useful_steps(chain.steps, probs, self.cfg.sft.prune_threshold)
         if not keep or len(keep) == len(chain.steps):
             return None
-        answer = chain.text.split(ANSWER_MARKER, 1)[1].strip()
-        text = format_chain(keep, answer, self.task.separator)
+        answer = self.task.format.extract_answer(chain.text)
+        if answer is None:
+            return None
+        text = self.task.format.render(keep, answer)
         if not self.task.verify(text, self.examples[chain.example_index]):
             return None
         return self.encode(text)
@@ -85,9 +86,9 @@ class SFTPool:
             probs = disc.score([self.task.prompt(ex) for ex in exs], steps) if prune else [None] * len(exs)
             for i, ex, st, p in zip(idx[b : b + chunk], exs, steps, probs):
                 keep = st if p is None else useful_steps(st, p, self.cfg.sft.prune_threshold)
-                text = format_chain(keep, ex.answer, self.task.separator)
+                text = self.task.format.render(keep, ex.answer)
                 if not keep or not self.task.verify(text, ex):
-                    text = format_chain(st, ex.answer, self.task.separator)
+                    text = self.task.format.render(st, ex.answer)
                 self.targets[i] = self.encode(text)
                 kept = [a + b for a, b in zip(kept, [1.0, len(self.targets[i]), len(st), len(keep)])]
         n, tokens, ref_steps, kept_steps = strategy.sum(kept)

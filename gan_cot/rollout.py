@@ -10,8 +10,7 @@ import torch
 
 from gan_cot.generation import Generated, generate_ids
 from gan_cot.models import render_prompt
-from gan_cot.steps import split_steps, step_token_spans
-from gan_cot.tasks.base import ANSWER_MARKER
+from gan_cot.steps import step_token_spans
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class Chain:
     prompt_ids: list[int]
     completion_ids: list[int]  # the end-of-sequence token included when the chain ended
     text: str  # the completion, special tokens left out
-    steps: list[str]  # the thinking steps (before the answer marker)
+    steps: list[str]  # the thinking steps (before the end of thinking)
     step_spans: list[tuple[int, int]]  # each step's token span within completion_ids
     correct: bool
     finished: bool  # ends with the end-of-sequence token
@@ -59,7 +58,7 @@ def make_chain(tokenizer, task, example, index: int, gen: Generated, **alphas) -
     """Decode a generated chain, split its thinking into steps with their token spans, and check its answer."""
     body = gen.completion_ids[:-1] if gen.finished else gen.completion_ids
     text, offsets = completion_offsets(tokenizer, body)
-    steps = split_steps(text.split(ANSWER_MARKER, 1)[0], task.separator)
+    steps = task.format.steps(text)
     spans = step_token_spans(tokenizer, text, steps, offsets=offsets) if steps else []
     return Chain(
         index, gen.prompt_ids, gen.completion_ids, text, [s.text for s in steps], spans, task.verify(text, example),
@@ -94,7 +93,7 @@ def rollout(
         alphas = gate.rollout_alphas(model, enc["input_ids"], enc["attention_mask"], g, explore)
         gens = generate_ids(
             model, tokenizer, prompts, cfg.max_think_tokens, g, do_sample=True,
-            temperature=temperature or cfg.temperature, alpha=alphas.chain, end_of_thinking=cfg.end_of_thinking,
+            temperature=temperature or cfg.temperature, alpha=alphas.chain, fmt=task.format,
             max_answer_tokens=cfg.max_answer_tokens,
         )  # fmt: skip
         for j, gen in enumerate(gens):

@@ -4,6 +4,7 @@ base model, seed), where the run goes (output folder, MLflow), the LoRA adapter 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from gan_cot.config import ConfigError, check_bounds, field
 
@@ -38,15 +39,19 @@ class LoraConfig:
 class EvalConfig:
     n: int = field(500, help="test questions for the base and the final evaluation (greedy)")
     batch_size: int = field(64, help="questions per generation batch")
-    max_new_tokens: int | None = field(
+    max_think_tokens: int | None = field(
         None,
-        help="token budget per evaluated chain (null: the trainer's thinking + answer budget; a baseline's 200)",
+        help="thinking budget of an evaluated chain, then its end is forced (null: the trainer's rollout budget; "
+        "a baseline's 200)",
+    )
+    max_answer_tokens: int | None = field(
+        None, help="answer budget after the end of thinking (null: the trainer's rollout budget; a baseline's 8)"
     )
     every: int = field(0, help="trainer: evaluate on round_n validation questions every N rounds (0: only at the end)")
     round_n: int = field(100, help="trainer: validation questions for the per-round evaluation")
 
     def __post_init__(self):
-        check_bounds(self, "eval", ("n", "batch_size", "max_new_tokens"), ("every",))
+        check_bounds(self, "eval", ("n", "batch_size", "max_think_tokens"), ("every", "max_answer_tokens"))
         if self.every and self.round_n <= 0:
             raise ConfigError(f"eval.round_n must be positive when eval.every is set, got {self.round_n}")
 
@@ -59,6 +64,11 @@ class RunConfig:
     data: str | None = field(None, help="data path for file-backed tasks (a folder of splits or one .jsonl)")
     seed: int = field(0, help="seed for data, sampling and initialisation")
     model: str = field("models/ledger-verbose-base", help="base causal LM (Hub id or folder) the adapter trains on")
+    format: Literal["hash", "r1"] = field(
+        "hash",
+        help="chain format (gan_cot/formats.py): hash (a step per line, then '#### answer') or r1 (paragraphs as "
+        "steps, thinking ended by </think>, the answer in \\boxed{} after it)",
+    )
     output_dir: str | None = field(None, help="run folder: adapter, result.json, checkpoints")
     experiment: str = field("gan-cot", help="MLflow experiment")
     mlflow_dir: str | None = field(None, help="local MLflow store folder (default mlruns/; MLFLOW_TRACKING_URI wins)")
@@ -67,8 +77,9 @@ class RunConfig:
 
     def make_task(self):
         """The task this run trains and evaluates on."""
+        from gan_cot.formats import get_format
         from gan_cot.tasks import get_task
 
-        if self.task == "ledger":
-            return get_task("ledger", seed=self.seed)
-        return get_task(self.task, path=self.data)
+        task = get_task("ledger", seed=self.seed) if self.task == "ledger" else get_task(self.task, path=self.data)
+        task.format = get_format(self.format)
+        return task

@@ -21,6 +21,7 @@ GRPO), no reward model other than the discriminator and the task's answer check.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -31,6 +32,7 @@ import torch
 from gan_cot.checkpoint import Checkpoints, atomic_dir, seed_everything, write_json
 from gan_cot.distributed import NonFiniteLoss, Strategy, init_distributed
 from gan_cot.gate import build_gate
+from gan_cot.models import resolve_dtype
 from gan_cot.pool import SFTPool
 from gan_cot.rollout import rollout
 from gan_cot.run_logger import RunLogger
@@ -66,7 +68,10 @@ class AdversarialTrainer:
         n_train = max(cfg.rollout.questions * cfg.rounds, cfg.sft.pool_questions, 512)
         self.train_examples = self.task.examples("train", n_train)
         self.tokenizer = load_tokenizer(cfg.model)
-        base = load_model(cfg.model, dtype=torch.float32)
+        dtype = resolve_dtype(cfg.policy.dtype)
+        base = load_model(cfg.model, dtype=dtype)
+        if cfg.policy.gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model = get_peft_model(base, cfg.lora.peft())
         self.gate.attach(model, base.config.hidden_size, cfg.seed)  # before the engine: it owns the gate's weights
         params = [p for p in model.parameters() if p.requires_grad]
@@ -74,6 +79,7 @@ class AdversarialTrainer:
         ds_config["train_micro_batch_size_per_gpu"] = cfg.loss.micro_batch
         ds_config["gradient_accumulation_steps"] = 1
         ds_config.pop("train_batch_size", None)
+        ds_config["bf16"] = {**ds_config.get("bf16", {}), "enabled": dtype == torch.bfloat16}
         optimizer = torch.optim.AdamW(
             self.gate.optimizer_groups(params, cfg.policy.lr), lr=cfg.policy.lr, weight_decay=0.0
         )
@@ -201,10 +207,11 @@ class AdversarialTrainer:
     def refresh(self, batch, scores) -> dict:
         from gan_cot.discriminator.refresh import refresh_discriminator
 
-        return refresh_discriminator(
-            self.disc, batch, scores, self.train_examples, self.task, self.cfg.discriminator, self.strategy.model,
-            self.tokenizer, self.strategy, seed=len(self.pool) + self.strategy.rank,
-        )  # fmt: skip
+        with self.strategy.gathered() if self.cfg.discriminator.labels == "auto" else contextlib.nullcontext():
+            return refresh_discriminator(
+                self.disc, batch, scores, self.train_examples, self.task, self.cfg.discriminator, self.strategy.model,
+                self.tokenizer, self.strategy, seed=len(self.pool) + self.strategy.rank, rollout_cfg=self.cfg.rollout,
+            )  # fmt: skip
 
     def lr_factor(self, r: int) -> float:
         """The adapter's learning-rate multiplier in round ``r`` (``policy.lr_schedule``); 1 for the warm-up."""
@@ -227,10 +234,14 @@ class AdversarialTrainer:
         examples = self.task.examples(split, n)[s.rank :: s.world]
         policy = self.gate.eval_policy(s.model) if policy is None else policy
         gated_eval = policy is not s.model
-        budget = self.cfg.eval.max_new_tokens or self.cfg.rollout.max_think_tokens + self.cfg.rollout.max_answer_tokens
+        ev, ro = self.cfg.eval, self.cfg.rollout
         with s.gathered():
-            res = evaluate(policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
-                           max_new_tokens=budget, keep_rows=gated_eval, batch_size=self.cfg.eval.batch_size)  # fmt: skip
+            res = evaluate(
+                policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
+                max_think_tokens=ev.max_think_tokens or ro.max_think_tokens, keep_rows=gated_eval,
+                max_answer_tokens=ro.max_answer_tokens if ev.max_answer_tokens is None else ev.max_answer_tokens,
+                batch_size=ev.batch_size,
+            )  # fmt: skip
         keys = ["accuracy", "mean_tokens", "mean_minimal_tokens", "mean_thinking_tokens", "mean_answer_tokens"]
         *sums, total = s.sum([res.get(k, 0.0) * len(examples) for k in keys] + [len(examples)])
         out = {k: v / total for k, v in zip(keys, sums)}

@@ -40,7 +40,7 @@ def batch_tensors(chains, scores, indices: list[int], features, pad_id: int, dev
 
 
 @torch.no_grad()
-def logprobs(model, batch: dict, alpha, reference: bool = False) -> torch.Tensor:
+def logprobs(model, batch: dict, alpha, reference: bool = False, chunk: int = 1024) -> torch.Tensor:
     """Next-token log-probs [batch, seq-1] without grad: at ``alpha``, or of the reference (adapter off)."""
     model.eval()
     if reference:
@@ -49,7 +49,7 @@ def logprobs(model, batch: dict, alpha, reference: bool = False) -> torch.Tensor
     else:
         with gated(model, alpha):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    return token_logprobs(logits, batch["input_ids"])
+    return token_logprobs(logits, batch["input_ids"], chunk)
 
 
 def policy_update(strategy, rollout, scores, cfg, gate, pad_id: int) -> dict:
@@ -63,8 +63,8 @@ def policy_update(strategy, rollout, scores, cfg, gate, pad_id: int) -> dict:
         idx = list(range(i, min(i + lc.micro_batch, len(chains))))
         b = batch_tensors(chains, scores, idx, rollout.features, pad_id, strategy.device)
         b["run_alpha"] = gate.update_alpha([chains[j].alpha for j in idx])
-        b["old_logp"] = logprobs(model, b, b["run_alpha"])
-        b["ref_logp"] = logprobs(model, b, None, reference=True) if lc.kl_coef > 0 else None
+        b["old_logp"] = logprobs(model, b, b["run_alpha"], chunk=lc.logprob_chunk)
+        b["ref_logp"] = logprobs(model, b, None, reference=True, chunk=lc.logprob_chunk) if lc.kl_coef > 0 else None
         batches.append(b)
     stats: list[dict] = []
     for _ in range(lc.epochs):
@@ -73,7 +73,7 @@ def policy_update(strategy, rollout, scores, cfg, gate, pad_id: int) -> dict:
             # forward and backward in one gated block (a checkpointed forward runs again in backward)
             with gated(model, b["run_alpha"]):
                 logits = strategy.engine(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
-                logp = token_logprobs(logits, b["input_ids"])
+                logp = token_logprobs(logits, b["input_ids"], lc.logprob_chunk)
                 loss, st = policy_loss(
                     logp, b["old_logp"], b["ref_logp"], b["advantages"], b["mask"], lc.clip_eps, lc.kl_coef
                 )

@@ -37,6 +37,9 @@ def parse_args(argv=None):
     p.add_argument("--model", default=str(DEFAULT_BASE), help="saved model folder or Hub id")
     p.add_argument("--base", default=None, help="the model before compression: also evaluate it and compare")
     p.add_argument("--task", default=DEFAULT_TASK, help=f"one of: {', '.join(sorted(TASKS))}")
+    p.add_argument("--format", default="hash", choices=["hash", "r1"], help="chain format (gan_cot/formats.py)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when there is a GPU)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="auto: bf16 on GPUs")
     p.add_argument("--split", default="test")
     p.add_argument("--n", type=int, default=500, help="number of questions (the first n of the split)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed; the ledger task's data seed too")
@@ -103,11 +106,16 @@ def resolve_alpha(model: str, alpha: str | None) -> str | float | None:
 
 
 def make_task(args):
+    from gan_cot.formats import get_format
+
     if args.task == "ledger":
-        return get_task("ledger", seed=args.seed)
-    if args.task == "gsm8k":
-        return get_task("gsm8k", path=args.data, skip_bad=args.skip_bad)
-    return get_task(args.task)
+        task = get_task("ledger", seed=args.seed)
+    elif args.task == "gsm8k":
+        task = get_task("gsm8k", path=args.data, skip_bad=args.skip_bad)
+    else:
+        task = get_task(args.task)
+    task.format = get_format(args.format)
+    return task
 
 
 def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, alpha=None) -> dict:
@@ -115,17 +123,24 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
 
     ``alpha`` ("auto" or a float): load the adapter folder unmerged with its gate (if saved) and scale the delta by
     the gate's alpha or by the float."""
+    import torch
+
     from gan_cot.efficiency import acu
     from gan_cot.evaluate import count_parameters, evaluate
-    from gan_cot.models import load_model, load_tokenizer
+    from gan_cot.models import load_model, load_tokenizer, resolve_dtype
 
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = resolve_dtype(args.dtype) if device != "cpu" or args.dtype != "auto" else torch.float32
     tok = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
     if alpha is None:
-        model = load_model(path, trust_remote_code=args.trust_remote_code)
+        model = load_model(path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device)
     else:
         from gan_cot.gate import load_gated_policy
 
-        model = load_gated_policy(path, alpha=None if alpha == "auto" else alpha)
+        model = load_gated_policy(path, dtype=dtype, alpha=None if alpha == "auto" else alpha)
+        model.peft_model.to(device)
+        if model.gate is not None:
+            model.gate.to(device)
     result = evaluate(
         model,
         tok,

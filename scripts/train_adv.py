@@ -36,6 +36,11 @@ def main(argv=None) -> int:
     p.add_argument(
         "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.kind=fixed)"
     )
+    p.add_argument(
+        "--dry-run", action="store_true",
+        help="print the model's size, the memory per GPU for the config's ZeRO stage and the tokens of a round; stop",
+    )  # fmt: skip
+    p.add_argument("--gpus", type=int, default=1, help="with --dry-run: GPUs the run would use (one node)")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = p.parse_args(argv)
     from gan_cot.adv_config import AdvConfig
@@ -47,6 +52,8 @@ def main(argv=None) -> int:
         overrides += ["gate.kind=fixed", f"gate.alpha={args.alpha!r}"]
     try:
         cfg = load_config(AdvConfig, args.config, overrides)
+        if args.dry_run:
+            return dry_run(cfg, args.gpus)
         preflight(cfg)
     except (ConfigError, UsageError) as e:
         fail(str(e))
@@ -69,6 +76,21 @@ def main(argv=None) -> int:
     return 0
 
 
+def dry_run(cfg, gpus: int) -> int:
+    """The estimate of :mod:`gan_cot.memory` as text, then as one JSON line; nothing loads, nothing is written."""
+    from gan_cot.memory import estimate, format_estimate
+
+    if not Path(cfg.deepspeed).exists():
+        raise UsageError(f"DeepSpeed config {cfg.deepspeed} does not exist; see configs/deepspeed/")
+    try:
+        e = estimate(cfg, world=gpus)
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    print(format_estimate(e), flush=True)
+    print_json(e)
+    return 0
+
+
 def preflight(cfg) -> None:
     """Everything that can be checked before DeepSpeed starts and the models load, leaving nothing behind:
     the policy folder, the DeepSpeed config, the output folder and MLflow store (writable), the task's data
@@ -77,7 +99,7 @@ def preflight(cfg) -> None:
     from gan_cot import tracking
     from gan_cot.discriminator.model import Discriminator
     from gan_cot.discriminator.registry import DiscriminatorSourceError
-    from gan_cot.tasks import TASKS, get_task
+    from gan_cot.tasks import TASKS
 
     check_model_path(cfg.model)
     if not Path(cfg.deepspeed).exists():
@@ -87,10 +109,15 @@ def preflight(cfg) -> None:
     if cfg.task not in TASKS:
         raise UsageError(f"task: unknown task {cfg.task!r}; known tasks: {', '.join(sorted(TASKS))}")
     try:
+        task = cfg.make_task()
         if cfg.task != "ledger":  # the ledger task is generated, file-backed tasks are read now
-            task = get_task(cfg.task, path=cfg.data)
             for split in ("train", "test") + (("validation",) if cfg.eval.every else ()):
                 task.examples(split)
+        if cfg.discriminator.labels == "gold" and not hasattr(task, "gold_labels"):
+            raise UsageError(
+                f"discriminator.labels=gold needs the task's gold step labels, and task {cfg.task} has none; "
+                "use discriminator.labels=auto"
+            )
         Discriminator.check(cfg.discriminator.name)
     except (ValueError, DiscriminatorSourceError) as e:
         raise UsageError(str(e)) from e

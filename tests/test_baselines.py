@@ -23,7 +23,7 @@ METRICS = (
 # small enough for seconds per baseline on a CPU
 TINY = [
     "train_questions=4", "sample.n=4", "sample.max_new_tokens=24", "train.steps=2", "train.batch_size=4", "train.warmup=0",
-    "train.logging_steps=1", "eval.n=4", "eval.max_new_tokens=24", "grpo.num_generations=2",
+    "train.logging_steps=1", "eval.n=4", "eval.max_think_tokens=24", "grpo.num_generations=2",
     "grpo.max_completion_length=8", "grpo.o1pruner_samples=2", "budget.think_tokens=6", "budget.answer_tokens=3",
     "progress=false",
 ]  # fmt: skip
@@ -226,6 +226,7 @@ def test_budget_forcing_caps_the_thinking(tiny_model_dir, tiny_tokenizer):
     from gan_cot.baselines.common import Context
     from gan_cot.baselines.config import BaselineConfig
     from gan_cot.config import load_config
+    from gan_cot.formats import HASH
     from gan_cot.generation import generate
     from gan_cot.models import load_model
 
@@ -234,11 +235,11 @@ def test_budget_forcing_caps_the_thinking(tiny_model_dir, tiny_tokenizer):
         BaselineConfig, None, ["method=budget-forcing", "budget.think_tokens=5", "budget.answer_tokens=3"]
     )
     options = train(Context(cfg, None, tiny_tokenizer, model, str(tiny_model_dir), Path("."))).eval_options
-    assert options == {"max_think_tokens": 5, "max_answer_tokens": 3, "end_of_thinking": "\n####"}
+    assert options == {"max_think_tokens": 5, "max_answer_tokens": 3}
     marker = len(tiny_tokenizer("\n####", add_special_tokens=False)["input_ids"])
     questions = ["Ann has 3 pens. How many pens does Ann have?", "Bob has 7 cards. Bob wins 2 cards. How many?"]
     for kwargs in ({}, {"do_sample": True, "num_return_sequences": 2}):
-        groups = generate(model, tiny_tokenizer, questions, max_new_tokens=5, end_of_thinking="\n####",
+        groups = generate(model, tiny_tokenizer, questions, max_new_tokens=5, fmt=HASH,
                           max_answer_tokens=3, **kwargs)  # fmt: skip
         assert [len(g) for g in groups] == [kwargs.get("num_return_sequences", 1)] * 2
         for c in (c for g in groups for c in g):

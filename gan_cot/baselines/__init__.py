@@ -45,15 +45,16 @@ def output_dir(cfg) -> Path:
     return Path(cfg.output_dir) if cfg.output_dir else Path("outputs") / "baselines" / cfg.tag
 
 
-EVAL_MAX_NEW_TOKENS = 200  # eval.max_new_tokens when the config leaves it null
+EVAL_BUDGETS = (200, 8)  # eval.max_think_tokens and eval.max_answer_tokens when the config leaves them null
 
 
 def _evaluate(cfg, model, tokenizer, task, examples, **options) -> dict:
     from gan_cot.evaluate import evaluate
 
     return evaluate(
-        model, tokenizer, task, examples, max_new_tokens=cfg.eval.max_new_tokens or EVAL_MAX_NEW_TOKENS,
-        batch_size=cfg.eval.batch_size, seed=cfg.seed, show_progress=cfg.progress, **options,
+        model, tokenizer, task, examples, batch_size=cfg.eval.batch_size, seed=cfg.seed, show_progress=cfg.progress,
+        **{"max_think_tokens": cfg.eval.max_think_tokens or EVAL_BUDGETS[0],
+           "max_answer_tokens": cfg.eval.max_answer_tokens or EVAL_BUDGETS[1], **options},
     )  # fmt: skip
 
 

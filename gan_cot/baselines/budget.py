@@ -2,7 +2,7 @@
 Reasoning: Xu et al. 2025, "Scalable Chain of Thoughts via Elastic Reasoning").
 
 No training. The policy thinks for at most ``budget.think_tokens`` tokens; a chain that has not ended by then
-gets the end of thinking (``budget.end_of_thinking``, ``"\\n####"`` here, unless it already wrote it) and
+gets the end of thinking of the run's chain format (``"\\n####"`` for ``format: hash``) and
 ``budget.answer_tokens`` more greedy tokens to write its answer: the evaluation's own thinking budget
 (:func:`gan_cot.generation.generate_ids`), the same forcing the trainer's rollouts use.
 """
@@ -17,6 +17,5 @@ def train(ctx: Context) -> Outcome:
     options = {
         "max_think_tokens": b.think_tokens,
         "max_answer_tokens": b.answer_tokens,
-        "end_of_thinking": b.end_of_thinking,
     }
     return Outcome(model=ctx.model, rollouts=0, eval_options=options)

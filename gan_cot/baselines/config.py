@@ -98,7 +98,6 @@ class GRPOSection:
 class BudgetSection:
     think_tokens: int = field(64, help="thinking budget N: past it the end of thinking is forced")
     answer_tokens: int = field(8, help="tokens the model may write after the forced end of thinking")
-    end_of_thinking: str = field("\n####", help="text appended to end the thinking (unless already written)")
 
     def __post_init__(self):
         check_bounds(self, "budget", ("think_tokens",), ("answer_tokens",))

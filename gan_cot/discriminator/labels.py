@@ -36,7 +36,8 @@ class AutoLabelConfig:
     temperature: float = 1.0
     drop: float = 0.5  # success-rate change that makes a step wrong (or useful, when it rises)
     progress: float = 0.5  # fraction of a step's own tokens the remaining work must fall by to be useful
-    max_new_tokens: int = 160
+    max_new_tokens: int = 160  # a continuation's thinking budget, then the end of thinking is forced
+    max_answer_tokens: int = 8
     batch_size: int = 64
 
 
@@ -56,7 +57,6 @@ def labeler_pairs(tokenizer, task, examples, seed: int = 0) -> tuple[list[str], 
     redundant steps without being thrown by them and never writes one itself.
     """
     from gan_cot.models import render_prompt
-    from gan_cot.tasks.base import format_chain
     from gan_cot.tasks.ledger import Verbosity, parse_problem, write_chains
 
     rng = random.Random(f"labeler-pairs-{seed}")
@@ -68,7 +68,7 @@ def labeler_pairs(tokenizer, task, examples, seed: int = 0) -> tuple[list[str], 
         pre = "".join(step + task.separator for step in steps[:j])
         rest = [step for step, lab in zip(steps[j:], labels[j:]) if lab == "useful"]
         prompts.append(render_prompt(tokenizer, task.prompt(ex)) + pre)
-        completions.append(format_chain(rest, ex.answer, task.separator))
+        completions.append(task.format.render(rest, ex.answer))
     return prompts, completions
 
 
@@ -89,7 +89,8 @@ def label_chains(policy, tokenizer, task, examples, chains: list[list[str]], cfg
     groups = generate(
         policy, tokenizer, [q for _, _, q, _ in jobs], prefixes=[p for _, _, _, p in jobs],
         max_new_tokens=cfg.max_new_tokens, do_sample=cfg.rollouts > 1, temperature=cfg.temperature,
-        num_return_sequences=cfg.rollouts, batch_size=cfg.batch_size, progress=progress_bar,
+        num_return_sequences=cfg.rollouts, batch_size=cfg.batch_size, progress=progress_bar, fmt=task.format,
+        max_answer_tokens=cfg.max_answer_tokens,
     )  # fmt: skip
     success = [[0.0] * (len(s) + 1) for s in chains]
     remaining = [[0.0] * (len(s) + 1) for s in chains]
@@ -97,7 +98,7 @@ def label_chains(policy, tokenizer, task, examples, chains: list[list[str]], cfg
         hits = [task.verify(pre + g.text, examples[c]) for g in group]
         success[c][j] = sum(hits) / len(hits)
         # work left before the answer line: tokens of the continuation's chain part
-        remaining[c][j] = sum(_chain_tokens(tokenizer, g.text) for g in group) / len(group)
+        remaining[c][j] = sum(_chain_tokens(tokenizer, g.text, task.format) for g in group) / len(group)
     out = []
     for c, steps in enumerate(chains):
         step_tokens = [len(tokenizer(step + sep, add_special_tokens=False)["input_ids"]) for step in steps]
@@ -121,6 +122,5 @@ def labels_from_rollouts(success: list[float], remaining: list[float], step_toke
     return labels, soft
 
 
-def _chain_tokens(tokenizer, completion: str) -> int:
-    body = completion.split("####", 1)[0]
-    return len(tokenizer(body, add_special_tokens=False)["input_ids"])
+def _chain_tokens(tokenizer, completion: str, fmt) -> int:
+    return len(tokenizer(fmt.thinking(completion), add_special_tokens=False)["input_ids"])

@@ -12,27 +12,38 @@ from gan_cot.discriminator.data import StepRecord
 from gan_cot.steps import LABELS
 
 
-def step_records(chains, examples, task, labels: str, policy, tokenizer) -> list[StepRecord]:
-    """One record per chain (chains with steps only): ``gold`` labels from the task, or ``auto`` labels."""
+def step_records(chains, examples, task, cfg, policy, tokenizer, rollout_cfg) -> list[StepRecord]:
+    """One record per chain (chains with steps only): ``gold`` labels from the task, or ``auto`` labels from
+    ``discriminator.label_rollouts`` continuations of every prefix, each with the rollout's budgets."""
     exs = [examples[c.example_index] for c in chains]
-    if labels == "gold":
+    if cfg.labels == "gold":
         return [StepRecord(ex.question, c.steps, task.gold_labels(ex, c.steps)) for ex, c in zip(exs, chains)]
-    from gan_cot.discriminator.labels import label_chains
+    from gan_cot.discriminator.labels import AutoLabelConfig, label_chains
 
-    auto = label_chains(policy, tokenizer, task, exs, [c.steps for c in chains])
+    auto_cfg = AutoLabelConfig(
+        rollouts=cfg.label_rollouts, max_new_tokens=rollout_cfg.max_think_tokens,
+        max_answer_tokens=rollout_cfg.max_answer_tokens, batch_size=rollout_cfg.batch_size,
+    )  # fmt: skip
+    auto = label_chains(policy, tokenizer, task, exs, [c.steps for c in chains], auto_cfg)
     return [StepRecord(ex.question, c.steps, a.labels) for ex, c, a in zip(exs, chains, auto)]
 
 
-def refresh_discriminator(disc, rollout, scores, examples, task, cfg, policy, tokenizer, strategy, seed: int) -> dict:
+def refresh_discriminator(
+    disc, rollout, scores, examples, task, cfg, policy, tokenizer, strategy, seed: int, rollout_cfg
+) -> dict:
     """Returns the discriminator's F1 on this round's chains measured before the refresh (``disc_f1``,
-    ``disc_acc``) and the last refresh loss (``disc_loss``). A frozen discriminator with automatic labels is left
-    alone: nothing is labelled."""
+    ``disc_acc``) and the last refresh loss (``disc_loss``). Automatic labels cover ``cfg.label_chains`` chains
+    drawn at random (seeded by ``seed``). A frozen discriminator with automatic labels is left alone: nothing is
+    labelled."""
     from gan_cot.discriminator.train import discriminator_loss, step_metrics
 
     with_steps = [(c, p) for c, p in zip(rollout.chains, scores.probs) if c.steps]
     if not with_steps or (cfg.mode != "adversarial" and cfg.labels != "gold"):
         return {}
-    records = step_records([c for c, _ in with_steps], examples, task, cfg.labels, policy, tokenizer)
+    rng = random.Random(seed)
+    if cfg.labels == "auto" and 0 < cfg.label_chains < len(with_steps):
+        with_steps = rng.sample(with_steps, cfg.label_chains)
+    records = step_records([c for c, _ in with_steps], examples, task, cfg, policy, tokenizer, rollout_cfg)
     stats = {}
     if with_steps[0][1] is not None:
         gold = [lab for r in records for lab in r.labels]
@@ -46,7 +57,6 @@ def refresh_discriminator(disc, rollout, scores, examples, task, cfg, policy, to
     params = [p for p in disc.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     disc.model.train()
-    rng = random.Random(seed)
     for _ in range(cfg.refresh_steps):
         batch = rng.sample(records, min(32, len(records)))
         loss, _ = discriminator_loss(disc, batch)

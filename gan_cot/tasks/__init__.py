@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gan_cot.tasks.base import Example, Task, TaskBase, TaskDataError, extract_answer, format_chain
+from gan_cot.tasks.base import Example, Task, TaskBase, TaskDataError, extract_answer
 
 
 def _ledger(**kwargs):
@@ -36,6 +36,5 @@ __all__ = [
     "TaskBase",
     "TaskDataError",
     "extract_answer",
-    "format_chain",
     "get_task",
 ]

@@ -4,8 +4,8 @@ A task turns raw problems into :class:`Example` objects (question, reference cha
 final answer, and where known per-step gold labels, the minimal chain and a difficulty), renders the
 chain a policy is trained to write, and checks a generated completion's final answer.
 
-The completion format is shared by every task: the chain's steps joined by the step separator, then
-the final answer on its own line after ``####`` (GSM8K's convention)::
+The completion format is the run's chain format (:mod:`gan_cot.formats`): by default the chain's steps one
+per line, then the final answer after ``####`` (GSM8K's convention)::
 
     step 1
     step 2
@@ -14,15 +14,13 @@ the final answer on its own line after ``####`` (GSM8K's convention)::
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
+from gan_cot.formats import HASH, ChainFormat, normalize_number
 from gan_cot.steps import LABELS
 
-ANSWER_MARKER = "####"
-_ANSWER_RE = re.compile(r"####\s*([^\n]*)")
-_BOXED_RE = re.compile(r"\\boxed\{([^{}]*)\}")
+ANSWER_MARKER = "####"  # GSM8K's own files put the final answer after it
 
 
 class TaskDataError(ValueError):
@@ -55,41 +53,9 @@ class Example:
                 raise ValueError(f"example {self.id}: unknown step labels {bad}; allowed: {list(LABELS)}")
 
 
-def normalize_number(text: str) -> str:
-    """Canonical form of a numeric answer: no thousands commas, no ``$``, no trailing ``.0``."""
-    t = text.strip().replace(",", "").replace("$", "").rstrip(".").strip()
-    try:
-        value = float(t)
-    except ValueError:
-        return t
-    if value.is_integer():
-        return str(int(value))
-    return repr(value)
-
-
-def extract_answer(text: str) -> str | None:
-    """The final answer of a completion: the last ``#### X``, else the last ``\\boxed{X}``; None if absent."""
-    found = _ANSWER_RE.findall(text)
-    if found and found[-1].strip():
-        return normalize_number(found[-1])
-    boxed = _BOXED_RE.findall(text)
-    if boxed:
-        return normalize_number(boxed[-1])
-    return None
-
-
-def format_chain(steps: list[str], answer: str, separator: str = "\n") -> str:
-    """The completion a policy is trained to write: steps, then ``#### answer`` after the separator."""
-    final = f"{ANSWER_MARKER} {answer}"
-    return separator.join([*steps, final])
-
-
-def chain_steps(completion: str, separator: str = "\n") -> list[str]:
-    """The steps of a completion: everything before the answer line, split on the separator."""
-    from gan_cot.steps import split_steps
-
-    body = completion.split(ANSWER_MARKER, 1)[0]
-    return [s.text for s in split_steps(body, separator)]
+def extract_answer(text: str, fmt: ChainFormat = HASH) -> str | None:
+    """The final answer of a completion in chain format ``fmt``, normalised; None if absent."""
+    return fmt.extract_answer(text)
 
 
 @runtime_checkable
@@ -113,18 +79,23 @@ class Task(Protocol):
 
 
 class TaskBase:
-    """Shared behaviour; subclasses set ``name`` and implement ``examples``."""
+    """Shared behaviour; subclasses set ``name`` and implement ``examples``. ``format`` is the chain format the
+    policy writes (:mod:`gan_cot.formats`; a run sets it from its ``format`` key)."""
 
     name = "base"
-    separator = "\n"
+    format: ChainFormat = HASH
+
+    @property
+    def separator(self) -> str:
+        return self.format.separator
 
     def prompt(self, example: Example) -> str:
         return example.question
 
     def reference(self, example: Example, minimal: bool = False) -> str:
         steps = example.minimal_steps if minimal and example.minimal_steps is not None else example.steps
-        return format_chain(steps, example.answer, self.separator)
+        return self.format.render(steps, example.answer)
 
     def verify(self, completion: str, example: Example) -> bool:
-        got = extract_answer(completion)
+        got = self.format.extract_answer(completion)
         return got is not None and got == normalize_number(example.answer)

@@ -176,7 +176,6 @@ class Gsm8kTask(TaskBase):
     """
 
     name = "gsm8k"
-    separator = "\n"
 
     def __init__(
         self,

@@ -34,7 +34,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from gan_cot.tasks.base import Example, TaskBase, chain_steps, extract_answer
+from gan_cot.tasks.base import Example, TaskBase
 
 NAMES = ("Ann", "Bob", "Cal", "Dan", "Eve", "Fay")
 ITEMS = ("apples", "pens", "coins", "books", "cards", "stamps", "shells", "marbles")
@@ -300,7 +300,6 @@ class LedgerTask(TaskBase):
     """The built-in task; see the module docstring. Deterministic in ``seed``."""
 
     name = "ledger"
-    separator = "\n"
 
     def __init__(self, seed: int = 0, verbosity: Verbosity | None = None, max_useful: int = 6, max_events: int = 8):
         self.seed = seed
@@ -348,10 +347,10 @@ class LedgerTask(TaskBase):
 
     def final_counts(self, completion: str, example: Example) -> dict[str, int]:
         """What a completion's chain believes each person holds at the end."""
-        return execute(chain_steps(completion, self.separator), example.meta["start"])
+        return execute([s.text for s in self.format.steps(completion)], example.meta["start"])
 
     def verify(self, completion: str, example: Example) -> bool:
-        return extract_answer(completion) == example.answer
+        return self.format.extract_answer(completion) == example.answer
 
     def gold_labels(self, example: Example, steps: list[str]) -> list[str]:
         """Gold labels for any chain written for ``example`` (see :func:`gold_labels`)."""
