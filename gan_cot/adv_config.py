@@ -46,6 +46,7 @@ class RolloutConfig:
     max_think_tokens: int = field(160, help="thinking budget: past it, the end of thinking is forced")
     max_answer_tokens: int = field(8, help="answer budget: tokens allowed after the end of thinking")
     batch_size: int = field(64, help="generation batch size (chains)")
+    engine: Literal["hf"] = field("hf", help="rollout engine: hf (Hugging Face generate on the training model)")
 
     def __post_init__(self):
         check_bounds(

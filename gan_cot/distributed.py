@@ -125,7 +125,7 @@ class Strategy:
 
     def gathered(self, trainable_only: bool = False):
         """A context in which the model's parameters (or only the trainable ones) are whole on every process: ZeRO-3
-        partitions them. Gather once around work that reads every parameter (``generate``), not per module."""
+        partitions them."""
         params = [
             p for p in self.model.parameters() if hasattr(p, "ds_id") and (p.requires_grad or not trainable_only)
         ]
@@ -134,6 +134,29 @@ class Strategy:
         import deepspeed
 
         return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+
+    @contextlib.contextmanager
+    def for_generation(self):
+        """Generation (or any forward-only work that reads every parameter) under ZeRO-3: the parameters are gathered
+        once and ZeRO-3's per-module fetch hooks are taken off for the block, then put back; otherwise every module
+        would fetch and release its parameters at every generated token. A no-op below ZeRO-3."""
+        offload = getattr(getattr(self.engine, "optimizer", None), "parameter_offload", None)
+        if offload is None or not any(hasattr(p, "ds_id") for p in self.model.parameters()):
+            yield
+            return
+        with self.gathered():
+            for param in offload.module.parameters(recurse=True):
+                param.ds_active_sub_modules.clear()
+            for hook in [*offload.forward_hooks, *offload.backward_hooks]:
+                hook.remove()
+            offload.forward_hooks, offload.backward_hooks = [], []
+            try:
+                yield
+            finally:
+                coordinator = getattr(offload, "param_coordinator", None)
+                if coordinator is not None and not coordinator.is_invalid_trace():
+                    coordinator._invalidate_trace()  # the generation's forwards are not the training's trace
+                offload._register_deepspeed_module(offload.module)
 
     def save_adapter(self, folder: Path) -> None:
         """peft's ``save_pretrained`` of the adapter into ``folder`` (main process; every process must call it)."""

@@ -188,6 +188,25 @@ def generate_ids(
     return results
 
 
+class HFEngine:
+    """The rollout engine: Hugging Face ``generate`` on the training model itself (under ZeRO-3 the trainer
+    gathers the parameters once around it). Another engine (a serving engine beside the trainer) implements the same
+    two methods: ``sync`` before a round's sampling, ``sample`` for a batch of prompts."""
+
+    name = "hf"
+
+    def sync(self, model, gate) -> None:
+        """Make the current adapter (and gate) the one sampled from: nothing to do, the model is the policy."""
+
+    def sample(self, model, tokenizer, prompts, group_size, temperature, alpha, fmt, budgets) -> list[Generated]:
+        """``group_size`` sampled chains per rendered prompt; ``budgets``: (thinking, answer) tokens."""
+        think, answer = budgets
+        return generate_ids(model, tokenizer, prompts, think, group_size, True, temperature, alpha, fmt, answer)
+
+
+ENGINES = {"hf": HFEngine}
+
+
 def completion(tokenizer, gen: Generated) -> Completion:
     """A generated chain as text (special tokens and the end-of-sequence token left out)."""
     body = gen.completion_ids[:-1] if gen.finished else gen.completion_ids

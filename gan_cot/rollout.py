@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gan_cot.generation import Generated, generate_ids
+from gan_cot.generation import Generated, HFEngine
 from gan_cot.models import render_prompt
 from gan_cot.steps import step_token_spans
 
@@ -78,10 +78,13 @@ def rollout(
     group_size: int | None = None,
     explore: bool = False,
     temperature: float | None = None,
+    engine=None,
 ) -> RolloutBatch:
     """``group_size`` (default ``cfg.group_size``) sampled chains for each of ``examples[indices]``, in generation
     batches of ``cfg.batch_size`` chains. ``explore`` (a round's rollout): each chain draws its own alpha from a
-    learned gate; otherwise a question's chains share the gate's pick."""
+    learned gate; otherwise a question's chains share the gate's pick. ``engine`` samples (default: Hugging Face
+    ``generate`` on ``model``, :class:`gan_cot.generation.HFEngine`)."""
+    engine = engine or HFEngine()
     g = group_size or cfg.group_size
     per_batch = max(1, cfg.batch_size // g)
     chains: list[Chain] = []
@@ -91,10 +94,9 @@ def rollout(
         prompts = [render_prompt(tokenizer, task.prompt(examples[i])) for i in idx]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
         alphas = gate.rollout_alphas(model, enc["input_ids"], enc["attention_mask"], g, explore)
-        gens = generate_ids(
-            model, tokenizer, prompts, cfg.max_think_tokens, g, do_sample=True,
-            temperature=temperature or cfg.temperature, alpha=alphas.chain, fmt=task.format,
-            max_answer_tokens=cfg.max_answer_tokens,
+        gens = engine.sample(
+            model, tokenizer, prompts, g, temperature or cfg.temperature, alphas.chain, task.format,
+            (cfg.max_think_tokens, cfg.max_answer_tokens),
         )  # fmt: skip
         for j, gen in enumerate(gens):
             q = j // g

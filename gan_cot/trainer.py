@@ -32,6 +32,7 @@ import torch
 from gan_cot.checkpoint import Checkpoints, atomic_dir, seed_everything, write_json
 from gan_cot.distributed import NonFiniteLoss, Strategy, init_distributed
 from gan_cot.gate import build_gate
+from gan_cot.generation import ENGINES
 from gan_cot.models import resolve_dtype
 from gan_cot.pool import SFTPool
 from gan_cot.rollout import rollout
@@ -89,6 +90,7 @@ class AdversarialTrainer:
         self.pool = SFTPool(cfg, self.tokenizer, self.task, self.train_examples)
         self.checkpoints = Checkpoints(self.out / "checkpoints", self.strategy)
         self.logger = RunLogger(cfg, self.out, self.strategy.is_main, self.log)
+        self.engine = ENGINES[cfg.rollout.engine]()
 
     def method(self) -> str:
         """The run's ``method`` tag: gan-cot (or gan-cot-length for the ablation) and the gate's suffix."""
@@ -178,10 +180,11 @@ class AdversarialTrainer:
         return idx[self.strategy.rank :: self.strategy.world]
 
     def rollout(self, indices: list[int], group_size=None, explore: bool = False, temperature=None):
-        with self.strategy.gathered():
+        self.engine.sync(self.strategy.model, self.gate)
+        with self.strategy.for_generation():
             return rollout(
                 self.strategy.model, self.tokenizer, self.task, self.train_examples, indices, self.cfg.rollout,
-                self.gate, group_size, explore, temperature,
+                self.gate, group_size, explore, temperature, self.engine,
             )  # fmt: skip
 
     def sample_and_score(self, indices: list[int], group_size: int):
@@ -207,7 +210,7 @@ class AdversarialTrainer:
     def refresh(self, batch, scores) -> dict:
         from gan_cot.discriminator.refresh import refresh_discriminator
 
-        with self.strategy.gathered() if self.cfg.discriminator.labels == "auto" else contextlib.nullcontext():
+        with self.strategy.for_generation() if self.cfg.discriminator.labels == "auto" else contextlib.nullcontext():
             return refresh_discriminator(
                 self.disc, batch, scores, self.train_examples, self.task, self.cfg.discriminator, self.strategy.model,
                 self.tokenizer, self.strategy, seed=len(self.pool) + self.strategy.rank, rollout_cfg=self.cfg.rollout,
@@ -235,7 +238,7 @@ class AdversarialTrainer:
         policy = self.gate.eval_policy(s.model) if policy is None else policy
         gated_eval = policy is not s.model
         ev, ro = self.cfg.eval, self.cfg.rollout
-        with s.gathered():
+        with s.for_generation():
             res = evaluate(
                 policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
                 max_think_tokens=ev.max_think_tokens or ro.max_think_tokens, keep_rows=gated_eval,

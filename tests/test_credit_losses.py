@@ -53,3 +53,19 @@ def test_token_logprobs_shift():
     ids = torch.tensor([[1, 2, 3]])
     lp = token_logprobs(logits, ids)
     assert lp.shape == (1, 2) and lp[0, 0] > -0.01 and math.isclose(lp[0, 1].item(), math.log(0.25), rel_tol=1e-5)
+
+
+def test_chunked_log_probs_equal_the_whole_and_so_do_their_gradients():
+    from gan_cot.losses import token_logprobs
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 9, 17, requires_grad=True)
+    ids = torch.randint(0, 17, (2, 9))
+    whole = token_logprobs(logits, ids, chunk=64)
+    (g_whole,) = torch.autograd.grad(whole.sum(), logits)
+    chunked = token_logprobs(logits, ids, chunk=3)  # 8 positions in chunks of 3, each recomputed in backward
+    (g_chunked,) = torch.autograd.grad(chunked.sum(), logits)
+    assert chunked.shape == (2, 8) and torch.equal(chunked, whole)
+    assert torch.allclose(g_chunked, g_whole, atol=1e-7)
+    with torch.no_grad():
+        assert torch.equal(token_logprobs(logits, ids, chunk=3), whole)

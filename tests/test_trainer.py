@@ -252,3 +252,17 @@ def test_prune_threshold_keeps_only_steps_judged_useful_with_that_confidence():
     assert useful_steps(steps, probs, 0.8) == [steps[1], steps[3]]
     with pytest.raises(ConfigError, match=r"sft.prune_threshold must be in \(0, 1\)"):
         load_config(AdvConfig, "configs/default.yaml", ["sft.prune_threshold=1.5"])
+
+
+def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, tiny_config):
+    """policy.gradient_checkpointing recomputes activations in backward: one round moves the adapter as without it."""
+    from gan_cot.trainer import AdversarialTrainer
+
+    weights = []
+    for on in (False, True):
+        cfg = tiny_config(tmp_path / str(on), "rounds=1", f"policy.gradient_checkpointing={str(on).lower()}")
+        trainer = AdversarialTrainer(cfg, log=lambda m: None)
+        trainer.train()
+        weights.append({n: p.detach().clone() for n, p in trainer.strategy.model.named_parameters() if "lora_B" in n})
+    assert any(w.abs().sum() > 0 for w in weights[1].values())
+    assert all(torch.allclose(weights[0][n], weights[1][n], atol=1e-5) for n in weights[0])
