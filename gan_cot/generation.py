@@ -89,6 +89,14 @@ class ThinkingBudget(StoppingCriteria):
         self.max_answer = max_answer
         self.ended_at: dict[int, int] = {}
         self.stopped: dict[int, tuple[int, str]] = {}
+        self._ends: dict[int, bool] = {}
+
+    def _may_end(self, token: int) -> bool:
+        """Whether a token can be the last of the marker (its text holds the marker's last character): only then
+        is the row's tail decoded."""
+        if token not in self._ends:
+            self._ends[token] = self.marker[-1] in self.tokenizer.decode([token], skip_special_tokens=True)
+        return self._ends[token]
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
         n = input_ids.shape[1] - self.width
@@ -98,8 +106,10 @@ class ThinkingBudget(StoppingCriteria):
                 done[row] = True
                 continue
             if row not in self.ended_at:
-                tail = input_ids[row, max(self.width, input_ids.shape[1] - self.tail) :].tolist()
-                if self.marker in self.tokenizer.decode(tail, skip_special_tokens=True):
+                if self._may_end(int(input_ids[row, -1])) and self.marker in self.tokenizer.decode(
+                    input_ids[row, max(self.width, input_ids.shape[1] - self.tail) :].tolist(),
+                    skip_special_tokens=True,
+                ):
                     self.ended_at[row] = n
                 elif n >= self.max_think:
                     self.stopped[row] = (n, "think")
