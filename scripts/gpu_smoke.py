@@ -75,8 +75,8 @@ def run(name: str, cmd: list[str], log: Path, env: dict, timeout: int) -> dict:
         r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=timeout)
         rc, out, err = r.returncode, r.stdout, r.stderr
     except subprocess.TimeoutExpired as e:
-        rc, out, err = 124, e.stdout or "", (e.stderr or "") + f"\ntimed out after {timeout} s"
-        out, err = out if isinstance(out, str) else out.decode(), err if isinstance(err, str) else err.decode()
+        out, err = (x.decode(errors="replace") if isinstance(x, bytes) else x or "" for x in (e.stdout, e.stderr))
+        rc, err = 124, err + f"\ntimed out after {timeout} s"
     log.write_text(out + "\n--- stderr ---\n" + err)
     last = None
     for line in reversed(out.strip().splitlines()):
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--cpu", action="store_true", help="run the steps on the CPU in float32 (no GPU needed)")
     p.add_argument("--workdir", default=None, help="keep everything in this folder (default: a temporary one)")
-    p.add_argument("--timeout", type=int, default=300, help="seconds allowed per step")
+    p.add_argument("--timeout", type=int, default=600, help="seconds allowed per step")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
 
