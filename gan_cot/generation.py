@@ -250,6 +250,12 @@ def generate(
     """
     from gan_cot.gate.model import GatedPolicy
 
+    if hasattr(model, "model_for"):  # a merged gated policy: each question on its alpha's merged weights
+        return _generate_merged(
+            model, tokenizer, questions, batch_size, alphas_out, progress, prefixes=prefixes,
+            max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+            num_return_sequences=num_return_sequences, fmt=fmt, max_answer_tokens=max_answer_tokens,
+        )  # fmt: skip
     gated_policy = isinstance(model, GatedPolicy)
     lm = model.peft_model if gated_policy else model
     if alpha is not None and not gated_policy:
@@ -278,4 +284,28 @@ def generate(
         out += [[completion(tokenizer, x) for x in gens[k : k + g]] for k in range(0, len(gens), g)]
         if progress is not None:
             progress(len(chunk))
+    return out
+
+
+def _generate_merged(policy, tokenizer, questions, batch_size, alphas_out, progress, prefixes=None, **kwargs):
+    """:func:`generate` for a :class:`gan_cot.gate.merged.MergedGatedPolicy`: the gate picks every question's alpha,
+    then each alpha's questions run in batches on that alpha's merged model; completions come back in order."""
+    device = _device(policy)
+    alphas: list[float] = []
+    for i in range(0, len(questions), batch_size):
+        chunk = [render_prompt(tokenizer, q) for q in questions[i : i + batch_size]]
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
+        alphas += policy.alpha(enc["input_ids"].to(device), enc["attention_mask"].to(device)).float().cpu().tolist()
+    out: list = [None] * len(questions)
+    for a in sorted(set(alphas)):
+        idx = [i for i, x in enumerate(alphas) if x == a]
+        pre = None if prefixes is None else [prefixes[i] for i in idx]
+        groups = generate(
+            policy.model_for(a), tokenizer, [questions[i] for i in idx], batch_size=batch_size, progress=progress,
+            prefixes=pre, **kwargs,
+        )  # fmt: skip
+        for i, group in zip(idx, groups):
+            out[i] = group
+    if alphas_out is not None:
+        alphas_out += alphas
     return out

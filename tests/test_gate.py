@@ -315,3 +315,28 @@ def test_load_gated_policy_reads_adapter_and_gate_unmerged(tiny_model_dir, tmp_p
         assert torch.equal(got.alpha(enc["input_ids"], enc["attention_mask"]), a)
         assert torch.equal(got(**enc).logits, want(**enc).logits)
     assert load_gated_policy(tmp_path, alpha=0.5).fixed_alpha == 0.5
+
+
+def test_merged_gated_inference_routes_each_question_to_its_alphas_weights(policy, monkeypatch):
+    """Each alpha of the grid merged once: a question runs on plain weights W + alpha * delta, no LoRA layers, and
+    gets what the unmerged, per-row-scaled policy gives it."""
+    from gan_cot.gate.merged import MergedGatedPolicy
+    from gan_cot.generation import generate
+
+    model, tok = policy
+    gate = AlphaGate(32, choices=(0.0, 0.5, 1.0))
+    merged = MergedGatedPolicy(model, gate)
+    assert set(merged.models) == {0.0, 0.5, 1.0}
+    assert not any("lora" in n for n, _ in merged.model_for(1.0).named_parameters())  # plain weights
+    enc = encode(tok, QUESTIONS)
+    for a in (0.0, 0.5, 1.0):
+        with torch.no_grad():
+            plain = merged.model_for(a)(**enc).logits
+        assert torch.allclose(plain, logits(model, enc, a), atol=1e-4), a
+    picks = torch.tensor([1.0, 0.0, 0.5])
+    monkeypatch.setattr(gate, "forward", lambda f: picks[: len(f)])
+    got, want = [], []
+    merged_out = generate(merged, tok, QUESTIONS, max_new_tokens=6, batch_size=3, alphas_out=got)
+    unmerged_out = generate(GatedPolicy(model, gate), tok, QUESTIONS, max_new_tokens=6, batch_size=3, alphas_out=want)
+    assert got == want == picks.tolist()
+    assert [g[0].text for g in merged_out] == [g[0].text for g in unmerged_out]

@@ -3,6 +3,7 @@ and :class:`GatedPolicy`, a peft model whose delta each question gets at its own
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -170,16 +171,18 @@ def prompt_features(
     layer: int = -1,
     pool_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The base model's (adapter disabled) pooled hidden state of each prompt, [batch, hidden], without grad.
+    """The base model's (adapter disabled; or a plain model: the base itself) pooled hidden state of each prompt,
+    [batch, hidden], without grad.
 
     Position ids follow the attention mask (as ``generate`` computes them), so left and right padding give the
     same features. ``pool_mask`` selects the positions to pool (default: ``attention_mask``).
     """
-    inner = peft_model(model)
+    inner = peft_model(model) if hasattr(getattr(model, "module", model), "disable_adapter") else model
     device = next(inner.parameters()).device
     input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
     position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-    with torch.no_grad(), inner.disable_adapter():
+    off = inner.disable_adapter() if hasattr(inner, "disable_adapter") else contextlib.nullcontext()
+    with torch.no_grad(), off:
         out = inner(
             input_ids=input_ids,
             attention_mask=attention_mask,
