@@ -20,11 +20,20 @@ def init_distributed() -> tuple[int, int]:
     """Rank and world size; a plain ``python`` run becomes a one-process group (gloo on a CPU, NCCL on GPUs)."""
     import deepspeed
 
-    if "RANK" not in os.environ:
+    # A one-process group of our own is marked with the process id and port; a child process (a script run from a
+    # test or a notebook) inherits the marks, finds another pid and the parent's port, and opens its own group.
+    solo = os.environ.get("GAN_COT_SOLO_GROUP", "")
+    inherited = (
+        solo
+        and solo != f"{os.getpid()}:{os.environ.get('MASTER_PORT')}"
+        and solo.endswith(f":{os.environ.get('MASTER_PORT')}")
+    )
+    if "RANK" not in os.environ or inherited:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        os.environ["GAN_COT_SOLO_GROUP"] = f"{os.getpid()}:{port}"
     if not torch.distributed.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, verbose=False)

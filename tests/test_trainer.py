@@ -266,3 +266,20 @@ def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, tiny_config):
         weights.append({n: p.detach().clone() for n, p in trainer.strategy.model.named_parameters() if "lora_B" in n})
     assert any(w.abs().sum() > 0 for w in weights[1].values())
     assert all(torch.allclose(weights[0][n], weights[1][n], atol=1e-5) for n in weights[0])
+
+
+def test_a_script_started_from_a_process_with_its_own_group_opens_another():
+    """A one-process group marks the environment; a child process (a script run from a test or a notebook) inherits
+    the marks and the parent's port, and must open a group on a port of its own instead of failing to bind."""
+    import subprocess
+    import sys
+
+    from gan_cot.distributed import init_distributed
+
+    init_distributed()
+    code = "import os; from gan_cot.distributed import init_distributed; init_distributed(); print(os.environ['MASTER_PORT'])"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import os
+
+    assert r.stdout.strip().splitlines()[-1] != os.environ["MASTER_PORT"]
