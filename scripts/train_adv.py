@@ -5,6 +5,7 @@ discriminator refresh) on DeepSpeed engines.
     deepspeed --num_gpus 2 scripts/train_adv.py --config configs/qwen1.5b_gsm8k.yaml
     deepspeed scripts/train_adv.py rounds=5 credit.mode=length       # overrides: key=value, dotted
     deepspeed scripts/train_adv.py --discriminator NAME_OR_PATH      # plug and play: a frozen discriminator
+    deepspeed scripts/train_adv.py --discriminator PRM --label-map LABEL_0=wrong,LABEL_1=useful   # a two-way PRM
     deepspeed scripts/train_adv.py --resume                          # continue the same run and MLflow run
     deepspeed scripts/train_adv.py --alpha 1.5                       # a fixed alpha instead of the learned gate
 
@@ -15,12 +16,14 @@ tokens_vs_minimal, wall_seconds, peak_rss_mb.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json
 from gan_cot.config import ConfigError, load_config
+from gan_cot.discriminator.card import parse_label_map
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 
@@ -32,6 +35,12 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (loss.kl_coef=0.05)")
     p.add_argument("--discriminator", default=None, help="use this discriminator frozen (plug-and-play mode)")
+    p.add_argument(
+        "--label-map",
+        default=None,
+        help="the discriminator's labels -> classes, NAME=CLASS,... (discriminator.label_map)",
+    )
+    p.add_argument("--sha256", default=None, help="sha256 of a --discriminator archive URL (discriminator.sha256)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's latest checkpoint")
     p.add_argument(
         "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.kind=fixed)"
@@ -46,9 +55,13 @@ def main(argv=None) -> int:
     if args.alpha is not None:
         overrides += ["gate.kind=fixed", f"gate.alpha={args.alpha!r}"]
     try:
+        if args.sha256:
+            overrides.append(f"discriminator.sha256={args.sha256}")
+        if args.label_map:
+            overrides.append("discriminator.label_map=" + json.dumps(parse_label_map(args.label_map)))
         cfg = load_config(AdvConfig, args.config, overrides)
         preflight(cfg)
-    except (ConfigError, UsageError) as e:
+    except (ConfigError, UsageError, ValueError) as e:
         fail(str(e))
     from gan_cot.discriminator.registry import DiscriminatorSourceError
     from gan_cot.trainer import AdversarialTrainer
@@ -72,7 +85,8 @@ def main(argv=None) -> int:
 def preflight(cfg) -> None:
     """Everything that can be checked before DeepSpeed starts and the models load, leaving nothing behind:
     the policy folder, the DeepSpeed config, the output folder and MLflow store (writable), the task's data
-    (every split the run reads) and the discriminator (files, card, label map, tokenizer; not its weights).
+    (every split the run reads) and the discriminator (files, card, layout, label map, tokenizer against its
+    vocabulary, the redundancy head; not its weights).
     Raises UsageError with one line naming the file, line or key."""
     from gan_cot import tracking
     from gan_cot.discriminator.model import Discriminator
@@ -89,9 +103,9 @@ def preflight(cfg) -> None:
     try:
         if cfg.task != "ledger":  # the ledger task is generated, file-backed tasks are read now
             task = get_task(cfg.task, path=cfg.data)
-            for split in ("train", "test") + (("validation",) if cfg.eval.every else ()):
+            for split in ("train", "validation", "test"):  # a bad line anywhere in the data stops the run now
                 task.examples(split)
-        Discriminator.check(cfg.discriminator.name)
+        Discriminator.check_config(cfg.discriminator)
     except (ValueError, DiscriminatorSourceError) as e:
         raise UsageError(str(e)) from e
 
