@@ -105,6 +105,11 @@ def preflight(cfg) -> None:
             task = get_task(cfg.task, path=cfg.data)
             for split in ("train", "validation", "test"):  # a bad line anywhere in the data stops the run now
                 task.examples(split)
+            if cfg.discriminator.labels == "gold" and not hasattr(task, "gold_labels"):
+                raise UsageError(
+                    f"discriminator.labels=gold needs a task with gold step labels (ledger); task {cfg.task} has "
+                    "none: set discriminator.labels=auto (automatic labels from rollouts)"
+                )
         Discriminator.check_config(cfg.discriminator)
     except (ValueError, DiscriminatorSourceError) as e:
         raise UsageError(str(e)) from e

@@ -124,9 +124,11 @@ def parse_label_map(text: str | None, flag: str = "--label-map") -> dict[str, st
 
 
 def _example(names: list[str]) -> str:
-    if len(names) == 2:
-        return f"{names[0]}=wrong,{names[1]}=useful"
-    return ",".join(f"{n}={lab}" for n, lab in zip(names, LABELS))
+    """A map to suggest: the labels' own names where they are classes, else TRL's order (class 1 is correct)."""
+    if set(names) <= set(LABELS):
+        return ",".join(f"{n}={n}" for n in names)
+    targets = ("wrong", "useful") if len(names) == 2 else LABELS
+    return ",".join(f"{n}={lab}" for n, lab in zip(names, targets))
 
 
 def class_index(names: list[str], label_map: dict[str, str], where: str) -> list[int]:
