@@ -46,7 +46,7 @@ def main(argv=None) -> int:
         "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.kind=fixed)"
     )
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # key=value overrides may come before and after the flags
     from gan_cot.adv_config import AdvConfig
 
     overrides = list(args.overrides)
