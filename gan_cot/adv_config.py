@@ -161,8 +161,8 @@ class DiscriminatorRunConfig:
     sha256: str | None = field(None, help="sha256 of the archive when name is an archive URL not in the registry")
     checks: list[str] | None = field(
         None,
-        help="rule checks next to the model: [arithmetic] (a step with a false equation is wrong), [] for none; "
-        "null: the card's",
+        help="rule checks next to the model: arithmetic (a step with a false equation is wrong), repeat (a step "
+        "that repeats an earlier one is redundant), [] for none; null: the card's",
     )
     device: str = field("auto", help="device of the discriminator: auto (the policy's), cpu, cuda, cuda:1 ...")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(

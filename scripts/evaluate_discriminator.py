@@ -43,9 +43,9 @@ def main(argv=None) -> int:
     p.add_argument("--sha256", default=None, help="sha256 of an archive URL's download")
     p.add_argument(
         "--checks",
-        choices=("card", "none", "arithmetic"),
         default="card",
-        help="rule checks next to the model: the card's (default), none (the model alone), arithmetic",
+        help="rule checks next to the model: card (the card's, default), none (the model alone), or a comma list of "
+        "arithmetic and repeat",
     )
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--offline", action="store_true")
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
         disc = Discriminator.from_pretrained(
             args.discriminator, label_map=label_map, layout=args.layout, redundancy=args.redundancy,
             redundancy_head=args.redundancy_head, sha256=args.sha256, cache_dir=args.cache_dir, offline=args.offline,
-            checks=None if args.checks == "card" else [] if args.checks == "none" else [args.checks],
+            checks=None if args.checks == "card" else [] if args.checks == "none" else args.checks.split(","),
         )  # fmt: skip
         if args.policy:
             from gan_cot.models import load_model, load_tokenizer

@@ -137,19 +137,28 @@ def test_calculator_flagged_steps_keep_wrong_for_every_seed():
         assert len(rec.steps) == len(rec.labels) and {"redundant", "wrong"} & set(rec.labels[1:] + [rec.labels[0]])
 
 
-def test_arithmetic_check_marks_false_equations_wrong(disc):
+def test_checks_mark_false_equations_wrong_and_repeats_redundant(disc):
     from gan_cot.discriminator.checks import false_equation
 
     assert false_equation("Natalia sold 48/2 = 27 clips in May.") and false_equation("2 * 23 - 4 = 46 - 4 = 43")
     for fine in ["Natalia sold 48/2 = 24 clips.", "10/3 = 3.33 each", "2 * 23 - 4 = 46 - 4 = 42", "So far we have 24.",
                  "There are 60 students x 2/3 = 40 students", "8 x 1 1/2 = 12 rolls", "1/5 = 20%"]:  # fmt: skip
         assert not false_equation(fine), fine
-    steps = ["She sold 48/2 = 24 clips.", "She sold 48/2 = 27 clips.", "So far we have 24."]
+    assert false_equation("200 GB * 40% = 79 GB") and false_equation("$20/hour * 35 hours/week = $698/week")
+    assert not false_equation("$20/hour * 35 hours/week = $700/week") and not false_equation("3 / 2 = 2 1/2 hours")
+    steps = [
+        "She sold 48/2 = 24 clips.",
+        "She sold 48/2 = 27 clips.",
+        "So far we have 24.",
+        "she sold 48/2 = 24  clips.",
+    ]
     plain = disc.score(["How many clips?"], [steps])[0]
     disc.card.checks = ["arithmetic"]
     checked = disc.score(["How many clips?"], [steps])[0]
     assert checked[1].tolist() == [0.0, 0.0, 1.0]
-    assert torch.equal(checked[[0, 2]], plain[[0, 2]])  # steps without a false equation keep the model's scores
+    assert torch.equal(checked[[0, 2, 3]], plain[[0, 2, 3]])  # steps without a false equation keep the model's scores
+    disc.card.checks = ["arithmetic", "repeat"]
+    assert disc.score(["How many clips?"], [steps])[0][3].tolist() == [0.0, 1.0, 0.0]  # repeats step 0
 
 
 def test_shrunk_backbone_tokenizes_its_text_as_before(tmp_path):

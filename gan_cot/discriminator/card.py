@@ -103,9 +103,10 @@ class DiscriminatorCard:
                     f"{where}: the step_tag layout needs step_tag with non-empty {list(STEP_TAG_KEYS)}, e.g. "
                     '{"tag": "ки", "good": "+", "bad": "-"} (Math-Shepherd); got ' + repr(self.step_tag)
                 )
-        unknown = sorted(set(self.checks) - {"arithmetic"})
-        if not isinstance(self.checks, list) or unknown:
-            raise DiscriminatorError(f"{where}: checks must be a list of ['arithmetic'], got {self.checks!r}")
+        if not isinstance(self.checks, list) or sorted(set(self.checks) - {"arithmetic", "repeat"}):
+            raise DiscriminatorError(
+                f"{where}: checks must be a list of 'arithmetic' and 'repeat', got {self.checks!r}"
+            )
         if self.max_length is not None and self.max_length < 8:
             raise DiscriminatorError(f"{where}: max_length must be at least 8, got {self.max_length}")
 
