@@ -189,8 +189,9 @@ class Gsm8kTask(TaskBase):
     Splits (:mod:`gan_cot.tasks.splits`), decided by each record's question so that no test question reaches
     training: ``test`` is the test data (a single file: about 15% of its questions); ``validation`` takes
     ``validation_size`` records of the rest, at most a tenth; ``train`` the others (a folder's train data less any
-    question of its test data). Bad lines raise :class:`TaskDataError` naming file and line, or with
-    ``skip_bad=True`` are skipped, counted in ``self.skipped[split]`` and reported in one warning. A file may
+    question of its test data). A file is checked whole when a split first reads it: a bad line raises
+    :class:`TaskDataError` naming file and line, or with ``skip_bad=True`` is skipped, counted in
+    ``self.skipped[split]`` of the split it falls in and reported in one warning. A file may
     start with a UTF-8 byte-order mark; an empty file is named in the error.
     """
 
@@ -258,7 +259,7 @@ class Gsm8kTask(TaskBase):
     # --- loading -----------------------------------------------------------------------------------
 
     def _load(self, split: str) -> list[Example]:
-        where, entries, ids = self._source(split)
+        where, entries = self._source(split)
         test_source = self.dataset is not None or self.path.is_dir()  # a test split of its own
         if test_source and split == "test":
             chosen = entries
@@ -276,19 +277,10 @@ class Gsm8kTask(TaskBase):
                 )
         examples, bad = [], []
         for number, loc, parsed, _ in chosen:
-            try:
-                if isinstance(parsed, ValueError):
-                    raise parsed
-                ex = parse_record(parsed, id=f"gsm8k-{split}-{number}", keep_calculator=self.keep_calculator)
-                record_id = ex.meta.get("record_id")
-                if record_id is not None and ids[record_id] != loc:
-                    raise ValueError(f"duplicate id {record_id!r} (first used at {ids[record_id]})")
-            except ValueError as e:  # also json.JSONDecodeError and UnicodeDecodeError
-                if not self.skip_bad:
-                    raise TaskDataError(f"{loc}: {e}; fix or remove the line") from e
-                bad.append(f"{loc} ({e})")
+            if isinstance(parsed, ValueError):  # only with skip_bad: otherwise reading the file raised it
+                bad.append(f"{loc} ({parsed})")
                 continue
-            examples.append(ex)
+            examples.append(parse_record(parsed, id=f"gsm8k-{split}-{number}", keep_calculator=self.keep_calculator))
         self.skipped[split] = len(bad)
         if bad:
             shown = "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
@@ -296,25 +288,30 @@ class Gsm8kTask(TaskBase):
         return examples
 
     def _source(self, split: str):
-        """``(where, entries, ids)`` of the data ``split`` is drawn from: entries ``(number, location, parsed record
-        or the ValueError that parsing it raised, question key)`` and the first location of every record id."""
+        """``(where, entries)`` of the data ``split`` is drawn from, read and checked whole the first time (a bad line
+        anywhere in it raises, unless ``skip_bad``): entries ``(number, location, record or the ValueError it
+        raised, question key)``."""
         name = "test" if split == "test" else "train"
         if name not in self._sources:
             where, rows = self._dataset_rows(name) if self.dataset is not None else self._jsonl_rows(name)
-            entries, ids = [], {}
+            entries, ids = [], {}  # record id -> where it first appeared
             for number, loc, parse in rows:
                 try:
                     parsed = parse()
-                except ValueError as e:
+                    record_id = parse_record(parsed, id="check").meta.get("record_id")
+                    if record_id is not None and record_id in ids:
+                        raise ValueError(f"duplicate id {record_id!r} (first used at {ids[record_id]})")
+                    ids.setdefault(record_id, loc)
+                except ValueError as e:  # also json.JSONDecodeError and UnicodeDecodeError
+                    if not self.skip_bad:
+                        raise TaskDataError(f"{loc}: {e}; fix or remove the line") from e
                     parsed = e
                 record = parsed if isinstance(parsed, dict) else {}
                 key = question_key(record["question"]) if isinstance(record.get("question"), str) else loc
-                if isinstance(record.get("id"), (str, int)):
-                    ids.setdefault(record["id"], loc)
                 entries.append((number, loc, parsed, key))
             if not entries:
                 raise TaskDataError(f"{where} holds no records; a GSM8K file has one JSON object per line")
-            self._sources[name] = (where, entries, ids)
+            self._sources[name] = (where, entries)
         return self._sources[name]
 
     def _jsonl_rows(self, name: str):
