@@ -41,6 +41,8 @@ def main(argv=None) -> int:
         help="the discriminator's labels -> classes, NAME=CLASS,... (discriminator.label_map)",
     )
     p.add_argument("--sha256", default=None, help="sha256 of a --discriminator archive URL (discriminator.sha256)")
+    p.add_argument("--data", default=None, help="the task's data: a folder or a .jsonl file (data=)")
+    p.add_argument("--mlflow-dir", default=None, help="local MLflow store folder (mlflow_dir=)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's latest checkpoint")
     p.add_argument(
         "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.kind=fixed)"
@@ -55,8 +57,13 @@ def main(argv=None) -> int:
     if args.alpha is not None:
         overrides += ["gate.kind=fixed", f"gate.alpha={args.alpha!r}"]
     try:
-        if args.sha256:
-            overrides.append(f"discriminator.sha256={args.sha256}")
+        for key, value in (
+            ("discriminator.sha256", args.sha256),
+            ("data", args.data),
+            ("mlflow_dir", args.mlflow_dir),
+        ):
+            if value is not None:
+                overrides.append(f"{key}={value}")
         if args.label_map:
             overrides.append("discriminator.label_map=" + json.dumps(parse_label_map(args.label_map)))
         cfg = load_config(AdvConfig, args.config, overrides)

@@ -526,6 +526,8 @@ CASES: list[Case] = [
          _numeric_answer, (), accepted=True),
     Case("data-missing-file", "data", "train_adv", "train_adv.py task=gsm8k data=nowhere.jsonl",
          lambda w, s: _adv(w, s, "task=gsm8k", f"data={w / 'nowhere.jsonl'}"), ("GSM8K data not found", "nowhere")),
+    Case("data-missing-file-flag", "data", "train_adv", "train_adv.py task=gsm8k --data nowhere.jsonl",
+         lambda w, s: [*_adv(w, s, "task=gsm8k"), "--data", str(w / "nowhere.jsonl")], ("GSM8K data not found", "nowhere")),
     # ---- configs (key=value overrides and YAML files)
     Case("config-unknown-key", "config", "train_adv", "train_adv.py roundz=3", _config_case("roundz=3"),
          ("command line: unknown key 'roundz'",)),

@@ -290,8 +290,8 @@ def settings_of(cfg) -> dict:
 
 def check_tokenizer(tokenizer, card: DiscriminatorCard, config: dict, where: str) -> None:
     """Refuse a discriminator tokenizer that cannot read chains: encoding fails, most of a plain chain comes out as
-    the unknown token (a vocabulary unrelated to the text), two steps are scored at one token, or it has ids the
-    model's embedding does not (a tokenizer from another model)."""
+    the unknown token (a vocabulary unrelated to the text), two steps are scored at one token, or a chain, its padding
+    or its step markers get ids past the model's embedding (a tokenizer from another model)."""
     sep = resolve_separator(card.separator)
     try:
         enc = layouts.encode(tokenizer, card, sep, PROBE_QUESTION, PROBE_STEPS)
@@ -316,7 +316,7 @@ def check_tokenizer(tokenizer, card: DiscriminatorCard, config: dict, where: str
             "it cannot tell the steps apart"
         )
     vocab = config.get("vocab_size")
-    top = max(ids + special + [len(tokenizer) - 1])
+    top = max(ids + special + [i for i in (tokenizer.pad_token_id, tokenizer.bos_token_id) if i is not None])
     if isinstance(vocab, int) and top >= vocab:
         raise DiscriminatorError(
             f"{where}: the tokenizer has ids up to {top} but the model's embedding has {vocab} rows (config.json "
