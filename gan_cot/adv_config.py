@@ -8,6 +8,7 @@ YAML file states only what differs (``configs/default.yaml``: the built-in task'
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -153,8 +154,52 @@ class DiscriminatorRunConfig:
     )
     label_rollouts: int = field(4, help="auto labels: continuations sampled from every prefix of a labelled chain")
 
+    label_map: dict[str, str] | None = field(
+        None,
+        help="model label -> useful / redundant / wrong, e.g. {LABEL_0: wrong, LABEL_1: useful} for a two-way PRM "
+        "(null: the checkpoint's card or registry entry)",
+    )
+    layout: Literal["auto", "gan_cot", "trl_prm", "step_tag", "qwen_prm"] = field(
+        "auto",
+        help="how the checkpoint scores steps: auto (its card, registry entry or config.json), gan_cot, trl_prm "
+        "(TRL PRMTrainer token classification), step_tag (a causal LM scored by good/bad tokens at a step tag, "
+        "Math-Shepherd), qwen_prm (Qwen2.5-Math-PRM)",
+    )
+    step_tag: dict[str, str] | None = field(
+        None, help="step_tag layout: {tag: ки, good: +, bad: -} (null: the registry entry's)"
+    )
+    separator: str | None = field(None, help="how the discriminator joins steps (null: its card's)")
+    redundancy: Literal["none", "probe", "head"] | None = field(
+        None,
+        help="where a two-way scorer's redundant comes from: none, probe (a step that does not raise the policy's "
+        "probability of the right answer) or head (redundancy_head's three-way scores); null: the card's (none)",
+    )
+    redundancy_head: str | None = field(None, help="redundancy=head: a three-way discriminator, e.g. gsm8k-minilm")
+    sha256: str | None = field(None, help="sha256 of the archive when name is an archive URL not in the registry")
+    checks: list[str] | None = field(
+        None,
+        help="rule checks next to the model: arithmetic (a step with a false equation is wrong), repeat (a step "
+        "that repeats an earlier one is redundant), [] for none; null: the card's",
+    )
+    device: str = field("auto", help="device of the discriminator: auto (the policy's), cpu, cuda, cuda:1 ...")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = field(
+        "auto", help="weights' dtype: auto (float32 on a CPU, bfloat16 on a GPU)"
+    )
+
     def __post_init__(self):
         check_bounds(self, "discriminator", ("lr", "label_rollouts"), ("refresh_steps", "label_chains"))
+        bad = sorted(set((self.label_map or {}).values()) - {"useful", "redundant", "wrong"})
+        if bad:
+            raise ConfigError(f"discriminator.label_map maps to {bad}; the classes are useful, redundant and wrong")
+        if (self.redundancy == "head") != bool(self.redundancy_head):
+            raise ConfigError(
+                "discriminator.redundancy=head and discriminator.redundancy_head=NAME go together (the head is a "
+                "three-way discriminator whose redundant scores a two-way PRM uses)"
+            )
+        if self.step_tag is not None and sorted(self.step_tag) != ["bad", "good", "tag"]:
+            raise ConfigError(f"discriminator.step_tag needs the keys tag, good and bad, got {sorted(self.step_tag)}")
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError(f"discriminator.device must be auto, cpu, mps, cuda or cuda:N, got {self.device!r}")
 
 
 @dataclass

@@ -86,7 +86,9 @@ class AdversarialTrainer:
         )
         engine, *_ = deepspeed.initialize(model=model, model_parameters=params, optimizer=optimizer, config=ds_config)
         self.strategy = Strategy(engine, rank, world, cfg.max_nan_steps, self.log)
-        self.disc = Discriminator.from_pretrained(cfg.discriminator.name)
+        self.disc = Discriminator.from_config(cfg.discriminator, device=self.strategy.device)
+        answers = {self.task.prompt(ex): ex.answer for ex in self.train_examples}
+        self.disc.bind_policy(self.strategy.model, self.tokenizer, answers, self.task.format)  # redundancy: probe
         self.pool = SFTPool(cfg, self.tokenizer, self.task, self.train_examples)
         self.checkpoints = Checkpoints(self.out / "checkpoints", self.strategy)
         self.logger = RunLogger(cfg, self.out, self.strategy.is_main, self.log)
@@ -298,10 +300,9 @@ class AdversarialTrainer:
 
     def load_checkpoint(self) -> bool:
         """Restore the latest whole checkpoint, if any; returns whether one was found."""
-        from gan_cot.discriminator.model import Discriminator
 
         def extra(folder: Path) -> None:
-            self.disc = Discriminator.from_pretrained(str(folder / "discriminator"))
+            self.disc = self.disc.reload(folder / "discriminator")
 
         state = self.checkpoints.load(extra)
         if state is None:

@@ -2,10 +2,14 @@
 
     python scripts/evaluate_discriminator.py --json
     python scripts/evaluate_discriminator.py --discriminator ledger-tiny --task ledger --split test --n 500 --json
-    python scripts/evaluate_discriminator.py --discriminator PATH --label-map LABEL_0=useful,LABEL_1=redundant,LABEL_2=wrong
+    python scripts/evaluate_discriminator.py --discriminator gsm8k-minilm --task gsm8k --split test --json
+    python scripts/evaluate_discriminator.py --discriminator PRM --label-map LABEL_0=wrong,LABEL_1=useful \
+        --redundancy head --redundancy-head gsm8k-minilm --task gsm8k
 
-``--discriminator`` takes a registry name, a local folder, an archive URL or a Hub id (see
-``scripts/download_discriminator.py``). The last line is one JSON object with ``--json``.
+``--discriminator`` takes a registry name, a local folder, an archive URL (with ``--sha256``) or a Hub id (see
+``scripts/download_discriminator.py``). A two-way PRM scores useful / wrong; its redundant steps come from
+``--redundancy``: none, head (``--redundancy-head``, a three-way discriminator) or probe (``--policy``, the
+answer-probability probe). The last line is one JSON object with ``--json``.
 """
 
 from __future__ import annotations
@@ -14,21 +18,10 @@ import argparse
 import sys
 
 from gan_cot.cli import UsageError, fail, print_json
+from gan_cot.discriminator.card import LAYOUTS, REDUNDANCY_SOURCES, parse_label_map
 from gan_cot.discriminator.registry import DiscriminatorSourceError
 
 DEFAULT_DISCRIMINATOR = "ledger-tiny"
-
-
-def parse_label_map(text: str | None) -> dict[str, str] | None:
-    if not text:
-        return None
-    out = {}
-    for item in text.split(","):
-        if "=" not in item:
-            raise UsageError(f"--label-map item {item!r} is not NAME=CLASS (e.g. LABEL_0=useful)")
-        k, v = item.split("=", 1)
-        out[k.strip()] = v.strip()
-    return out
 
 
 def main(argv=None) -> int:
@@ -42,7 +35,18 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=None, help="gsm8k data folder or .jsonl")
     p.add_argument("--verbose-only", action="store_true", help="ledger: score the reference verbose chains only")
-    p.add_argument("--label-map", default=None, help="for checkpoints without a card: NAME=CLASS,...")
+    p.add_argument("--label-map", default=None, help="the model's labels -> classes: NAME=CLASS,...")
+    p.add_argument("--layout", choices=LAYOUTS, default=None, help="the checkpoint's layout (default: recognised)")
+    p.add_argument("--redundancy", choices=REDUNDANCY_SOURCES, default=None, help="two-way PRMs: redundant's source")
+    p.add_argument("--redundancy-head", default=None, help="--redundancy head: a three-way discriminator")
+    p.add_argument("--policy", default=None, help="--redundancy probe: the policy (folder or Hub id)")
+    p.add_argument("--sha256", default=None, help="sha256 of an archive URL's download")
+    p.add_argument(
+        "--checks",
+        default="card",
+        help="rule checks next to the model: card (the card's, default), none (the model alone), or a comma list of "
+        "arithmetic and repeat",
+    )
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--offline", action="store_true")
     p.add_argument("--json", action="store_true")
@@ -51,6 +55,8 @@ def main(argv=None) -> int:
         if args.n <= 0:
             raise UsageError(f"--n must be positive, got {args.n}")
         label_map = parse_label_map(args.label_map)
+        if (args.redundancy == "probe") != bool(args.policy):
+            raise UsageError("--redundancy probe and --policy PATH go together (the probe reads the policy's answers)")
         from gan_cot.tasks import get_task
 
         if args.task == "ledger":
@@ -68,17 +74,25 @@ def main(argv=None) -> int:
         else:
             records = task_records(task, args.split, args.n, args.seed)
         disc = Discriminator.from_pretrained(
-            args.discriminator, label_map=label_map, cache_dir=args.cache_dir, offline=args.offline
-        )
+            args.discriminator, label_map=label_map, layout=args.layout, redundancy=args.redundancy,
+            redundancy_head=args.redundancy_head, sha256=args.sha256, cache_dir=args.cache_dir, offline=args.offline,
+            checks=None if args.checks == "card" else [] if args.checks == "none" else args.checks.split(","),
+        )  # fmt: skip
+        if args.policy:
+            from gan_cot.models import load_model, load_tokenizer
+
+            answers = {ex.question: ex.answer for ex in task.examples(args.split)}
+            disc.bind_policy(load_model(args.policy, dtype="auto").eval(), load_tokenizer(args.policy), answers,
+                             task.format)  # fmt: skip
+        from gan_cot.discriminator.train import evaluate_discriminator, metrics_table
+
+        metrics = evaluate_discriminator(disc, records)
     except (UsageError, ValueError, OSError, DiscriminatorSourceError) as e:
         fail(str(e))
-    from gan_cot.discriminator.train import evaluate_discriminator, metrics_table
-
-    metrics = evaluate_discriminator(disc, records)
     print(metrics_table(metrics))
     if args.json:
         print_json({**metrics, "discriminator": args.discriminator, "task": args.task, "split": args.split,
-                    "n": len(records), "seed": args.seed})  # fmt: skip
+                    "n": len(records), "seed": args.seed, "checks": disc.card.checks})  # fmt: skip
     return 0
 
 

@@ -5,6 +5,7 @@ discriminator refresh) on DeepSpeed engines.
     deepspeed --num_gpus 2 scripts/train_adv.py --config configs/qwen1.5b_gsm8k.yaml
     deepspeed scripts/train_adv.py rounds=5 credit.mode=length       # overrides: key=value, dotted
     deepspeed scripts/train_adv.py --discriminator NAME_OR_PATH      # plug and play: a frozen discriminator
+    deepspeed scripts/train_adv.py --discriminator PRM --label-map LABEL_0=wrong,LABEL_1=useful   # a two-way PRM
     deepspeed scripts/train_adv.py --resume                          # continue the same run and MLflow run
     deepspeed scripts/train_adv.py --alpha 1.5                       # a fixed alpha instead of the learned gate
 
@@ -15,12 +16,14 @@ tokens_vs_minimal, wall_seconds, peak_rss_mb.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json
 from gan_cot.config import ConfigError, load_config
+from gan_cot.discriminator.card import parse_label_map
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 
@@ -32,6 +35,14 @@ def main(argv=None) -> int:
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (loss.kl_coef=0.05)")
     p.add_argument("--discriminator", default=None, help="use this discriminator frozen (plug-and-play mode)")
+    p.add_argument(
+        "--label-map",
+        default=None,
+        help="the discriminator's labels -> classes, NAME=CLASS,... (discriminator.label_map)",
+    )
+    p.add_argument("--sha256", default=None, help="sha256 of a --discriminator archive URL (discriminator.sha256)")
+    p.add_argument("--data", default=None, help="the task's data: a folder or a .jsonl file (data=)")
+    p.add_argument("--mlflow-dir", default=None, help="local MLflow store folder (mlflow_dir=)")
     p.add_argument("--resume", action="store_true", help="continue from the output folder's latest checkpoint")
     p.add_argument(
         "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.kind=fixed)"
@@ -42,7 +53,7 @@ def main(argv=None) -> int:
     )  # fmt: skip
     p.add_argument("--gpus", type=int, default=1, help="with --dry-run: GPUs the run would use (one node)")
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)  # key=value overrides may come before and after the flags
     from gan_cot.adv_config import AdvConfig
 
     overrides = list(args.overrides)
@@ -51,11 +62,20 @@ def main(argv=None) -> int:
     if args.alpha is not None:
         overrides += ["gate.kind=fixed", f"gate.alpha={args.alpha!r}"]
     try:
+        for key, value in (
+            ("discriminator.sha256", args.sha256),
+            ("data", args.data),
+            ("mlflow_dir", args.mlflow_dir),
+        ):
+            if value is not None:
+                overrides.append(f"{key}={value}")
+        if args.label_map:
+            overrides.append("discriminator.label_map=" + json.dumps(parse_label_map(args.label_map)))
         cfg = load_config(AdvConfig, args.config, overrides)
         if args.dry_run:
             return dry_run(cfg, args.gpus)
         preflight(cfg)
-    except (ConfigError, UsageError) as e:
+    except (ConfigError, UsageError, ValueError) as e:
         fail(str(e))
     from gan_cot.discriminator.registry import DiscriminatorSourceError
     from gan_cot.trainer import AdversarialTrainer
@@ -94,7 +114,8 @@ def dry_run(cfg, gpus: int) -> int:
 def preflight(cfg) -> None:
     """Everything that can be checked before DeepSpeed starts and the models load, leaving nothing behind:
     the policy folder, the DeepSpeed config, the output folder and MLflow store (writable), the task's data
-    (every split the run reads) and the discriminator (files, card, label map, tokenizer; not its weights).
+    (every split the run reads) and the discriminator (files, card, layout, label map, tokenizer against its
+    vocabulary, the redundancy head; not its weights).
     Raises UsageError with one line naming the file, line or key."""
     from gan_cot import tracking
     from gan_cot.discriminator.model import Discriminator
@@ -111,14 +132,14 @@ def preflight(cfg) -> None:
     try:
         task = cfg.make_task()
         if cfg.task != "ledger":  # the ledger task is generated, file-backed tasks are read now
-            for split in ("train", "test") + (("validation",) if cfg.eval.every else ()):
+            for split in ("train", "validation", "test"):  # a bad line anywhere in the data stops the run now
                 task.examples(split)
         if cfg.discriminator.labels == "gold" and not hasattr(task, "gold_labels"):
             raise UsageError(
-                f"discriminator.labels=gold needs the task's gold step labels, and task {cfg.task} has none; "
-                "use discriminator.labels=auto"
+                f"discriminator.labels=gold needs a task with gold step labels (ledger); task {cfg.task} has "
+                "none: set discriminator.labels=auto (automatic labels from rollouts)"
             )
-        Discriminator.check(cfg.discriminator.name)
+        Discriminator.check_config(cfg.discriminator)
     except (ValueError, DiscriminatorSourceError) as e:
         raise UsageError(str(e)) from e
 

@@ -83,6 +83,8 @@ def main(argv=None) -> int:
             flat.update({f"val_{lab}_{k}": metrics[lab][k] for k in ("precision", "recall", "f1")})
         mlflow.log_metrics(flat)
         disc.card.metrics = {"validation": metrics, "train": stats}
+        if cfg.save_dtype == "float16":
+            disc.model.half()
         disc.save_pretrained(out)
         mlflow.log_artifact(str(out / "discriminator_card.json"))
         run_id = run.info.run_id

@@ -6,7 +6,9 @@ names the cause (file, line or key), print no traceback, and leave nothing half-
 
 Each :class:`Case` builds its bad input in a fresh folder and runs a real entry point in-process (a script's
 ``main(argv)``): ``scripts/train_adv.py`` (the main job: data files, configs, checkpoints, output folders) or
-``scripts/download_discriminator.py`` (downloads and checkpoint checks). :func:`run_case` returns an
+``scripts/download_discriminator.py`` (downloads and checkpoint checks), ``scripts/evaluate_discriminator.py``.
+A few inputs are cases because they used to be refused and must be accepted (``accepted``: the run finishes).
+:func:`run_case` returns an
 :class:`Outcome` whose :meth:`Outcome.problems` lists every expectation the run missed. ``tests/test_bad_inputs.py``
 runs :data:`CASES`; :func:`main` prints them as a markdown table (cases run in a temporary folder, removed
 afterwards; a row whose run missed an expectation shows the problems in bold; exit code 0 when every case was
@@ -16,11 +18,13 @@ handled as it should be, else 1).
 from __future__ import annotations
 
 import argparse
+import codecs
 import contextlib
 import functools
 import io
 import json
 import os
+import re
 import shutil
 import sys
 import tarfile
@@ -66,6 +70,8 @@ class Case:
     build: Callable[[Path, Shared], list[str]]
     expect: tuple[str, ...]  # substrings of the error line; "{work}" stands for the case's folder
     may_create: tuple[str, ...] = ()  # folders (relative to work) the run may leave, empty, behind
+    forbid: tuple[str, ...] = ()  # substrings the error line must not hold (options the entry point does not have)
+    accepted: bool = False  # an input that must work: exit 0 and a JSON last line (its outputs are not leftovers)
 
 
 @dataclass
@@ -86,6 +92,8 @@ class Outcome:
     @property
     def message(self) -> str:
         """The error line with the case folder shown as ``<tmp>`` (or what happened instead)."""
+        if self.case.accepted and self.code == 0 and not self.raised:
+            return "(accepted: the run finished)"
         if self.raised:
             text = self.raised.strip().splitlines()[-1]
         elif self.error_lines:
@@ -96,6 +104,8 @@ class Outcome:
 
     def problems(self) -> list[str]:
         """Every expectation this run missed (empty when the bad input was handled as it should be)."""
+        if self.case.accepted:
+            return self._accepted_problems()
         out = []
         if self.raised:
             out.append(f"raised instead of exiting: {self.raised.strip().splitlines()[-1]}")
@@ -110,9 +120,25 @@ class Outcome:
             needle = needle.replace("{work}", str(self.work))
             if needle not in line:
                 out.append(f"the error line does not say {needle!r}")
+        for needle in self.case.forbid:
+            if needle in line:
+                out.append(f"the error line names {needle!r}, which {self.case.script}.py does not have")
+        for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)) - script_options(self.case.script)):
+            out.append(f"the error line names {flag}, which {self.case.script}.py does not have")
         if self.leftovers:
             out.append(f"left behind: {', '.join(self.leftovers[:5])}")
         return out
+
+    def _accepted_problems(self) -> list[str]:
+        if self.raised:
+            return [f"raised: {self.raised.strip().splitlines()[-1]}"]
+        if self.code != 0:
+            return [f"exited {self.code}: the input was refused ({self.message})"]
+        try:
+            json.loads(self.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            return ["no JSON result on the last line"]
+        return []
 
     def report(self) -> str:
         return (
@@ -125,6 +151,18 @@ class Outcome:
 
 
 script = functools.cache(load_script)  # scripts/<name>.py as a module, loaded once
+
+
+@functools.cache
+def script_options(name: str) -> set[str]:
+    """The ``--flags`` a script's ``--help`` lists."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            script(name).main(["--help"])
+        except SystemExit:
+            pass
+    return set(re.findall(r"--[a-z][a-z0-9-]*", out.getvalue()))
 
 
 def _tree(root: Path) -> dict[str, bool]:
@@ -166,7 +204,7 @@ def run_case(case: Case, work: Path, shared: Shared) -> Outcome:
     leftovers = [
         rel + ("/" if is_dir else "")
         for rel, is_dir in sorted(after.items())
-        if rel not in before and not (is_dir and rel in case.may_create)
+        if rel not in before and not (is_dir and rel in case.may_create) and not case.accepted
     ]
     return Outcome(case, work, code, out.getvalue(), err.getvalue(), raised, leftovers, seconds)
 
@@ -220,6 +258,35 @@ def _bad_test_split(work: Path, shared: Shared) -> list[str]:
     return _adv(work, shared, "task=gsm8k", f"data={folder}")
 
 
+_GSM8K_RUN = ("discriminator.labels=auto", "discriminator.mode=frozen")  # GSM8K has no gold step labels
+
+
+def _gsm8k_folder(work: Path, test_bytes: bytes) -> Path:
+    folder = work / "gsm8k"
+    folder.mkdir()
+    write_gsm8k(folder / "train.jsonl", None)
+    (folder / "test.jsonl").write_bytes(test_bytes)
+    return folder
+
+
+def _bom(work: Path, shared: Shared) -> list[str]:
+    lines = [json.dumps(gsm8k_record(i)).encode() for i in range(1, 6)]
+    folder = _gsm8k_folder(work, codecs.BOM_UTF8 + b"\n".join(lines) + b"\n")
+    return _adv(work, shared, "task=gsm8k", f"data={folder}", *_GSM8K_RUN)
+
+
+def _numeric_answer(work: Path, shared: Shared) -> list[str]:
+    lines = [json.dumps(gsm8k_record(i)).encode() for i in range(1, 5)]
+    lines.insert(1, b'{"question": "Ann has 3 pens and buys 4. How many pens does she have?", "answer": 7}')
+    folder = _gsm8k_folder(work, b"\n".join(lines) + b"\n")
+    return _adv(work, shared, "task=gsm8k", f"data={folder}", *_GSM8K_RUN)
+
+
+def _empty_file(work: Path, shared: Shared) -> list[str]:
+    (work / "empty.jsonl").write_bytes(b"\n\n")
+    return _adv(work, shared, "task=gsm8k", f"data={work / 'empty.jsonl'}")
+
+
 def _config_case(*overrides: str):
     def build(work: Path, shared: Shared) -> list[str]:
         return _adv(work, shared, *overrides)
@@ -268,6 +335,50 @@ def _label_map(work: Path, shared: Shared) -> list[str]:
     config["label2id"] = {"useful": 0, "wrong": 1}
     (disc / "config.json").write_text(json.dumps(config))
     return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _shrink_vocab(disc: Path, rows: int = 64) -> None:
+    from safetensors.torch import load_file, save_file
+
+    config = json.loads((disc / "config.json").read_text())
+    config["vocab_size"] = rows
+    (disc / "config.json").write_text(json.dumps(config))
+    state = load_file(str(disc / "model.safetensors"))
+    state["model.embed_tokens.weight"] = state["model.embed_tokens.weight"][:rows].contiguous()
+    save_file(state, str(disc / "model.safetensors"), metadata={"format": "pt"})
+
+
+def _tokenizer_past_vocab(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    _shrink_vocab(disc)
+    return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _eval_tokenizer_past_vocab(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    _shrink_vocab(disc)
+    return ["--discriminator", str(disc), "--n", "5"]
+
+
+def _two_way_prm_without_map(work: Path, shared: Shared) -> list[str]:
+    import prm_checkpoints
+    from transformers import AutoTokenizer
+
+    prm = prm_checkpoints.trl_prm(work / "prm", AutoTokenizer.from_pretrained(shared.disc_dir))
+    return [*_adv(work, shared), "--discriminator", str(prm)]
+
+
+def _causal_lm_as_discriminator(work: Path, shared: Shared) -> list[str]:
+    return [*_adv(work, shared), "--discriminator", str(shared.model_dir)]
+
+
+def _pickle_for_training(work: Path, shared: Shared) -> list[str]:
+    _pickle_weights(work, shared)
+    return [*_adv(work, shared), "--discriminator", str(work / "disc")]
+
+
+def _url_without_sha(work: Path, shared: Shared) -> list[str]:
+    return ["--discriminator", _archive(work, shared.disc_dir).as_uri(), "--cache-dir", str(work / "cache")]
 
 
 def _truncate(path: Path) -> None:
@@ -388,7 +499,7 @@ _DL = "download_discriminator.py"
 CASES: list[Case] = [
     # ---- data files (GSM8K-style jsonl)
     Case("data-malformed-json", "data", "train_adv", _DATA, _data_case(b'{"question": "Ann has 3 pens", "answer": '),
-         ("bad.jsonl:3", "not valid JSON")),
+         ("bad.jsonl:3", "not valid JSON", "fix or remove the line"), forbid=("--skip-bad", "skip_bad")),
     Case("data-missing-field", "data", "train_adv", _DATA, _data_case(b'{"question": "Ann has 3 pens."}'),
          ("bad.jsonl:3", "missing field 'answer'")),
     Case("data-empty-chain", "data", "train_adv", _DATA,
@@ -407,8 +518,16 @@ CASES: list[Case] = [
          ("bad.jsonl:3", "duplicate id 'q1'", "bad.jsonl:1")),
     Case("data-bad-test-split", "data", "train_adv", "train_adv.py task=gsm8k data=FOLDER (bad test.jsonl)",
          _bad_test_split, ("test.jsonl:2", "not valid JSON")),
+    Case("data-empty-file", "data", "train_adv", "train_adv.py task=gsm8k data=empty.jsonl", _empty_file,
+         ("empty.jsonl", "holds no records")),
+    Case("data-byte-order-mark", "data", "train_adv", "train_adv.py task=gsm8k data=FOLDER (test.jsonl with a BOM)",
+         _bom, (), accepted=True),
+    Case("data-numeric-answer", "data", "train_adv", 'train_adv.py task=gsm8k data=FOLDER ("answer": 7)',
+         _numeric_answer, (), accepted=True),
     Case("data-missing-file", "data", "train_adv", "train_adv.py task=gsm8k data=nowhere.jsonl",
          lambda w, s: _adv(w, s, "task=gsm8k", f"data={w / 'nowhere.jsonl'}"), ("GSM8K data not found", "nowhere")),
+    Case("data-missing-file-flag", "data", "train_adv", "train_adv.py task=gsm8k --data nowhere.jsonl",
+         lambda w, s: [*_adv(w, s, "task=gsm8k"), "--data", str(w / "nowhere.jsonl")], ("GSM8K data not found", "nowhere")),
     # ---- configs (key=value overrides and YAML files)
     Case("config-unknown-key", "config", "train_adv", "train_adv.py roundz=3", _config_case("roundz=3"),
          ("command line: unknown key 'roundz'",)),
@@ -420,6 +539,8 @@ CASES: list[Case] = [
          _config_case("rollout.batch_size=-8"), ("rollout.batch_size",)),
     Case("config-negative-sft-batch", "config", "train_adv", "train_adv.py sft.batch_size=-2",
          _config_case("sft.batch_size=-2"), ("sft.batch_size",)),
+    Case("config-gold-labels-without-gold", "config", "train_adv", "train_adv.py task=gsm8k (tiny.yaml: labels gold)",
+         _data_case(None), ("discriminator.labels=gold", "task gsm8k", "discriminator.labels=auto")),
     Case("config-bad-yaml", "config", "train_adv", "train_adv.py --config bad.yaml", _bad_yaml,
          ("bad.yaml:", "not valid YAML")),
     # ---- checkpoints (discriminator and policy folders)
@@ -428,13 +549,24 @@ CASES: list[Case] = [
     Case("ckpt-tokenizer-unrelated-vocab", "checkpoint", "train_adv", "train_adv.py --discriminator DISC",
          _tokenizer_unrelated, ("unknown token", "vocabulary does not fit")),
     Case("ckpt-label-map-mismatch", "checkpoint", "train_adv", "train_adv.py --discriminator DISC", _label_map,
-         ("config.json", "['redundant']", "id2label")),
+         ("disc", "['redundant']", "the model's labels are ['useful', 'wrong']", "--label-map")),
     Case("ckpt-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py --discriminator DISC",
          _disc_truncated, ("model.safetensors", "truncated")),
     Case("ckpt-policy-truncated-safetensors", "checkpoint", "train_adv", "train_adv.py model=POLICY",
          _policy_truncated, ("policy/model.safetensors", "truncated")),
     Case("ckpt-pickle-weights", "checkpoint", "download_discriminator", f"{_DL} DISC", _pickle_weights,
-         ("pytorch_model.bin", "pickle", "--allow-pickle")),
+         ("pytorch_model.bin", "pickle", "convert them to safetensors")),
+    Case("ckpt-pickle-weights-train", "checkpoint", "train_adv", "train_adv.py --discriminator DISC (pickle)",
+         _pickle_for_training, ("pytorch_model.bin", "safetensors only"), forbid=("--allow-pickle",)),
+    Case("ckpt-tokenizer-past-vocab", "checkpoint", "train_adv", "train_adv.py --discriminator DISC (64 rows)",
+         _tokenizer_past_vocab, ("disc", "the tokenizer has ids up to", "embedding has 64 rows", "vocab_size")),
+    Case("ckpt-tokenizer-past-vocab-eval", "checkpoint", "evaluate_discriminator",
+         "evaluate_discriminator.py --discriminator DISC (64 rows)", _eval_tokenizer_past_vocab,
+         ("disc", "embedding has 64 rows")),
+    Case("ckpt-two-way-prm-no-label-map", "checkpoint", "train_adv", "train_adv.py --discriminator TRL-PRM",
+         _two_way_prm_without_map, ("prm", "['LABEL_0', 'LABEL_1']", "--label-map LABEL_0=wrong,LABEL_1=useful")),
+    Case("ckpt-causal-lm-as-discriminator", "checkpoint", "train_adv", "train_adv.py --discriminator POLICY",
+         _causal_lm_as_discriminator, ("LlamaForCausalLM", "discriminator.layout=step_tag")),
     Case("ckpt-remote-code", "checkpoint", "train_adv", "train_adv.py --discriminator DISC", _remote_code,
          ("config.json", "auto_map", "refuses to run code")),
     Case("ckpt-resume-missing-checkpoint", "checkpoint", "train_adv", "train_adv.py --resume (latest -> gone)",
@@ -449,6 +581,9 @@ CASES: list[Case] = [
          may_create=("cache",)),
     Case("download-missing-name", "download", "train_adv", "train_adv.py discriminator.name=no-such-discriminator",
          _missing_name, ("unknown discriminator 'no-such-discriminator'", "ledger-tiny")),
+    Case("download-url-without-sha256", "download", "evaluate_discriminator",
+         "evaluate_discriminator.py --discriminator file://disc.tar.gz", _url_without_sha,
+         ("disc.tar.gz", "needs its sha256", "--sha256 HEX")),
     Case("download-cache-unwritable", "download", "download_discriminator", f"{_DL} URL --cache-dir UNWRITABLE",
          _cache_unwritable, ("cache folder", "cannot be written")),
     # ---- outputs

@@ -52,8 +52,10 @@ def test_bench_reports_the_three_ratios(tmp_path, capsys, monkeypatch):
         assert out["rollouts_to_target_ratio"] is None
     gt = out["generation_time"]
     assert gt["base_seconds_per_answer"] > 0 and gt["ours_seconds_per_answer"] > 0
-    # the default trains an alpha gate: ours is timed as it answers, unmerged with the gate choosing alpha
-    assert gt["ours_gated"] is True
+    # the default trains an alpha gate: ours is timed as it answers, the gate choosing alpha and each question
+    # running on its alpha's merged copy; the LoRA layers scaled per row are timed beside it
+    assert gt["ours_gated"] is True and gt["ours_unmerged_seconds_per_answer"] > 0
+    assert gt["token_ratio"] == pytest.approx(gt["ours_mean_tokens"] / gt["base_mean_tokens"])
     assert (tmp_path / "work" / "ours-adapter" / "alpha_gate.safetensors").exists()
     assert out["settings"]["group_size"] == 2 and out["settings"]["questions"] == 2
     assert "notes" in out and out["wall_seconds"]["total"] > 0
@@ -85,7 +87,7 @@ def test_the_table_bounds_the_ratio_when_only_ours_reached_the_target():
         },
         "rollouts_to_target_ratio": None,
         "rollouts_to_target_ratio_below": 128 / 1920,
-        "generation_time": {"ours_seconds_per_answer": 0.01, "base_seconds_per_answer": 0.02},
+        "generation_time": {"ours_seconds_per_answer": 0.01, "base_seconds_per_answer": 0.02, "token_ratio": 0.5},
         "generation_time_ratio": 0.5,
         "wall_seconds": {"total": 1.0},
         "load_average": {"start": 0.0, "end": 0.0},

@@ -1,4 +1,5 @@
 import builtins
+import codecs
 import json
 import logging
 import shutil
@@ -24,14 +25,21 @@ def folder(tmp_path):
     return tmp_path
 
 
+def by_line(task) -> dict:
+    """Every example of a task's splits, by the line it came from."""
+    return {
+        int(ex.id.rsplit("-", 1)[1]): ex for split in ("train", "validation", "test") for ex in task.examples(split)
+    }
+
+
 @pytest.fixture
 def small():
-    return {ex.id: ex for ex in Gsm8kTask(path=SMALL).examples("test")}
+    return by_line(Gsm8kTask(path=SMALL))
 
 
 def test_parse_steps_answer_and_annotations(small):
-    assert list(small) == [f"gsm8k-test-{i}" for i in (1, 2, 3, 4, 5, 6, 8)]
-    ex = small["gsm8k-test-1"]
+    assert sorted(small) == [1, 2, 3, 4, 5, 6, 8]
+    ex = small[1]
     assert ex.question.startswith("Natalia sold clips")
     assert ex.steps == [
         "Natalia sold 48/2 = 24 clips in May.",
@@ -45,16 +53,16 @@ def test_parse_steps_answer_and_annotations(small):
     assert ex.meta["calc_ok"] == [True, True]
     assert ex.difficulty == 2
     assert ex.labels is None and ex.minimal_steps is None
-    assert small["gsm8k-test-2"].steps[0] == "Weng earns 12/60 = $0.2 per minute."
-    assert small["gsm8k-test-4"].difficulty == 4
+    assert small[2].steps[0] == "Weng earns 12/60 = $0.2 per minute."
+    assert small[4].difficulty == 4
     assert all("<<" not in s and ">>" not in s for e in small.values() for s in e.steps)
 
 
 def test_wrong_annotation_and_unannotated_step(small):
-    muffins = small["gsm8k-test-6"]
+    muffins = small[6]
     assert muffins.meta["calc_ok"] == [False, True]
     assert calculator_labels(muffins) == ["wrong", None]
-    pencils = small["gsm8k-test-8"]
+    pencils = small[8]
     assert pencils.answer == "1200"  # '#### 1,200' normalised
     assert pencils.meta["calc_ok"] == [None, True]  # '<<25*48=1,200>>' is right
     assert calculator_labels(pencils) == [None, None]
@@ -63,14 +71,14 @@ def test_wrong_annotation_and_unannotated_step(small):
 
 
 def test_keep_calculator():
-    ex = Gsm8kTask(path=SMALL, keep_calculator=True).examples("test", n=1)[0]
+    ex = by_line(Gsm8kTask(path=SMALL, keep_calculator=True))[1]
     assert ex.steps == ex.meta["raw_steps"]
     assert "<<48/2=24>>" in ex.steps[0]
 
 
 def test_verify(small):
     task = Gsm8kTask(path=SMALL)
-    ex = small["gsm8k-test-1"]
+    ex = small[1]
     reference = task.reference(ex)
     assert (
         reference
@@ -79,7 +87,7 @@ def test_verify(small):
     assert task.verify(reference, ex)
     assert not task.verify(reference.replace("#### 72", "#### 71"), ex)
     assert not task.verify("Natalia sold 72 clips.", ex)  # no final answer
-    pencils = small["gsm8k-test-8"]
+    pencils = small[8]
     assert task.verify("25 * 48 = 1200\n#### 1,200", pencils)
     assert task.verify("25 * 48 = 1200\n#### $1200.0", pencils)
 
@@ -126,10 +134,11 @@ def test_safe_eval_rejects_non_arithmetic():
 def test_folder_splits_and_cache(folder):
     task = Gsm8kTask(path=folder, validation_size=2)
     train, validation, test = (task.examples(s) for s in ("train", "validation", "test"))
-    assert [e.id for e in train] == [f"gsm8k-train-{i}" for i in range(1, 6)]
-    assert [e.id for e in validation] == ["gsm8k-validation-6", "gsm8k-validation-8"]  # line 7 is blank
     assert [e.id for e in test] == ["gsm8k-test-1", "gsm8k-test-2", "gsm8k-test-3"]
-    assert [e.id for e in task.examples("train", n=2)] == ["gsm8k-train-1", "gsm8k-train-2"]
+    # train.jsonl repeats the three test questions: they never reach training; a tenth (at least one) validates
+    lines = sorted(int(e.id.rsplit("-", 1)[1]) for e in train + validation)
+    assert lines == [4, 5, 6, 8] and len(validation) == 1  # line 7 is blank
+    assert [e.id for e in task.examples("train", n=2)] == [e.id for e in train[:2]]
     assert task.skipped == {"train": 0, "validation": 0, "test": 0}
     (folder / "train.jsonl").unlink()
     assert [e.id for e in task.examples("train")] == [e.id for e in train]  # cached, not read again
@@ -139,16 +148,73 @@ def test_folder_splits_and_cache(folder):
 
 def test_folder_missing_file(folder):
     (folder / "test.jsonl").unlink()
-    task = Gsm8kTask(path=folder, validation_size=2)
-    assert len(task.examples("train")) == 5
+    task = Gsm8kTask(path=folder, validation_size=0)
+    assert len(task.examples("train")) == 7  # no test data: nothing to hold out
     with pytest.raises(TaskDataError, match="test.jsonl not found"):
         task.examples("test")
 
 
-def test_validation_size_too_large():
-    with pytest.raises(TaskDataError, match="gsm8k_small.jsonl has 7 records.*validation_size=500"):
-        Gsm8kTask(path=SMALL).examples("train")
-    assert len(Gsm8kTask(path=SMALL).examples("validation")) == 7
+def test_validation_is_at_most_a_tenth_of_the_training_questions():
+    task = Gsm8kTask(path=SMALL)  # validation_size 500, 7 records
+    sizes = {split: len(task.examples(split)) for split in ("train", "validation", "test")}
+    assert sizes["validation"] == 1 and sizes["test"] >= 1 and sum(sizes.values()) == 7
+
+
+def _records(n: int, repeat_every: int = 0) -> list[str]:
+    out = []
+    for i in range(n):
+        q = i - i % repeat_every if repeat_every else i  # a question repeated on later lines
+        out.append(
+            json.dumps(
+                {"question": f"Ann has {q} pens and buys 2. How many?", "answer": f"{q}+2={q + 2}\n#### {q + 2}"}
+            )
+        )
+    return out
+
+
+def _questions(task, split):
+    return [e.question for e in task.examples(split)]
+
+
+@pytest.mark.parametrize("validation_size", [0, 1, 20, 500])
+@pytest.mark.parametrize("layout", ["file", "folder", "folder-overlap", "dataset"])
+def test_no_test_question_reaches_training(tmp_path, layout, validation_size, datasets_cache):
+    lines = _records(300, repeat_every=3)
+    if layout == "file":
+        (tmp_path / "all.jsonl").write_text("\n".join(lines) + "\n")
+        kwargs = {"path": tmp_path / "all.jsonl"}
+    else:
+        folder = tmp_path / "data"
+        folder.mkdir()
+        train, test = lines[:240], lines[240:]
+        if layout == "folder-overlap":
+            train = train + test[::4]  # some test questions copied into the train file
+        (folder / "train.jsonl").write_text("\n".join(train) + "\n")
+        (folder / "test.jsonl").write_text("\n".join(test) + "\n")
+        kwargs = {"dataset": str(folder)} if layout == "dataset" else {"path": folder}
+    task = Gsm8kTask(validation_size=validation_size, **kwargs)
+    train, validation, test = (set(_questions(task, s)) for s in ("train", "validation", "test"))
+    assert train and test and not (train & test) and not (validation & test) and not (train & validation)
+    assert len(validation) <= validation_size and (validation or validation_size == 0)
+    again = Gsm8kTask(validation_size=validation_size, **kwargs)
+    assert all(_questions(again, s) == _questions(task, s) for s in ("train", "validation", "test"))  # deterministic
+    if layout == "file":  # appending records moves no question from one split to another
+        (tmp_path / "all.jsonl").write_text("\n".join(lines + _records(360)[300:]) + "\n")
+        more = Gsm8kTask(validation_size=validation_size, **kwargs)
+        assert test <= set(_questions(more, "test")) and not (set(_questions(more, "train")) & test)
+
+
+def test_byte_order_mark_numeric_answer_and_empty_file(tmp_path):
+    path = tmp_path / "d.jsonl"
+    lines = _records(20)
+    lines[4] = json.dumps({"question": "Ann has 3 pens and buys 4. How many pens?", "answer": 7})
+    path.write_bytes(codecs.BOM_UTF8 + "\n".join(lines).encode() + b"\n")
+    examples = by_line(Gsm8kTask(path=path, validation_size=0))
+    assert len(examples) == 20 and examples[1].steps == ["0+2=2"]  # the first line parses despite the mark
+    assert examples[5].steps == [] and examples[5].answer == "7"  # an answer-only example
+    path.write_text("\n\n")
+    with pytest.raises(TaskDataError, match=r"d.jsonl holds no records"):
+        Gsm8kTask(path=path).examples("test")
 
 
 def test_default_locations(folder, tmp_path, monkeypatch):
@@ -177,7 +243,7 @@ GOOD = json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = <<2+2=4>>4\n
         (b'["What is 2 + 2?", "#### 4"]', "expected a JSON object"),
         (b'{"question": "What is 2 + 2?"}', "missing field 'answer'"),
         (b'{"answer": "2 + 2 = 4\\n#### 4"}', "missing field 'question'"),
-        (b'{"question": "What is 2 + 2?", "answer": 4}', "field 'answer' is not a string"),
+        (b'{"question": "What is 2 + 2?", "answer": true}', "field 'answer' is not a solution string or a number"),
         (b'{"question": "What is 2 + 2?", "answer": "2 + 2 = 4"}', "no final answer after '####'"),
         (b'{"question": "What is 2 + 2?", "answer": "2 + 2 = 4\\n####  "}', "no final answer after '####'"),
         (b'{"question": "What is 2 + 2?", "answer": "#### 4"}', "no solution steps"),
@@ -190,28 +256,27 @@ GOOD = json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = <<2+2=4>>4\n
 def test_bad_line_names_file_and_line(tmp_path, line, problem):
     path = tmp_path / "train.jsonl"
     path.write_bytes(b"\n".join([GOOD, line, GOOD]) + b"\n")
-    task = Gsm8kTask(path=path, validation_size=0)
-    with pytest.raises(TaskDataError, match=f"train.jsonl:2: {problem}.*skip_bad=True \\(--skip-bad\\)"):
+    (tmp_path / "test.jsonl").write_text(
+        json.dumps({"question": "What is 3 + 3?", "answer": "3 + 3 = 6\n#### 6"}) + "\n"
+    )
+    task = Gsm8kTask(path=tmp_path, validation_size=0)
+    with pytest.raises(TaskDataError, match=f"train.jsonl:2: {problem}.*fix or remove the line"):
         task.examples("train")
-    skipping = Gsm8kTask(path=path, validation_size=0, skip_bad=True)
+    skipping = Gsm8kTask(path=tmp_path, validation_size=0, skip_bad=True)
     assert [e.id for e in skipping.examples("train")] == ["gsm8k-train-1", "gsm8k-train-3"]
     assert skipping.skipped["train"] == 1
 
 
 def test_skip_bad_counts_per_split(caplog):
-    with pytest.raises(TaskDataError, match="gsm8k_bad.jsonl:2: not valid JSON"):
-        Gsm8kTask(path=BAD, validation_size=2).examples("train")
+    with pytest.raises(TaskDataError, match=r"gsm8k_bad.jsonl:[235]: "):
+        by_line(Gsm8kTask(path=BAD, validation_size=2))
     task = Gsm8kTask(path=BAD, validation_size=2, skip_bad=True)
     with caplog.at_level(logging.WARNING, logger="gan_cot.tasks.gsm8k"):
-        train = task.examples("train")
-    assert [e.id for e in train] == ["gsm8k-train-1", "gsm8k-train-4"]
-    warnings = [r.getMessage() for r in caplog.records]
-    assert len(warnings) == 1
-    assert "skipped 2 bad line(s)" in warnings[0] and "gsm8k_bad.jsonl:2" in warnings[0]
-    assert "gsm8k_bad.jsonl:3" in warnings[0]
-    assert [e.id for e in task.examples("validation")] == ["gsm8k-validation-6"]
-    assert [e.answer for e in task.examples("test")] == ["7", "30", "120"]
-    assert task.skipped == {"train": 2, "validation": 1, "test": 3}
+        lines = by_line(task)
+    assert sorted(lines) == [1, 4, 6]  # lines 2 (not JSON), 3 (no answer) and 5 (no '####') are skipped
+    warnings = " ".join(r.getMessage() for r in caplog.records)
+    assert all(f"gsm8k_bad.jsonl:{n}" in warnings for n in (2, 3, 5))
+    assert sum(task.skipped.values()) == 3
 
 
 @pytest.fixture
@@ -223,12 +288,11 @@ def datasets_cache(tmp_path, monkeypatch):
 def test_local_datasets_folder(folder, datasets_cache):
     task = Gsm8kTask(dataset=str(folder), validation_size=2)
     by_path = Gsm8kTask(path=folder, validation_size=2)
-    assert task.examples("train") == by_path.examples("train")
-    assert task.examples("test") == by_path.examples("test")
-    # datasets drops the blank line, so the last validation row is row 7 (line 8 of the file)
-    assert [e.id for e in task.examples("validation")] == ["gsm8k-validation-6", "gsm8k-validation-7"]
-    assert [e.steps for e in task.examples("validation")] == [e.steps for e in by_path.examples("validation")]
-    assert len(task.examples("train")) == 5 and len(task.examples("test")) == 3
+    for split in ("train", "validation", "test"):  # datasets drops the blank line: row numbers differ from lines
+        assert [(e.question, e.steps) for e in task.examples(split)] == [
+            (e.question, e.steps) for e in by_path.examples(split)
+        ]
+    assert len(task.examples("train")) + len(task.examples("validation")) == 4 and len(task.examples("test")) == 3
 
 
 def test_local_copy_of_hub_repo(folder, tmp_path, datasets_cache):

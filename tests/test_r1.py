@@ -116,4 +116,4 @@ def test_the_gsm8k_config_runs_end_to_end_on_the_r1_preset(tmp_path):
     assert (tmp_path / "out" / "adapter" / "alpha_gate.json").exists()
     # labels=gold on a task without gold labels stops before anything runs
     bad = subprocess.run([*args, "discriminator.labels=gold"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert bad.returncode == 2 and "discriminator.labels=gold needs the task's gold step labels" in bad.stderr
+    assert bad.returncode == 2 and "discriminator.labels=gold needs a task with gold step labels" in bad.stderr

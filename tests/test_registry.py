@@ -259,7 +259,7 @@ def test_pickle_weights_refused_unless_allowed(served, tmp_path, cache):
     sha = pack_checkpoint(bad, root / "p.tar.gz", check=False)
     url = f"{server.url}/p.tar.gz"
     err = assert_refused(DownloadError, "pickle", cache, resolve, url, sha, cache)
-    assert "--allow-pickle only if the source is trusted" in str(err) and "pytorch_model.bin" in str(err)
+    assert "convert them to safetensors" in str(err) and "pytorch_model.bin" in str(err)
     path = resolve(url, sha, cache, allow_pickle=True)
     assert (path / "pytorch_model.bin").is_file()
     # The cached copy is still refused without allow_pickle.

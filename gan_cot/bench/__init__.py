@@ -30,9 +30,11 @@ questions in the same order, the same group size G, questions per round Q (N = Q
     task's reference chains (``sft.pool_source: reference``) samples nothing: its size is reported beside ours.
 ``generation_time_ratio``
     Greedy generation seconds per answer of the policy ours trained in the previous part (adapter merged, as
-    deployed; with an alpha gate, unmerged, the gate choosing each question's alpha and its forward timed too)
-    over the base's, on the same validation questions, the same budget and batch size (best of ``--gen-repeats``
-    alternating runs).
+    deployed; with an alpha gate, the gate choosing each question's alpha, its forward timed too, and each question
+    run on its alpha's merged copy of the model) over the base's, on the same validation questions, the same budget
+    and batch size (best of ``--gen-repeats`` alternating runs). ``token_ratio`` (ours' mean tokens over the base's)
+    beside it is what the time ratio should follow; with a gate, ``ours_unmerged_seconds_per_answer`` is the same
+    policy on LoRA layers scaled per row.
 
 Everything prints as a table with the settings and wall seconds; the last line is one JSON object (with ``--json``
 only that line goes to stdout). A benchmark, not a test: timings depend on the machine and its load (reported).
@@ -74,8 +76,11 @@ def table(result: dict) -> str:
         ("last val tokens_vs_minimal", num(ours_r["last"]["tokens_vs_minimal"]),
          num((trl_r["last"] or {}).get("tokens_vs_minimal")), f"base {num(rt['base']['tokens_vs_minimal'])}"),
         ("greedy s/answer", num(gt["ours_seconds_per_answer"], "{:.4f}"), "-",
-         f"{num(result['generation_time_ratio'])} (vs base {gt['base_seconds_per_answer']:.4f})"),
-    ]  # fmt: skip
+         f"{num(result['generation_time_ratio'])} (tokens {gt['token_ratio']:.3f}; "
+         f"vs base {gt['base_seconds_per_answer']:.4f})"),
+    ] + ([("greedy s/answer, LoRA per row", num(gt["ours_unmerged_seconds_per_answer"], "{:.4f}"), "-",
+           num(gt["ours_unmerged_seconds_per_answer"] / gt["base_seconds_per_answer"]))]
+         if "ours_unmerged_seconds_per_answer" in gt else [])  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -102,7 +107,8 @@ NOTES = (
     "did not reach the target within max_rollouts (when only ours did, rollouts_to_target_ratio_below bounds it: "
     "ours over the rollouts TRL ran without reaching it). generation time: greedy, ours = the adapter from the "
     "rollouts-to-target part (whether or not it reached the target) merged into the base (with an alpha gate: "
-    "unmerged, the gate choosing each question's alpha, its forward timed too), against the base."
+    "the gate choosing each question's alpha, its forward timed too, each question on its alpha's merged copy), "
+    "against the base."
 )
 
 

@@ -177,42 +177,35 @@ def generation_time(b, adapter: str) -> dict:
     import torch
 
     from gan_cot.gate import GATE_CONFIG, load_gated_policy
+    from gan_cot.gate.merged import MergedGatedPolicy
     from gan_cot.generation import generate
     from gan_cot.models import load_model
 
     base, tok = b.load_base()
     kw = dict(max_new_tokens=b.max_len, batch_size=b.args.gen_batch)
     gated = (Path(adapter) / GATE_CONFIG).exists()
-    if gated:  # unmerged, the gate choosing each question's alpha (its features' forward is timed too)
-        policy = load_gated_policy(adapter)
-
-        def run_ours(qs):
-            return generate(policy, tok, qs, **kw)
+    runs = {"base": lambda qs: generate(base, tok, qs, **kw)}
+    if gated:  # the gate picks each question's alpha (its features' forward is timed too); the questions then run
+        # on their alpha's merged copy of the model, and, for comparison, on the LoRA layers scaled per row
+        unmerged = load_gated_policy(adapter)
+        merged = MergedGatedPolicy(unmerged.model, unmerged.gate)
+        runs["ours"] = lambda qs: generate(merged, tok, qs, **kw)
+        runs["ours_unmerged"] = lambda qs: generate(unmerged, tok, qs, **kw)
     else:
         compressed = load_model(adapter, dtype=torch.float32)  # the adapter merged into its base, as deployed
-
-        def run_ours(qs):
-            return generate(compressed, tok, qs, **kw)
-
-    def run_base(qs):
-        return generate(base, tok, qs, **kw)
+        runs["ours"] = lambda qs: generate(compressed, tok, qs, **kw)
 
     questions = [b.task.prompt(ex) for ex in b.val]
-    times: dict[str, list[float]] = {"base": [], "ours": []}
+    times: dict[str, list[float]] = {name: [] for name in runs}
     tokens: dict[str, float] = {}
-    for run in (run_base, run_ours):  # warm-up
+    for run in runs.values():  # warm-up
         run(questions[: min(2, len(questions))])
     for _ in range(b.args.gen_repeats):
-        for name, run in (("base", run_base), ("ours", run_ours)):
+        for name, run in runs.items():
             t = time.perf_counter()
             out = run(questions)
             times[name].append((time.perf_counter() - t) / len(questions))
             tokens[name] = statistics.fmean(g[0].num_tokens for g in out)
-    return {
-        "base_seconds_per_answer": min(times["base"]),
-        "ours_seconds_per_answer": min(times["ours"]),
-        "base_mean_tokens": tokens["base"],
-        "ours_mean_tokens": tokens["ours"],
-        "ours_gated": gated,
-        "runs": times,
-    }
+    result = {f"{name}_seconds_per_answer": min(t) for name, t in times.items()}
+    result |= {f"{name}_mean_tokens": tokens[name] for name in ("base", "ours")}
+    return result | {"ours_gated": gated, "token_ratio": tokens["ours"] / tokens["base"], "runs": times}

@@ -1,7 +1,10 @@
-"""The step-level discriminator: a token-classification model labelling each chain step useful/redundant/wrong.
+"""The step-level discriminator: any step scorer (gan-cot's own three-way classifiers and the process reward models
+people have) labelling each chain step useful / redundant / wrong.
 
-``registry`` finds discriminator checkpoints (registry names, archive URLs, Hub ids, local folders),
-``archive`` fetches and unpacks checkpoint archives, ``checkpoint`` checks and packs checkpoint folders.
+``model`` scores (``Discriminator``), ``card`` holds a checkpoint's scoring settings and label map, ``layouts`` reads
+the checkpoint layouts, ``redundancy`` gives two-way scorers their redundant, ``windows`` scores long chains,
+``checks`` adds rule checks. ``registry`` finds checkpoints (registry names, archive URLs, Hub ids, local folders),
+``hub`` and ``archive`` fetch them, ``checkpoint`` checks and packs checkpoint folders.
 """
 
 from gan_cot.discriminator.archive import DownloadError, download_archive

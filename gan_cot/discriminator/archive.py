@@ -123,7 +123,8 @@ def download_archive(
             partial_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise DownloadError(
-                f"cache folder {cache} cannot be written ({e.strerror}); choose another with --cache-dir"
+                f"cache folder {cache} cannot be written ({e.strerror}); choose another with --cache-dir or "
+                "$GAN_COT_CACHE"
             ) from e
         fd, part_name = tempfile.mkstemp(dir=partial_dir, suffix=".part")
         part = Path(part_name)

@@ -1,9 +1,10 @@
 """Check a discriminator checkpoint folder before anything loads it, and pack one into a deterministic archive.
 
-A discriminator checkpoint is a folder: ``config.json`` (a token-classification config with ``id2label``),
-``model.safetensors``, tokenizer files and ``discriminator_card.json``. Pickle weight files
-(``.bin .pt .pth .pkl .ckpt``) run code when loaded and are refused unless ``allow_pickle``; a config that
-asks for the checkpoint's own code (``auto_map``, ``trust_remote_code``) is always refused. Maintainers
+A discriminator checkpoint is a folder: ``config.json``, safetensors weights, tokenizer files and (gan-cot's own)
+``discriminator_card.json``. Pickle weight files (``.bin .pt .pth .pkl .ckpt``) run code when loaded and are refused
+unless ``allow_pickle``; a config that asks for the checkpoint's own code (``auto_map``, ``trust_remote_code``) is
+refused, except the ``auto_map`` of an architecture gan-cot builds with its own code (:data:`NATIVE_ARCHITECTURES`),
+whose shipped code is ignored, never run. Maintainers
 publish a checkpoint with :func:`pack_checkpoint` (a deterministic ``.tar.gz`` and its sha256) and add a
 ``url:`` + ``sha256:`` entry to the registry.
 """
@@ -23,6 +24,9 @@ from gan_cot.cli import safetensors_problem
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 CHUNK = 1 << 20
+# Architectures whose published checkpoints name their own code in auto_map, built natively here instead.
+NATIVE_ARCHITECTURES = ("Qwen2ForProcessRewardModel",)
+PICKLE_HINT = "convert them to safetensors (save_pretrained(..., safe_serialization=True) in a Python you trust)"
 
 
 class DiscriminatorSourceError(Exception):
@@ -41,10 +45,10 @@ def _safe_name(name: str | None) -> str:
 # --------------------------------------------------------------------------------------------------- validation
 
 
-def _find_remote_code(obj, trail: str = "") -> str | None:
+def _find_remote_code(obj, trail: str = "", native: bool = False) -> str | None:
     if isinstance(obj, dict):
         for k, v in obj.items():
-            if k == "auto_map" or (k == "trust_remote_code" and v):
+            if (k == "auto_map" and not (native and not trail)) or (k == "trust_remote_code" and v):
                 return f"{trail}{k}"
             found = _find_remote_code(v, f"{trail}{k}.")
             if found:
@@ -61,7 +65,8 @@ def validate_checkpoint(folder: str | os.PathLike, allow_pickle: bool = False) -
     """Check that ``folder`` is a checkpoint that can be loaded without running its own code; return it.
 
     Refuses pickle weight files unless ``allow_pickle``, any ``*config.json`` that asks for remote code
-    (``auto_map``, ``trust_remote_code``), a missing or malformed config.json, a folder without
+    (``auto_map``, ``trust_remote_code``; the top-level ``auto_map`` of config.json is ignored when its
+    ``architectures`` are all :data:`NATIVE_ARCHITECTURES`), a missing or malformed config.json, a folder without
     ``.safetensors`` weights (pickle weights count only with ``allow_pickle``), and a truncated
     ``.safetensors`` file (its header and size are checked, not its tensors).
     """
@@ -73,8 +78,8 @@ def validate_checkpoint(folder: str | os.PathLike, allow_pickle: bool = False) -
     if pickles and not allow_pickle:
         shown = ", ".join(str(p.relative_to(folder)) for p in pickles[:3]) + (" ..." if len(pickles) > 3 else "")
         raise CheckpointError(
-            f"{folder} holds pickle file(s) {shown}: loading pickle can run arbitrary code; "
-            "pass --allow-pickle only if the source is trusted"
+            f"{folder} holds pickle file(s) {shown}: loading pickle can run arbitrary code and gan-cot loads "
+            f"safetensors only; {PICKLE_HINT}"
         )
     config = folder / "config.json"
     if not config.is_file():
@@ -86,7 +91,9 @@ def validate_checkpoint(folder: str | os.PathLike, allow_pickle: bool = False) -
             raise CheckpointError(f"{cfg} is not valid JSON: {e}") from e
         if cfg == config and not isinstance(data, dict):
             raise CheckpointError(f"{cfg} must hold a JSON object")
-        key = _find_remote_code(data)
+        archs = data.get("architectures") if cfg == config else None
+        native = bool(archs) and all(a in NATIVE_ARCHITECTURES for a in archs)
+        key = _find_remote_code(data, native=native)
         if key:
             raise CheckpointError(
                 f"{cfg} asks for code shipped with the checkpoint ({key}); gan-cot refuses to run code shipped "
@@ -100,7 +107,7 @@ def validate_checkpoint(folder: str | os.PathLike, allow_pickle: bool = False) -
             raise CheckpointError(f"{card} is not valid JSON: {e}") from e
     weights = [p for p in files if p.name.endswith(".safetensors")]
     if not weights and not (allow_pickle and pickles):
-        hint = "" if allow_pickle else " (pickle weights are refused unless --allow-pickle)"
+        hint = "" if allow_pickle else f" (pickle weights are refused: {PICKLE_HINT})"
         raise CheckpointError(f"{folder} has no .safetensors weight file{hint}")
     for w in weights:
         problem = safetensors_problem(w)

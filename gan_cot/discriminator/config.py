@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from gan_cot.config import ConfigError, check_bounds, field
 
@@ -24,6 +25,9 @@ class DiscriminatorTrainConfig:
     balance: float = field(0.5, help="class weighting power: 0 = none, 1 = inverse frequency")
     seed: int = field(0, help="seed for data, initialisation and batches")
     separator: str = field("newline", help="step separator: newline, blank_line or a literal string")
+    save_dtype: Literal["float32", "float16"] = field(
+        "float32", help="dtype of the saved weights (float16 halves a shipped checkpoint; loading casts back)"
+    )
     experiment: str = field("discriminators", help="MLflow experiment")
     mlflow_dir: str | None = field(None, help="local MLflow store folder (default mlruns/; MLFLOW_TRACKING_URI wins)")
 

@@ -1,164 +1,81 @@
-"""The step discriminator: a token-classification model that labels each step useful / redundant / wrong.
+"""The step discriminator: any step scorer in one of the layouts of :mod:`gan_cot.discriminator.layouts`, giving
+every step of a chain its probabilities of useful / redundant / wrong.
 
-Input is the question rendered by the discriminator tokenizer's prompt template, then the chain's steps
-joined by the step separator. The model predicts at each step's last token (a causal backbone has seen
-the question, the earlier steps and the step itself there). Any Hugging Face token-classification
-checkpoint works: ``id2label`` names are mapped onto the three classes through the card's
-``label_map`` (or one the caller gives, for Hub process-reward models that ship without a card).
+What the trainer sees is the same for every layout: :meth:`Discriminator.score` (``[n_steps, 3]`` per chain, LABELS
+order), :meth:`Discriminator.from_pretrained` / :meth:`Discriminator.check` (by registry name, folder, archive URL or
+Hub id), :meth:`Discriminator.save_pretrained` and ``.model`` (trained by the refresh through
+:meth:`Discriminator.chain_logits`). Steps arrive as text, so a policy with any tokenizer can be scored; chains
+longer than the model's positions are scored in windows (:mod:`gan_cot.discriminator.windows`).
 
-A checkpoint is a folder: ``config.json``, ``model.safetensors``, tokenizer files and
-``discriminator_card.json`` (see :class:`DiscriminatorCard`).
+A checkpoint is a folder: ``config.json``, safetensors weights, tokenizer files and, for gan-cot's own,
+``discriminator_card.json`` (:class:`~gan_cot.discriminator.card.DiscriminatorCard`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
-from gan_cot.models import render_prompt
-from gan_cot.steps import LABELS, Step, resolve_separator, step_end_positions, step_token_spans
+from gan_cot.discriminator import layouts
+from gan_cot.discriminator.card import CARD_NAME, DiscriminatorCard, DiscriminatorError, class_index
+from gan_cot.discriminator.checks import apply_checks
+from gan_cot.discriminator.windows import collate, windows
+from gan_cot.steps import LABELS, resolve_separator
 
-CARD_NAME = "discriminator_card.json"
-CARD_VERSION = 1
-
-
-class DiscriminatorError(ValueError):
-    """A discriminator that cannot be used as asked; the message says why and how to fix it."""
-
-
-@dataclass
-class DiscriminatorCard:
-    """What a discriminator checkpoint says about itself (``discriminator_card.json``)."""
-
-    label_map: dict[str, str]  # model label name (config.id2label value) -> useful / redundant / wrong
-    separator: str = "\n"
-    base_model: str = ""
-    task: str = ""
-    training_data: str = ""
-    metrics: dict = field(default_factory=dict)
-    command: str = ""
-    version: int = CARD_VERSION
-
-    @classmethod
-    def load(cls, path: Path) -> DiscriminatorCard:
-        try:
-            raw = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as e:
-            raise DiscriminatorError(f"{path}: cannot read the discriminator card ({e})") from e
-        unknown = sorted(set(raw) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise DiscriminatorError(
-                f"{path}: unknown card keys {unknown}; allowed: {sorted(cls.__dataclass_fields__)}"
-            )
-        if "label_map" not in raw:
-            raise DiscriminatorError(f"{path}: the card has no label_map")
-        return cls(**raw)
-
-    def save(self, path: Path) -> None:
-        path.write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-
-def class_index(id2label: dict, label_map: dict[str, str], where: str) -> list[int]:
-    """For each of LABELS, the model's class id; refuses a map that does not cover the three classes."""
-    bad = sorted(set(label_map.values()) - set(LABELS))
-    if bad:
-        raise DiscriminatorError(f"{where}: label_map maps to unknown classes {bad}; allowed: {list(LABELS)}")
-    name_to_id = {str(name): int(i) for i, name in id2label.items()}
-    missing_names = sorted(set(label_map) - set(name_to_id))
-    if missing_names:
-        raise DiscriminatorError(
-            f"{where}: label_map names {missing_names} are not model labels; the model's id2label has "
-            f"{sorted(name_to_id)}"
-        )
-    uncovered = [lab for lab in LABELS if lab not in label_map.values()]
-    if uncovered:
-        raise DiscriminatorError(
-            f"{where}: label_map does not cover {uncovered}; map one model label to each of {list(LABELS)}, "
-            "e.g. --label-map LABEL_0=useful,LABEL_1=redundant,LABEL_2=wrong"
-        )
-    index = []
-    for label in LABELS:
-        ids = [name_to_id[n] for n, target in label_map.items() if target == label]
-        if len(ids) != 1:
-            raise DiscriminatorError(
-                f"{where}: label_map must map exactly one model label to {label!r} (found {len(ids)}); "
-                f"give a map covering {list(LABELS)}, e.g. --label-map LABEL_0=useful,LABEL_1=redundant,LABEL_2=wrong"
-            )
-        index.append(ids[0])
-    return index
-
+__all__ = ["CARD_NAME", "Discriminator", "DiscriminatorCard", "DiscriminatorError"]
 
 # A chain any discriminator tokenizer fit for the job encodes: words, digits, arithmetic, two steps.
 PROBE_QUESTION = "Tom has 12 apples and buys 3 bags of 4 apples. How many apples does he have now?"
 PROBE_STEPS = ["3 bags of 4 apples are 3 * 4 = 12 apples.", "He has 12 + 12 = 24 apples."]
 MAX_UNKNOWN_FRACTION = 0.5
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def encode_chain(tokenizer, separator: str, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
-    """Token ids of the rendered question + the steps joined by ``separator``, and each step's last token."""
-    prompt = render_prompt(tokenizer, question)
-    pieces, spans, pos = [], [], len(prompt)
-    for i, s in enumerate(steps):
-        if i:
-            pieces.append(separator)
-            pos += len(separator)
-        spans.append(Step(s, pos, pos + len(s)))
-        pieces.append(s)
-        pos += len(s)
-    text = prompt + "".join(pieces)
-    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    if not steps:
-        return enc["input_ids"], []
-    token_spans = step_token_spans(tokenizer, text, spans, offsets=enc["offset_mapping"])
-    return enc["input_ids"], step_end_positions(token_spans)
+def resolve_device(device) -> torch.device:
+    return torch.device("cpu" if device in (None, "auto") else device)
 
 
-def check_tokenizer(tokenizer, separator: str, where: str) -> None:
-    """Refuse a discriminator tokenizer that cannot read chains: encoding fails, most of a plain chain comes
-    out as the unknown token (a vocabulary unrelated to the text), or two steps end on the same token."""
-    try:
-        ids, ends = encode_chain(tokenizer, separator, PROBE_QUESTION, PROBE_STEPS)
-    except Exception as e:  # noqa: BLE001 - whatever the tokenizer raises, it cannot encode chains
-        raise DiscriminatorError(
-            f"{where}: the discriminator tokenizer cannot encode a chain ({type(e).__name__}: {e}); "
-            "save the discriminator with the tokenizer of its backbone"
-        ) from e
-    unk = getattr(tokenizer, "unk_token_id", None)
-    unknown = sum(i == unk for i in ids) if unk is not None else 0
-    if not ids or unknown > MAX_UNKNOWN_FRACTION * len(ids):
-        raise DiscriminatorError(
-            f"{where}: the discriminator tokenizer maps {unknown} of {len(ids)} tokens of a plain chain to its "
-            f"unknown token {tokenizer.unk_token!r}; its vocabulary does not fit the text (a tokenizer from "
-            "another model?); save the discriminator with the tokenizer of its backbone"
-        )
-    if len(set(ends)) != len(ends):
-        raise DiscriminatorError(
-            f"{where}: the discriminator tokenizer merges the steps of a chain (step ends at tokens {ends}); "
-            "it cannot tell the steps apart"
-        )
+def resolve_dtype(dtype, device: torch.device) -> torch.dtype:
+    """``auto``: float32 on a CPU, bfloat16 on an accelerator."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.float32 if device.type == "cpu" else torch.bfloat16
+    return DTYPES[dtype]
 
 
 class Discriminator:
-    """A token-classification model + tokenizer + card, with batched per-step scoring."""
+    """A step scorer (model + tokenizer + card) with batched, windowed per-step scoring."""
 
-    def __init__(self, model, tokenizer, card: DiscriminatorCard):
+    def __init__(self, model, tokenizer, card: DiscriminatorCard, config: dict | None = None, head=None):
+        if not getattr(tokenizer, "is_fast", False):
+            raise DiscriminatorError("the discriminator tokenizer must be a fast tokenizer (offset mappings)")
         self.model = model
         self.tokenizer = tokenizer
         self.card = card
         self.separator = resolve_separator(card.separator)
-        self.class_ids = class_index(model.config.id2label, card.label_map, "discriminator")
-        if not getattr(tokenizer, "is_fast", False):
-            raise DiscriminatorError("the discriminator tokenizer must be a fast tokenizer (offset mappings)")
+        config = config if config is not None else model.config.to_dict()
+        self.names = layouts.class_names(config, card)
+        self.index = class_index(self.names, card.label_map, "discriminator")
+        self.two_way = len(self.index) == 2
+        self.ids = layouts.tag_ids(tokenizer, card)
+        limits = [n for n in (config.get("max_position_embeddings"), card.max_length) if n]
+        self.max_len = min(limits) if limits else None
+        self.head = head  # redundancy=head: a three-way Discriminator
+        self.probe = None  # redundancy=probe: set by bind_policy
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
 
     # -- construction -------------------------------------------------------------------------------
 
     @classmethod
     def from_backbone(cls, name_or_path: str, **card_kwargs) -> Discriminator:
-        """A new discriminator on a causal-LM checkpoint's backbone (the score head starts at random).
+        """A new three-way discriminator (gan_cot layout) on a checkpoint's backbone, its head at random.
 
         The card's ``base_model`` is ``name_or_path`` as given, unless ``card_kwargs`` names one.
         """
@@ -168,88 +85,115 @@ class Discriminator:
 
         id2label = dict(enumerate(LABELS))
         model = AutoModelForTokenClassification.from_pretrained(
-            name_or_path,
-            num_labels=len(LABELS),
-            id2label=id2label,
-            label2id={v: k for k, v in id2label.items()},
-            use_safetensors=True,
-            dtype=torch.float32,
-        )
-        tok = load_tokenizer(name_or_path)
+            name_or_path, num_labels=len(LABELS), id2label=id2label, label2id={v: k for k, v in id2label.items()},
+            use_safetensors=True, dtype=torch.float32,
+        )  # fmt: skip
         card_kwargs.setdefault("base_model", str(name_or_path))
         card = DiscriminatorCard(label_map={lab: lab for lab in LABELS}, **card_kwargs)
-        return cls(model, tok, card)
+        return cls(model, load_tokenizer(name_or_path), card)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        name_or_path: str,
-        label_map: dict[str, str] | None = None,
-        separator: str | None = None,
-        cache_dir: str | None = None,
-        offline: bool = False,
-        allow_pickle: bool = False,
-    ) -> Discriminator:
-        """Load by registry name, local folder, archive URL or Hub id (see ``discriminator.registry``).
+    def from_pretrained(cls, name_or_path: str, device=None, dtype="auto", **kwargs) -> Discriminator:
+        """Load by registry name, local folder, archive URL or Hub id (see ``discriminator.registry``) onto
+        ``device`` (default CPU) in ``dtype`` (``auto``: float32 on a CPU, bfloat16 on an accelerator).
 
-        ``label_map`` (model label name -> class) is required for a checkpoint without a card. Code shipped
-        with a checkpoint is never run: the registry refuses configs that ask for it. Everything that can
-        be checked without the weights (files, card, label map, tokenizer) is checked before they load.
+        ``kwargs``: the scoring settings of :data:`~gan_cot.discriminator.card.SETTINGS` (``label_map``, ``layout``,
+        ``separator``, ``step_tag``, ``redundancy``, ``redundancy_head``, ``max_length``; they override the card and
+        the registry entry) and ``sha256`` (an archive URL's), ``cache_dir``, ``offline``, ``allow_pickle``. Code
+        shipped with a checkpoint is never run. Everything that can be checked without the weights is checked before
+        they load.
         """
-        from transformers import AutoModelForTokenClassification
-
-        path, card, tok = cls._prepare(name_or_path, label_map, separator, cache_dir, offline, allow_pickle)
+        path, card, tok, config = cls._prepare(name_or_path, **kwargs)
+        device = resolve_device(device)
         try:
-            model = AutoModelForTokenClassification.from_pretrained(
-                path, use_safetensors=not allow_pickle, dtype=torch.float32
-            )
+            model = layouts.load_model(path, card, resolve_dtype(dtype, device))
         except Exception as e:  # noqa: BLE001 - any loader failure means the same thing to the user
             raise DiscriminatorError(f"{path}: the weights cannot be loaded ({type(e).__name__}: {e})") from e
-        model.eval()
-        return cls(model, tok, card)
+        head = None
+        if card.redundancy == "head":
+            head = cls.from_pretrained(
+                card.redundancy_head, device=device, dtype=dtype, cache_dir=kwargs.get("cache_dir")
+            )
+        model.to(device).eval()
+        return cls(model, tok, card, config, head)
+
+    @classmethod
+    def from_config(cls, cfg, device=None) -> Discriminator:
+        """The discriminator a training config's ``discriminator`` section names, on ``cfg.device`` (``auto``:
+        ``device``, the policy's) in ``cfg.dtype``."""
+        where = device if cfg.device == "auto" else cfg.device
+        return cls.from_pretrained(cfg.name, device=where, dtype=cfg.dtype, sha256=cfg.sha256, **settings_of(cfg))
+
+    @classmethod
+    def check_config(cls, cfg) -> Path:
+        """:meth:`check` of the discriminator a training config's ``discriminator`` section names."""
+        return cls.check(cfg.name, sha256=cfg.sha256, **settings_of(cfg))
 
     @classmethod
     def check(cls, name_or_path: str, **kwargs) -> Path:
-        """Everything :meth:`from_pretrained` checks except loading the weights (fetch, files, card, label map,
-        tokenizer); cheap, so a script can refuse a bad discriminator before it loads anything heavy. Takes the
-        keyword arguments of :meth:`from_pretrained` (label_map, separator, cache_dir, offline, allow_pickle).
-        Returns the checkpoint folder."""
-        return cls._prepare(name_or_path, **kwargs)[0]
+        """Everything :meth:`from_pretrained` checks except loading the weights (fetch, files, card, layout, label
+        map, tokenizer against the vocabulary); cheap, so a script can refuse a bad discriminator before it loads
+        anything heavy. Takes the keyword arguments of :meth:`from_pretrained`. Returns the checkpoint folder."""
+        kwargs.pop("device", None), kwargs.pop("dtype", None)
+        path, card, _, _ = cls._prepare(name_or_path, **kwargs)
+        if card.redundancy == "head":
+            cls.check(card.redundancy_head, cache_dir=kwargs.get("cache_dir"), offline=kwargs.get("offline", False))
+        return path
 
     @staticmethod
-    def _prepare(name_or_path, label_map=None, separator=None, cache_dir=None, offline=False, allow_pickle=False):
-        from transformers import AutoConfig, AutoTokenizer
+    def _prepare(name_or_path, sha256=None, cache_dir=None, offline=False, allow_pickle=False, **settings):
+        from transformers import AutoTokenizer
 
-        from gan_cot.discriminator.registry import resolve
+        from gan_cot.discriminator.registry import resolve_source
 
-        path = Path(resolve(name_or_path, cache_dir=cache_dir, offline=offline, allow_pickle=allow_pickle))
-        card_path = path / CARD_NAME
-        if card_path.exists():
-            card = DiscriminatorCard.load(card_path)
-            if label_map:
-                card.label_map = dict(label_map)
-        elif label_map:
-            card = DiscriminatorCard(label_map=dict(label_map), base_model=str(name_or_path))
-        else:
-            raise DiscriminatorError(
-                f"{path} has no {CARD_NAME}; pass the label mapping (model label -> useful/redundant/wrong), "
-                "e.g. label_map={'LABEL_0': 'useful', 'LABEL_1': 'redundant', 'LABEL_2': 'wrong'}"
-            )
-        if separator is not None:
-            card.separator = separator
+        found = resolve_source(name_or_path, sha256, cache_dir=cache_dir, offline=offline, allow_pickle=allow_pickle)
+        path = Path(found.path)
+        where = str(path / "config.json")
         try:
-            config = AutoConfig.from_pretrained(path)
-        except Exception as e:  # noqa: BLE001
-            raise DiscriminatorError(f"{path / 'config.json'} cannot be loaded ({type(e).__name__}: {e})") from e
-        class_index(config.id2label, card.label_map, str(path / "config.json"))  # fail before loading weights
+            config = json.loads((path / "config.json").read_text())
+        except (OSError, ValueError) as e:
+            raise DiscriminatorError(f"{where} cannot be read ({e})") from e
+        card = DiscriminatorCard.load(path / CARD_NAME) if (path / CARD_NAME).exists() else None
+        merged = {**found.settings, **{k: v for k, v in settings.items() if v is not None}}
+        layout = layouts.recognise(config, card, merged.get("layout"), where)
+        if card is None:
+            card = DiscriminatorCard(layout=layout, base_model=str(name_or_path))
+        card.update({**merged, "layout": layout}, where)
+        if not card.label_map:
+            default = layouts.DEFAULT_LABEL_MAPS.get(layout)
+            if layout == "step_tag":
+                default = {card.step_tag["good"]: "useful", card.step_tag["bad"]: "wrong"}
+            card.label_map = dict(default or {})
+        index = class_index(layouts.class_names(config, card), card.label_map, f"{path} ({layout} layout)")
+        if len(index) == 3 and card.redundancy != "none":
+            raise DiscriminatorError(
+                f"{path}: a three-way discriminator predicts redundant itself; redundancy {card.redundancy!r} is for "
+                "two-way scorers (set discriminator.redundancy=none)"
+            )
         try:
             tok = AutoTokenizer.from_pretrained(path)
         except Exception as e:  # noqa: BLE001 - any loader failure means the same thing to the user
             raise DiscriminatorError(f"{path}: the tokenizer cannot be loaded ({type(e).__name__}: {e})") from e
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        check_tokenizer(tok, resolve_separator(card.separator), str(path))
-        return path, card, tok
+        check_tokenizer(tok, card, config, str(path))
+        return path, card, tok, config
+
+    def reload(self, path) -> Discriminator:
+        """The discriminator saved at ``path``, on this one's device and dtype, with this one's policy binding."""
+        p = next(self.model.parameters())
+        other = Discriminator.from_pretrained(str(path), device=p.device, dtype=p.dtype)
+        other.probe = self.probe
+        return other
+
+    def bind_policy(self, policy, tokenizer, answers: dict, fmt=None) -> None:
+        """Give the answer-probability probe (``redundancy: probe``) the policy and the right answer of every
+        question (keyed as the questions given to :meth:`score`); ``fmt`` (a :class:`gan_cot.formats.ChainFormat`,
+        default hash) writes a chain the way the policy does. Does nothing for other redundancy sources."""
+        if self.card.redundancy == "probe":
+            from gan_cot.discriminator.redundancy import AnswerProbe
+
+            self.probe = AnswerProbe(policy, tokenizer, answers, fmt)
 
     def save_pretrained(self, path: str | Path) -> Path:
         """Write config, safetensors weights, tokenizer and card, through a temporary folder."""
@@ -267,44 +211,113 @@ class Discriminator:
 
     # -- encoding and scoring -----------------------------------------------------------------------
 
-    def encode(self, question: str, steps: list[str]) -> tuple[list[int], list[int]]:
-        """Token ids of prompt + chain and the position of each step's last token."""
-        return encode_chain(self.tokenizer, self.separator, question, steps)
+    def encode(self, question: str, steps: list[str]) -> layouts.Encoded:
+        """Token ids of the chain in this discriminator's layout and the position each step is scored at."""
+        return layouts.encode(self.tokenizer, self.card, self.separator, question, steps)
 
-    def collate(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        """Right-padded batch; ``positions`` [batch, max_steps] with -1 where a row has fewer steps."""
-        pad = self.tokenizer.pad_token_id
-        width = max(len(ids) for ids, _ in encoded)
-        n_steps = max(1, max(len(p) for _, p in encoded))
-        input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)  # [batch, seq]
-        mask = torch.zeros((len(encoded), width), dtype=torch.long)
-        positions = torch.full((len(encoded), n_steps), -1, dtype=torch.long)  # [batch, steps]
-        for i, (ids, pos) in enumerate(encoded):
-            input_ids[i, : len(ids)] = torch.tensor(ids)
-            mask[i, : len(ids)] = 1
-            positions[i, : len(pos)] = torch.tensor(pos, dtype=torch.long)
-        return {"input_ids": input_ids, "attention_mask": mask, "positions": positions}
+    def chain_logits(self, questions: list[str], chains: list[list[str]]) -> list[torch.Tensor]:
+        """The model's class logits at every step, ``[n_steps, classes]`` per chain (differentiable; classes in the
+        model's order, ``self.names``)."""
+        encoded = [self.encode(q, s) for q, s in zip(questions, chains)]
+        rows, flat = [], [[] for _ in encoded]
+        for c, enc in enumerate(encoded):
+            for w in windows(enc, self.max_len):
+                flat[c] += [(len(rows), j, k) for j, k in enumerate(w.steps)]
+                rows.append(w)
+        n_classes = len(self.names)
+        if not rows:
+            return [torch.zeros(0, n_classes, device=self.device) for _ in encoded]
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        batch = collate(rows, pad, self.device)
+        logits = layouts.step_logits(self.model, self.card, batch, self.ids)  # [windows, steps, classes]
+        width = logits.shape[1]
+        out = []
+        for items in flat:
+            order = [r * width + j for r, j, _ in sorted(items, key=lambda t: t[2])]
+            out.append(logits.reshape(-1, n_classes)[torch.tensor(order, dtype=torch.long, device=self.device)])
+        return out
 
-    def step_logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Logits over LABELS at every step end: [batch, steps, 3] (rows of padding steps are garbage)."""
-        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        logits = logits[:, :, self.class_ids]  # [batch, seq, 3] in LABELS order
-        idx = batch["positions"].clamp(min=0)
-        return torch.gather(logits, 1, idx.unsqueeze(-1).expand(-1, -1, len(LABELS)))
+    def target_ids(self, labels: list[str]) -> list[int]:
+        """The model class each label trains (a two-way scorer learns a redundant step as a correct one)."""
+        if self.two_way:
+            return [self.index[1] if lab == "wrong" else self.index[0] for lab in labels]
+        return [self.index[LABELS.index(lab)] for lab in labels]
 
     @torch.no_grad()
     def score(self, questions: list[str], chains: list[list[str]], batch_size: int = 32) -> list[torch.Tensor]:
-        """Per-step class probabilities, one ``[n_steps, 3]`` tensor (LABELS order) per chain."""
+        """Per-step class probabilities, one ``[n_steps, 3]`` CPU tensor (LABELS order) per chain; a two-way scorer's
+        redundant from its redundancy source, then the card's rule checks."""
         self.model.eval()
         out: list[torch.Tensor] = []
-        device = next(self.model.parameters()).device
         for i in range(0, len(questions), batch_size):
-            enc = [self.encode(q, s) for q, s in zip(questions[i : i + batch_size], chains[i : i + batch_size])]
-            batch = {k: v.to(device) for k, v in self.collate(enc).items()}
-            probs = self.step_logits(batch).float().softmax(-1).cpu()
-            out += [probs[j, : len(e[1])] for j, e in enumerate(enc)]
-        return out
+            for lg in self.chain_logits(questions[i : i + batch_size], chains[i : i + batch_size]):
+                out.append(lg.float().softmax(-1).cpu()[:, self.index])
+        if self.two_way:
+            redundant = self.redundancy(questions, chains)
+            out = [torch.stack([p[:, 0] * (1 - r), p[:, 0] * r, p[:, 1]], -1) for p, r in zip(out, redundant)]
+        return apply_checks(self.card.checks, chains, out)
+
+    def redundancy(self, questions: list[str], chains: list[list[str]]) -> list[torch.Tensor]:
+        """p(redundant | correct) per step from the card's redundancy source (two-way scorers)."""
+        if self.card.redundancy == "head":
+            from gan_cot.discriminator.redundancy import head_redundancy
+
+            return head_redundancy(self.head, questions, chains)
+        if self.card.redundancy == "probe":
+            if self.probe is None:
+                raise DiscriminatorError(
+                    "redundancy probe needs the policy: call Discriminator.bind_policy(policy, tokenizer, answers) "
+                    "(the trainer does), or choose discriminator.redundancy none or head"
+                )
+            return [r.cpu() for r in self.probe(questions, chains)]
+        return [torch.zeros(len(s)) for s in chains]
 
     def predict(self, questions: list[str], chains: list[list[str]], batch_size: int = 32) -> list[list[str]]:
         """The most likely label of every step."""
         return [[LABELS[k] for k in p.argmax(-1).tolist()] for p in self.score(questions, chains, batch_size)]
+
+
+def settings_of(cfg) -> dict:
+    """The scoring settings a run config's discriminator section sets (None where it leaves them to the card)."""
+    from gan_cot.discriminator.card import SETTINGS
+
+    out = {k: getattr(cfg, k, None) for k in SETTINGS}
+    if out["layout"] == "auto":
+        out["layout"] = None
+    return out
+
+
+def check_tokenizer(tokenizer, card: DiscriminatorCard, config: dict, where: str) -> None:
+    """Refuse a discriminator tokenizer that cannot read chains: encoding fails, most of a plain chain comes out as
+    the unknown token (a vocabulary unrelated to the text), two steps are scored at one token, or a chain, its padding
+    or its step markers get ids past the model's embedding (a tokenizer from another model)."""
+    sep = resolve_separator(card.separator)
+    try:
+        enc = layouts.encode(tokenizer, card, sep, PROBE_QUESTION, PROBE_STEPS)
+        special = layouts.tag_ids(tokenizer, card)
+    except Exception as e:  # noqa: BLE001 - whatever the tokenizer raises, it cannot encode chains
+        raise DiscriminatorError(
+            f"{where}: the discriminator tokenizer cannot encode a chain ({type(e).__name__}: {e}); "
+            "save the discriminator with the tokenizer of its backbone"
+        ) from e
+    ids, ends = enc.ids, enc.ends
+    unk = getattr(tokenizer, "unk_token_id", None)
+    unknown = sum(i == unk for i in ids) if unk is not None else 0
+    if not ids or unknown > MAX_UNKNOWN_FRACTION * len(ids):
+        raise DiscriminatorError(
+            f"{where}: the discriminator tokenizer maps {unknown} of {len(ids)} tokens of a plain chain to its "
+            f"unknown token {tokenizer.unk_token!r}; its vocabulary does not fit the text (a tokenizer from "
+            "another model?); save the discriminator with the tokenizer of its backbone"
+        )
+    if len(set(ends)) != len(ends):
+        raise DiscriminatorError(
+            f"{where}: the discriminator tokenizer merges the steps of a chain (step ends at tokens {ends}); "
+            "it cannot tell the steps apart"
+        )
+    vocab = config.get("vocab_size")
+    top = max(ids + special + [i for i in (tokenizer.pad_token_id, tokenizer.bos_token_id) if i is not None])
+    if isinstance(vocab, int) and top >= vocab:
+        raise DiscriminatorError(
+            f"{where}: the tokenizer has ids up to {top} but the model's embedding has {vocab} rows (config.json "
+            "vocab_size); the tokenizer belongs to another model: save the discriminator with its own tokenizer"
+        )

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import urllib.parse
@@ -30,18 +31,14 @@ from gan_cot.discriminator.archive import (
     download_archive,
 )
 from gan_cot.discriminator.checkpoint import (
-    PICKLE_SUFFIXES,
     CheckpointError,
     DiscriminatorSourceError,
     validate_checkpoint,
 )
 
 DEFAULT_REGISTRY = REPO_ROOT / "discriminators" / "registry.yaml"
-# What snapshot_download may fetch from the Hub: weights as safetensors, configs, tokenizer files.
-HUB_ALLOW_PATTERNS = ["*.safetensors", "*.json", "*.txt", "*.model", "*.tiktoken"]
-HUB_PICKLE_PATTERNS = [f"*{s}" for s in PICKLE_SUFFIXES]
 
-ENTRY_KEYS = ("path", "hub", "url", "sha256", "card")
+ENTRY_KEYS = ("path", "hub", "url", "sha256", "card", "scoring")
 SOURCE_KEYS = ("path", "hub", "url")
 HUB_KEYS = ("repo_id", "revision")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -66,6 +63,7 @@ class RegistryEntry:
     url: str | None = None
     sha256: str | None = None
     card: dict = field(default_factory=dict)
+    scoring: dict = field(default_factory=dict)  # scoring settings over the checkpoint's card (layout, label_map...)
     registry_file: Path | None = None
 
     def describe(self) -> str:
@@ -91,6 +89,7 @@ class ResolvedCheckpoint:
     sha256: str | None = None  # archive sha256, for url sources
     revision: str | None = None  # requested Hub revision, for hub sources
     cached: bool = False  # True when an archive or Hub snapshot came from the cache without a download
+    settings: dict = field(default_factory=dict)  # the registry entry's scoring settings
 
     def to_json(self) -> dict:
         return {
@@ -170,6 +169,7 @@ def _parse_entry(file: Path, name, raw) -> RegistryEntry:
     labels = card.get("labels")
     if labels is not None and (not isinstance(labels, list) or not all(isinstance(x, str) for x in labels)):
         raise RegistryError(f"{where}, key 'card': labels must be a list of strings, got {labels!r}")
+    scoring = _parse_scoring(where, raw.get("scoring"))
     if "sha256" in raw and source != "url":
         raise RegistryError(f"{where}, key 'sha256': only url entries take a sha256 (pin a Hub entry with revision)")
 
@@ -180,7 +180,7 @@ def _parse_entry(file: Path, name, raw) -> RegistryEntry:
             raise RegistryError(
                 f"{where}, key 'path': must be a folder relative to {file.parent} without '..', got {value!r}"
             )
-        return RegistryEntry(name, "path", path=file.parent / rel, card=card, registry_file=file)
+        return RegistryEntry(name, "path", path=file.parent / rel, card=card, scoring=scoring, registry_file=file)
 
     if source == "hub":
         hub = raw["hub"]
@@ -199,7 +199,9 @@ def _parse_entry(file: Path, name, raw) -> RegistryEntry:
             raise RegistryError(f"{where}, key 'hub.repo_id': expected org/name, got {repo_id!r}")
         if revision is not None and (not isinstance(revision, str) or not revision):
             raise RegistryError(f"{where}, key 'hub.revision': must be a branch, tag or commit string")
-        return RegistryEntry(name, "hub", repo_id=repo_id, revision=revision, card=card, registry_file=file)
+        return RegistryEntry(
+            name, "hub", repo_id=repo_id, revision=revision, card=card, scoring=scoring, registry_file=file
+        )
 
     url = raw["url"]
     if not isinstance(url, str) or urllib.parse.urlparse(url).scheme not in ("http", "https", "file"):
@@ -209,7 +211,22 @@ def _parse_entry(file: Path, name, raw) -> RegistryEntry:
     sha = raw["sha256"]
     if not isinstance(sha, str) or not _SHA_RE.match(sha.lower()):
         raise RegistryError(f"{where}, key 'sha256': must be 64 hex digits, got {sha!r}")
-    return RegistryEntry(name, "url", url=url, sha256=sha.lower(), card=card, registry_file=file)
+    return RegistryEntry(name, "url", url=url, sha256=sha.lower(), card=card, scoring=scoring, registry_file=file)
+
+
+def _parse_scoring(where: str, scoring) -> dict:
+    """An entry's ``scoring`` mapping: the settings of a discriminator card (layout, label_map, separator...)."""
+    from gan_cot.discriminator.card import SETTINGS, DiscriminatorCard, DiscriminatorError
+
+    if scoring is None:
+        return {}
+    if not isinstance(scoring, dict):
+        raise RegistryError(f"{where}, key 'scoring': must be a mapping of {', '.join(SETTINGS)}")
+    try:
+        DiscriminatorCard(layout=scoring.get("layout", "gan_cot")).update(scoring, f"{where}, key 'scoring'")
+    except (DiscriminatorError, TypeError) as e:
+        raise RegistryError(str(e)) from e
+    return dict(scoring)
 
 
 def _get_registry(registry) -> tuple[dict[str, RegistryEntry], str]:
@@ -263,8 +280,8 @@ def resolve_source(
         entry = matches[0] if matches else None
         if sha256 is None and entry is None:
             raise DownloadError(
-                f"archive URL {spec} needs its sha256 (--sha256 HEX) so the download can be verified; "
-                "maintainers get it from pack_checkpoint or sha256sum"
+                f"archive URL {spec} needs its sha256 so the download can be verified: pass --sha256 HEX, or add "
+                "the URL with its sha256 to discriminators/registry.yaml and use its name"
             )
         if sha256 is not None and entry is not None and sha256 != entry.sha256:
             raise DownloadError(
@@ -316,15 +333,17 @@ def _resolve_entry(entry: RegistryEntry, spec, sha256, cache, offline, allow_pic
                 f"{folder} does not exist; train it with python scripts/train_discriminator.py "
                 f"(writing to {folder}) or pick another registry entry"
             )
-        return ResolvedCheckpoint(validate_checkpoint(folder, allow_pickle).resolve(), "path", spec, entry.name)
-    if entry.source == "hub":
+        found = ResolvedCheckpoint(validate_checkpoint(folder, allow_pickle).resolve(), "path", spec, entry.name)
+    elif entry.source == "hub":
         _no_sha(sha256, spec)
-        return _resolve_hub(entry.repo_id, entry.revision, cache, offline, allow_pickle, spec, entry.name)
-    if sha256 is not None and sha256 != entry.sha256:
-        raise DownloadError(
-            f"--sha256 {sha256} does not match the registry's sha256 {entry.sha256} for {entry.name} ({entry.url})"
-        )
-    return _resolve_url(entry.url, entry.sha256, cache, offline, allow_pickle, entry.name, spec, entry.name)
+        found = _resolve_hub(entry.repo_id, entry.revision, cache, offline, allow_pickle, spec, entry.name)
+    else:
+        if sha256 is not None and sha256 != entry.sha256:
+            raise DownloadError(
+                f"--sha256 {sha256} does not match the registry's sha256 {entry.sha256} for {entry.name} ({entry.url})"
+            )
+        found = _resolve_url(entry.url, entry.sha256, cache, offline, allow_pickle, entry.name, spec, entry.name)
+    return dataclasses.replace(found, settings=dict(entry.scoring))
 
 
 def _resolve_url(url, sha, cache, offline, allow_pickle, name, spec, entry_name) -> ResolvedCheckpoint:
@@ -334,45 +353,10 @@ def _resolve_url(url, sha, cache, offline, allow_pickle, name, spec, entry_name)
 
 
 def _resolve_hub(repo_id, revision, cache: Path, offline, allow_pickle, spec, entry_name) -> ResolvedCheckpoint:
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    from gan_cot.discriminator.hub import fetch_snapshot
 
-    label = repo_id + (f"@{revision}" if revision else "")
-    patterns = HUB_ALLOW_PATTERNS + (HUB_PICKLE_PATTERNS if allow_pickle else [])
-    hub_cache = cache / "hub"
-    try:
-        folder = snapshot_download(
-            repo_id,
-            revision=revision,
-            cache_dir=str(hub_cache),
-            local_files_only=offline,
-            allow_patterns=patterns,
-        )
-    except LocalEntryNotFoundError as e:
-        if offline:
-            raise DownloadError(
-                f"Hub checkpoint {label} is not in the cache {hub_cache}; run without --offline to download it"
-            ) from e
-        raise DownloadError(f"cannot fetch Hub checkpoint {label} (no connection to the Hub?): {_one_line(e)}") from e
-    except GatedRepoError as e:
-        raise DownloadError(f"Hub checkpoint {label} is gated; accept its terms and log in (hf auth login)") from e
-    except RepositoryNotFoundError as e:
-        hint = f"; if you meant a local folder, {spec} does not exist" if entry_name is None else ""
-        raise DownloadError(f"Hub repository {repo_id} not found (or private){hint}") from e
-    except RevisionNotFoundError as e:
-        raise DownloadError(f"Hub repository {repo_id} has no revision {revision!r}") from e
-    except (OSError, ValueError) as e:
-        raise DownloadError(f"cannot fetch Hub checkpoint {label}: {_one_line(e)}") from e
-    folder = Path(folder)
-    try:
-        validate_checkpoint(folder, allow_pickle)
-    except CheckpointError as e:
-        raise CheckpointError(f"Hub checkpoint {label}: {e}") from e
+    hint = f"; if you meant a local folder, {spec} does not exist" if entry_name is None else ""
+    folder = fetch_snapshot(repo_id, revision, cache / "hub", offline, allow_pickle, hint)
     return ResolvedCheckpoint(folder, "hub", spec, entry_name, revision=revision, cached=offline)
 
 

@@ -1,7 +1,8 @@
 """Training and scoring a step discriminator: cross-entropy at step ends, per-class metrics with scikit-learn.
 
 TRL's process-reward trainer takes binary step labels, and the three-way labels here need their own
-head and metrics, so this is a short loop of our own.
+head and metrics, so this is a short loop of our own. It trains any layout through
+:meth:`~gan_cot.discriminator.model.Discriminator.chain_logits`.
 """
 
 from __future__ import annotations
@@ -14,32 +15,23 @@ from gan_cot.sft import optimize
 from gan_cot.steps import LABELS
 
 
-def step_targets(records, batch_positions: torch.Tensor) -> torch.Tensor:
-    """[batch, steps] class ids with -100 where a row has no step."""
-    target = torch.full(batch_positions.shape, -100, dtype=torch.long)
-    for i, r in enumerate(records):
-        target[i, : len(r.labels)] = torch.tensor([LABELS.index(lab) for lab in r.labels])
-    return target
-
-
 def discriminator_loss(disc, records, class_weights: torch.Tensor | None = None):
-    """Mean cross-entropy over the steps of a batch of records; returns (loss, accuracy)."""
-    enc = [disc.encode(r.question, r.steps) for r in records]
-    batch = disc.collate(enc)
-    logits = disc.step_logits(batch)  # [batch, steps, 3]
-    target = step_targets(records, batch["positions"])
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, len(LABELS)), target.reshape(-1), weight=class_weights)
-    valid = target != -100
-    acc = (logits.argmax(-1)[valid] == target[valid]).float().mean()
+    """Mean cross-entropy over the steps of a batch of records, in the model's own classes (a two-way scorer learns
+    redundant steps as correct ones); returns (loss, accuracy)."""
+    logits = torch.cat(disc.chain_logits([r.question for r in records], [r.steps for r in records]))  # [steps, C]
+    target = torch.tensor([t for r in records for t in disc.target_ids(r.labels)], device=logits.device)
+    weight = class_weights.to(logits.device) if class_weights is not None else None
+    loss = torch.nn.functional.cross_entropy(logits.float(), target, weight=weight)
+    acc = (logits.argmax(-1) == target).float().mean()
     return loss, acc.detach()
 
 
-def class_weights_for(records, power: float = 0.5) -> torch.Tensor:
-    """Inverse-frequency class weights (softened by ``power``) so rare ``wrong`` steps still count."""
-    counts = torch.ones(len(LABELS))
+def class_weights_for(disc, records, power: float = 0.5) -> torch.Tensor:
+    """Inverse-frequency weights of the model's classes (softened by ``power``) so rare ``wrong`` steps still count."""
+    counts = torch.ones(len(disc.names))
     for r in records:
-        for lab in r.labels:
-            counts[LABELS.index(lab)] += 1
+        for t in disc.target_ids(r.labels):
+            counts[t] += 1
     w = (counts.sum() / counts) ** power
     return w / w.mean()
 
@@ -51,15 +43,14 @@ def train_discriminator(
     :func:`gan_cot.sft.optimize` (``lr``, ``warmup``, ``log_every``...). Returns loss statistics."""
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    weights = class_weights_for(records, balance) if balance else None
+    weights = class_weights_for(disc, records, balance) if balance else None
     params = [p for p in disc.model.parameters() if p.requires_grad]
-    order: list[int] = []
+    batches: list[list[int]] = []
 
     def step_loss():
-        if len(order) < batch_size:
-            order[:] = list(range(len(records)))
-            rng.shuffle(order)
-        loss, acc = discriminator_loss(disc, [records[order.pop()] for _ in range(batch_size)], weights)
+        if not batches:
+            batches[:] = length_batches(records, batch_size, rng)
+        loss, acc = discriminator_loss(disc, [records[i] for i in batches.pop()], weights)
         return loss, {"acc": acc.item()}
 
     disc.model.train()
@@ -68,6 +59,20 @@ def train_discriminator(
                      **optim)  # fmt: skip
     disc.model.eval()
     return stats
+
+
+def length_batches(records, batch_size: int, rng: random.Random, pool: int = 32) -> list[list[int]]:
+    """One epoch of batches, shuffled; each drawn from a pool of ``pool`` batches' worth of records sorted by length,
+    so a batch pads little."""
+    order = list(range(len(records)))
+    rng.shuffle(order)
+    size = lambda i: len(records[i].question) + sum(len(s) for s in records[i].steps)  # noqa: E731
+    out = []
+    for k in range(0, len(order), batch_size * pool):
+        group = sorted(order[k : k + batch_size * pool], key=size)
+        out += [group[j : j + batch_size] for j in range(0, len(group), batch_size) if len(group[j:]) >= batch_size]
+    rng.shuffle(out)
+    return out or [order[:batch_size]]
 
 
 def step_metrics(gold: list[str], pred: list[str]) -> dict:

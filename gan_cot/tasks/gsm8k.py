@@ -7,13 +7,15 @@ checked with a safe arithmetic evaluator (``meta["calc_ok"]``) and removed from 
 ``keep_calculator=True``. A step whose annotation is wrong can be labelled ``wrong`` for the
 discriminator (:func:`calculator_labels`).
 
-Data comes from a folder holding ``train.jsonl`` and ``test.jsonl`` (or one .jsonl file used for every
-split), or from a ``datasets`` dataset (hub id, config ``main``, or a local dataset folder).
+Data comes from a folder holding ``train.jsonl`` and ``test.jsonl`` (or one .jsonl file, split three ways
+by question), or from a ``datasets`` dataset (hub id, config ``main``, or a local dataset folder). An
+``answer`` that is a number (no solution) gives an answer-only example: no reference steps.
 """
 
 from __future__ import annotations
 
 import ast
+import codecs
 import json
 import logging
 import math
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from gan_cot.steps import split_steps
 from gan_cot.tasks.base import ANSWER_MARKER, Example, TaskBase, TaskDataError, normalize_number
+from gan_cot.tasks.splits import assign_splits, question_key
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +126,8 @@ def calculator_labels(example: Example) -> list[str | None]:
 def parse_record(record, id: str, keep_calculator: bool = False) -> Example:
     """An :class:`Example` from one GSM8K record (a dict with ``question`` and ``answer``, optionally ``id``).
 
+    ``answer`` is a solution (steps, then ``#### value``) or a number (an answer-only example: no steps).
+
     An ``id`` field (a string or an integer) is kept in ``meta["record_id"]``; the task refuses a split in
     which two records share one. Raises ValueError naming the problem; the caller adds where the record
     came from.
@@ -132,15 +137,26 @@ def parse_record(record, id: str, keep_calculator: bool = False) -> Example:
     for key in ("question", "answer"):
         if key not in record:
             raise ValueError(f"missing field {key!r}")
-        if not isinstance(record[key], str):
-            raise ValueError(f"field {key!r} is not a string")
+    if not isinstance(record["question"], str):
+        raise ValueError("field 'question' is not a string")
+    answer = record["answer"]
+    number = isinstance(answer, (int, float)) and not isinstance(answer, bool)
+    if number and not math.isfinite(answer):
+        raise ValueError(f"field 'answer' is not a finite number, got {answer!r}")
+    if not number and not isinstance(answer, str):
+        raise ValueError(f"field 'answer' is not a solution string or a number, got {type(answer).__name__}")
     record_id = record.get("id")
     if "id" in record and (isinstance(record_id, bool) or not isinstance(record_id, (str, int)) or record_id == ""):
         raise ValueError(f"field 'id' must be a non-empty string or an integer, got {record_id!r}")
     question = record["question"].strip()
     if not question:
         raise ValueError("empty question")
-    body, marker, final = record["answer"].rpartition(ANSWER_MARKER)
+    meta = {"record_id": record_id} if record_id is not None else {}
+    if number:  # the answer alone, no solution: nothing to imitate, still a question to answer
+        value = normalize_number(str(answer))
+        return Example(id=id, question=question, steps=[], answer=value, difficulty=0,
+                       meta={"raw_steps": [], "calc_ok": [], **meta})  # fmt: skip
+    body, marker, final = answer.rpartition(ANSWER_MARKER)
     final = final.strip()
     if not marker or not final:
         raise ValueError(f"no final answer after {ANSWER_MARKER!r}")
@@ -158,7 +174,7 @@ def parse_record(record, id: str, keep_calculator: bool = False) -> Example:
         meta={
             "raw_steps": raw_steps,
             "calc_ok": [check_calculator(s) for s in raw_steps],
-            **({"record_id": record_id} if record_id is not None else {}),
+            **meta,
         },
     )
 
@@ -170,9 +186,13 @@ class Gsm8kTask(TaskBase):
     split reads; by default the first that exists of ``$GAN_COT_GSM8K`` and ``<repo>/../shared/data/gsm8k``.
     ``dataset`` is instead a ``datasets`` hub id (loaded with config ``main``) or a local dataset folder.
 
-    Splits: ``train`` is the train data minus its last ``validation_size`` lines, ``validation`` those
-    lines, ``test`` the test data. Bad lines raise :class:`TaskDataError` naming file and line, or with
-    ``skip_bad=True`` are skipped, counted in ``self.skipped[split]`` and reported in one warning.
+    Splits (:mod:`gan_cot.tasks.splits`), decided by each record's question so that no test question reaches
+    training: ``test`` is the test data (a single file: about 15% of its questions); ``validation`` takes
+    ``validation_size`` records of the rest, at most a tenth; ``train`` the others (a folder's train data less any
+    question of its test data). A file is checked whole when a split first reads it: a bad line raises
+    :class:`TaskDataError` naming file and line, or with ``skip_bad=True`` is skipped, counted in
+    ``self.skipped[split]`` of the split it falls in and reported in one warning. A file may
+    start with a UTF-8 byte-order mark; an empty file is named in the error.
     """
 
     name = "gsm8k"
@@ -196,6 +216,7 @@ class Gsm8kTask(TaskBase):
         self.path = None if dataset is not None else self._resolve_path(path)
         self.skipped: dict[str, int] = {}
         self._cache: dict[str, list[Example]] = {}
+        self._sources: dict[str, tuple] = {}
         self._hf = None
 
     @staticmethod
@@ -237,56 +258,74 @@ class Gsm8kTask(TaskBase):
     # --- loading -----------------------------------------------------------------------------------
 
     def _load(self, split: str) -> list[Example]:
-        if self.dataset is not None:
-            rows, where = self._dataset_rows(split)
+        where, entries = self._source(split)
+        test_source = self.dataset is not None or self.path.is_dir()  # a test split of its own
+        if test_source and split == "test":
+            chosen = entries
         else:
-            rows, where = self._jsonl_rows(split)
+            test_keys = None
+            if test_source:  # a folder without test.jsonl has no test question to hold out
+                missing = self.dataset is None and not (self.path / "test.jsonl").is_file()
+                test_keys = set() if missing else {key for *_, key in self._source("test")[1]}
+            assigned = assign_splits([key for *_, key in entries], self.validation_size, test_keys)
+            chosen = [e for e, s in zip(entries, assigned) if s == split]
+            if split == "train" and not chosen:
+                raise TaskDataError(
+                    f"{where} has {len(entries)} records, too few to split into train, validation and test "
+                    "questions; add records, or give a folder holding train.jsonl and test.jsonl"
+                )
         examples, bad = [], []
-        seen_ids: dict = {}  # record id -> where it first appeared
-        for lineno, loc, parse in rows:
-            try:
-                ex = parse_record(parse(), id=f"gsm8k-{split}-{lineno}", keep_calculator=self.keep_calculator)
-                record_id = ex.meta.get("record_id")
-                if record_id is not None:
-                    if record_id in seen_ids:
-                        raise ValueError(f"duplicate id {record_id!r} (first used at {seen_ids[record_id]})")
-                    seen_ids[record_id] = loc
-            except ValueError as e:  # also json.JSONDecodeError and UnicodeDecodeError
-                if not self.skip_bad:
-                    raise TaskDataError(f"{loc}: {e}; fix the line or pass skip_bad=True (--skip-bad)") from e
-                bad.append(f"{loc} ({e})")
+        for number, loc, parsed, _ in chosen:
+            if isinstance(parsed, ValueError):  # only with skip_bad: otherwise reading the file raised it
+                bad.append(f"{loc} ({parsed})")
                 continue
-            examples.append(ex)
+            examples.append(parse_record(parsed, id=f"gsm8k-{split}-{number}", keep_calculator=self.keep_calculator))
         self.skipped[split] = len(bad)
         if bad:
             shown = "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
             log.warning("gsm8k %s: skipped %d bad line(s) of %s: %s", split, len(bad), where, shown)
         return examples
 
-    def _split_range(self, n: int, split: str, source: str) -> range:
-        """Which of the ``n`` records of the train (or single) source belong to ``split``."""
-        if split == "test":
-            return range(n)
-        cut = n - self.validation_size
-        if cut <= 0 and split == "train":
-            raise TaskDataError(
-                f"{source} has {n} records, not more than validation_size={self.validation_size}, "
-                "so the train split would be empty; pass a smaller validation_size"
-            )
-        return range(max(cut, 0), n) if split == "validation" else range(cut)
+    def _source(self, split: str):
+        """``(where, entries)`` of the data ``split`` is drawn from, read and checked whole the first time (a bad line
+        anywhere in it raises, unless ``skip_bad``): entries ``(number, location, record or the ValueError it
+        raised, question key)``."""
+        name = "test" if split == "test" else "train"
+        if name not in self._sources:
+            where, rows = self._dataset_rows(name) if self.dataset is not None else self._jsonl_rows(name)
+            entries, ids = [], {}  # record id -> where it first appeared
+            for number, loc, parse in rows:
+                try:
+                    parsed = parse()
+                    record_id = parse_record(parsed, id="check").meta.get("record_id")
+                    if record_id is not None and record_id in ids:
+                        raise ValueError(f"duplicate id {record_id!r} (first used at {ids[record_id]})")
+                    ids.setdefault(record_id, loc)
+                except ValueError as e:  # also json.JSONDecodeError and UnicodeDecodeError
+                    if not self.skip_bad:
+                        raise TaskDataError(f"{loc}: {e}; fix or remove the line") from e
+                    parsed = e
+                record = parsed if isinstance(parsed, dict) else {}
+                key = question_key(record["question"]) if isinstance(record.get("question"), str) else loc
+                entries.append((number, loc, parsed, key))
+            if not entries:
+                raise TaskDataError(f"{where} holds no records; a GSM8K file has one JSON object per line")
+            self._sources[name] = (where, entries)
+        return self._sources[name]
 
-    def _jsonl_rows(self, split: str):
+    def _jsonl_rows(self, name: str):
         if self.path.is_dir():
-            file = self.path / ("test.jsonl" if split == "test" else "train.jsonl")
+            file = self.path / f"{name}.jsonl"
             if not file.is_file():
                 raise TaskDataError(
                     f"{file} not found; the GSM8K folder {self.path} must hold train.jsonl and test.jsonl"
                 )
         else:
             file = self.path
+        data = file.read_bytes()
+        data = data[len(codecs.BOM_UTF8) :] if data.startswith(codecs.BOM_UTF8) else data  # editors on Windows
         # Blank lines are not records; line numbers stay those of the file.
-        lines = [(i, raw) for i, raw in enumerate(file.read_bytes().split(b"\n"), 1) if raw.strip()]
-        chosen = [lines[i] for i in self._split_range(len(lines), split, str(file))]
+        lines = [(i, raw) for i, raw in enumerate(data.split(b"\n"), 1) if raw.strip()]
 
         def decode(raw: bytes):
             if len(raw) > MAX_LINE_BYTES:
@@ -300,10 +339,9 @@ class Gsm8kTask(TaskBase):
             except json.JSONDecodeError as e:
                 raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from e
 
-        rows = [(i, f"{file}:{i}", lambda raw=raw: decode(raw)) for i, raw in chosen]
-        return rows, str(file)
+        return str(file), [(i, f"{file}:{i}", lambda raw=raw: decode(raw)) for i, raw in lines]
 
-    def _dataset_rows(self, split: str):
+    def _dataset_rows(self, name: str):
         if self._hf is None:
             import datasets
 
@@ -315,14 +353,9 @@ class Gsm8kTask(TaskBase):
                 self._hf = datasets.load_dataset(str(local), config)
             else:
                 self._hf = datasets.load_dataset(self.dataset, "main")
-        source_split = "test" if split == "test" else "train"
-        if source_split not in self._hf:
-            raise TaskDataError(f"dataset {self.dataset} has no {source_split!r} split (it has {list(self._hf)})")
-        records = self._hf[source_split].to_list()
-        where = f"dataset {self.dataset} split {source_split}"
+        if name not in self._hf:
+            raise TaskDataError(f"dataset {self.dataset} has no {name!r} split (it has {list(self._hf)})")
+        records = self._hf[name].to_list()
+        where = f"dataset {self.dataset} split {name}"
         # Row numbers are 1-based like jsonl line numbers, so ids match the jsonl files of the same data.
-        rows = [
-            (i + 1, f"{where} row {i + 1}", lambda i=i: records[i])
-            for i in self._split_range(len(records), split, where)
-        ]
-        return rows, where
+        return where, [(i + 1, f"{where} row {i + 1}", lambda i=i: records[i]) for i in range(len(records))]
