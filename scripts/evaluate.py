@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, fail, print_json
-from gan_cot.tasks import DEFAULT_TASK, TASKS, TaskDataError, get_task
+from gan_cot.tasks import DEFAULT_TASK, GENERATED, TASKS, TaskDataError, get_task
 
 
 def parse_args(argv=None):
@@ -103,8 +103,8 @@ def resolve_alpha(model: str, alpha: str | None) -> str | float | None:
 
 
 def make_task(args):
-    if args.task == "ledger":
-        return get_task("ledger", seed=args.seed)
+    if args.task in GENERATED:
+        return get_task(args.task, seed=args.seed)
     if args.task == "gsm8k":
         return get_task("gsm8k", path=args.data, skip_bad=args.skip_bad)
     return get_task(args.task)

@@ -77,7 +77,7 @@ def preflight(cfg) -> None:
     from gan_cot import tracking
     from gan_cot.discriminator.model import Discriminator
     from gan_cot.discriminator.registry import DiscriminatorSourceError
-    from gan_cot.tasks import TASKS, get_task
+    from gan_cot.tasks import GENERATED, TASKS, get_task
 
     check_model_path(cfg.model)
     if not Path(cfg.deepspeed).exists():
@@ -87,7 +87,7 @@ def preflight(cfg) -> None:
     if cfg.task not in TASKS:
         raise UsageError(f"task: unknown task {cfg.task!r}; known tasks: {', '.join(sorted(TASKS))}")
     try:
-        if cfg.task != "ledger":  # the ledger task is generated, file-backed tasks are read now
+        if cfg.task not in GENERATED:  # built-in tasks are generated, file-backed tasks are read now
             task = get_task(cfg.task, path=cfg.data)
             for split in ("train", "test") + (("validation",) if cfg.eval.every else ()):
                 task.examples(split)
