@@ -1,5 +1,11 @@
 """Every MLflow call of a training run: one MLflow run per training run, resumed with it, marked FAILED when it
-stops on an error. Only the main process logs; on the others every method does nothing."""
+stops on an error. Only the main process logs; on the others every method does nothing.
+
+What a user sees in the MLflow UI: the run is named by method and seed (``gan-cot-gate-seed0``), its inputs are the
+task's splits (:func:`gan_cot.tracking.log_task_inputs`), and its metrics are grouped by the phase that measured them
+(:data:`PHASES`: ``rollout/``, ``update/``, ``discriminator/``, ``gate/``, ``eval/``, ``warmup/``), which the UI draws
+as sections. The summary figures (``base_*``, ``final_*``, ``n_params``) stay ungrouped: the runs table's columns.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,34 @@ from pathlib import Path
 
 from gan_cot.checkpoint import write_json
 from gan_cot.steps import LABELS
+
+# metric name, or a name's prefix ending in "_", -> (phase, the part of the name the grouped one drops)
+PHASES: dict[str, tuple[str, str]] = {
+    "rollout_": ("rollout", "rollout_"),  # scoring: the round's chains, accuracy and tokens
+    "frac_": ("discriminator", ""),  # the discriminator's verdict on the round's steps
+    "disc_": ("discriminator", "disc_"),  # the refresh: F1 before it, its loss
+    "policy_loss": ("update", ""),
+    "pg_loss": ("update", ""),
+    "kl": ("update", ""),
+    "clip_frac": ("update", ""),
+    "ratio": ("update", ""),
+    "sft_loss": ("update", ""),
+    "lr": ("update", ""),
+    "gate_": ("gate", "gate_"),
+    "alpha_": ("gate", ""),
+    "val_": ("eval", ""),
+    "pool_": ("warmup", ""),
+    "warmup_": ("warmup", "warmup_"),
+}
+
+
+def grouped(name: str) -> str:
+    """The name a metric is logged under: ``phase/name`` (``rollout_tokens`` -> ``rollout/tokens``), or the name
+    itself when no phase claims it."""
+    for key, (phase, drop) in PHASES.items():
+        if name == key or (key.endswith("_") and name.startswith(key)):
+            return f"{phase}/{name[len(drop) :]}"
+    return name
 
 
 class RunLogger:
@@ -33,25 +67,29 @@ class RunLogger:
         if resume and run_id is None and run_file.exists():
             run_id = json.loads(run_file.read_text())["run_id"]
         new = run_id is None
-        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run()
+        name = tracking.run_name(method, self.cfg.seed)
+        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=name)
         self.run_id = run.info.run_id
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(run_file, {"run_id": self.run_id})
         if new:
             mlflow.log_params(tracking.flatten(to_dict(self.cfg)))
-            mlflow.set_tag("method", method)
+            mlflow.set_tags({"method": method, "seed": str(self.cfg.seed), "task": self.cfg.task})
+            tracking.log_task_inputs(self.cfg.make_task(), self.cfg.task, self.cfg.seed, self.cfg.eval.n)
             write_json(self.out / "config.json", to_dict(self.cfg), indent=2)
             mlflow.log_artifact(str(self.out / "config.json"))
         return self.run_id
 
     def metrics(self, metrics: dict, step: int | None = None, prefix: str = "") -> None:
+        """Metrics under their phase's name (:func:`grouped`); a ``prefix`` (``final_``) keeps them ungrouped."""
         if self.active and metrics:
             import mlflow
 
-            mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step=step)
+            names = {k: f"{prefix}{k}" if prefix else grouped(k) for k in metrics}
+            mlflow.log_metrics({names[k]: float(v) for k, v in metrics.items()}, step=step)
 
     def round(self, r: int, metrics: dict) -> None:
-        """A round's metrics at step ``r``, and one line on the console."""
+        """A round's metrics at step ``r``, grouped by phase, and one line on the console."""
         if self.active:
             self.metrics(metrics, step=r)
             self.log(f"round {r}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items())))
@@ -76,12 +114,18 @@ class RunLogger:
                 {k: [row.get(k) for row in rows] for k in keys}, artifact_file=f"samples/round-{r:05d}.json"
             )
 
-    def finish(self, final: dict, adapter: Path) -> None:
+    def finish(self, final: dict, adapter: Path, rows: list[dict] | None = None) -> None:
+        """The final figures (``final_*``), the adapter, and the per-question rows of the final evaluation when given
+        (``eval/test_rows.json``: what ``compare_runs.py`` bootstraps its intervals from)."""
         if not self.active:
             return
         import mlflow
 
+        from gan_cot import tracking
+
         self.metrics({k: v for k, v in final.items() if isinstance(v, float)}, prefix="final_")
+        if rows:
+            tracking.log_eval_rows(rows)
         mlflow.log_artifacts(str(adapter), artifact_path="adapter")
         mlflow.end_run()
 

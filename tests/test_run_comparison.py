@@ -36,7 +36,9 @@ def test_merge_brings_srs_first_and_unknown_methods_are_refused(capsys):
 
 def test_match_rollouts_gives_grpo_baselines_our_sampling_budget(tmp_path, capsys):
     cfg = tmp_path / "ours.yaml"
-    cfg.write_text("rounds: 3\nrollout: {questions: 9, group_size: 2}\nsft: {pool_source: samples, pool_questions: 40, pool_samples: 2}\n")
+    cfg.write_text(
+        "rounds: 3\nrollout: {questions: 9, group_size: 2}\nsft: {pool_source: samples, pool_questions: 40, pool_samples: 2}\n"
+    )
     assert run_comparison.our_rollouts(cfg) == 40 * 2 + 3 * 9 * 2
     argv = ["--dry-run", "--match-rollouts", "--config", str(cfg), "--methods", "grpo-kimi,srs,gan-cot"]
     assert run_comparison.main(argv + ["--output-root", str(tmp_path)]) == 0
