@@ -35,6 +35,15 @@ PHASES: dict[str, tuple[str, str]] = {
 }
 
 
+def method_tag(method: str, cfg) -> str:
+    """A gan-cot run's ``method`` tag with its discriminator variant: ``-frozen`` (never refreshed), ``-gold`` (refreshed
+    on the task's oracle labels); the default (refreshed on automatic labels) adds nothing."""
+    if not method.startswith("gan-cot"):
+        return method
+    d = cfg.discriminator
+    return method + ("-frozen" if d.mode == "frozen" else "-gold" if d.labels == "gold" else "")
+
+
 def grouped(name: str) -> str:
     """The name a metric is logged under: ``phase/name`` (``rollout_tokens`` -> ``rollout/tokens``), or the name
     itself when no phase claims it."""
@@ -67,6 +76,7 @@ class RunLogger:
         if resume and run_id is None and run_file.exists():
             run_id = json.loads(run_file.read_text())["run_id"]
         new = run_id is None
+        method = method_tag(method, self.cfg)
         name = tracking.run_name(method, self.cfg.seed)
         run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=name)
         self.run_id = run.info.run_id

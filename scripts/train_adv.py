@@ -7,6 +7,7 @@ discriminator refresh) on DeepSpeed engines.
     deepspeed scripts/train_adv.py --discriminator NAME_OR_PATH      # plug and play: a frozen discriminator
     deepspeed scripts/train_adv.py --resume                          # continue the same run and MLflow run
     deepspeed scripts/train_adv.py --alpha 1.5                       # a fixed alpha instead of the learned gate
+    deepspeed scripts/train_adv.py --warm-start-only                 # the pruned-sft baseline: no rounds
 
 The last line printed (rank 0) is one JSON object: run_id, output_dir, base and final accuracy, mean tokens and
 tokens_vs_minimal, wall_seconds, peak_rss_mb.
@@ -36,6 +37,9 @@ def main(argv=None) -> int:
     p.add_argument(
         "--alpha", type=float, default=None, help="fixed CoT-Valve alpha instead of a learned gate (gate.kind=fixed)"
     )
+    p.add_argument(
+        "--warm-start-only", action="store_true", help="the warm start alone, no rounds (the pruned-sft baseline)"
+    )
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = p.parse_args(argv)
     from gan_cot.adv_config import AdvConfig
@@ -45,16 +49,23 @@ def main(argv=None) -> int:
         overrides += [f"discriminator.name={args.discriminator}", "discriminator.mode=frozen"]
     if args.alpha is not None:
         overrides += ["gate.kind=fixed", f"gate.alpha={args.alpha!r}"]
+    if args.warm_start_only:
+        from gan_cot.baselines.pruned_sft import OVERRIDES
+
+        overrides += OVERRIDES
     try:
         cfg = load_config(AdvConfig, args.config, overrides)
         preflight(cfg)
     except (ConfigError, UsageError) as e:
         fail(str(e))
+    from gan_cot.baselines.pruned_sft import WarmStartOnly
     from gan_cot.discriminator.registry import DiscriminatorSourceError
     from gan_cot.trainer import AdversarialTrainer
 
     rank = int(os.environ.get("RANK", "0"))
-    trainer = AdversarialTrainer(cfg, resume=args.resume, log=lambda m: print(m, flush=True) if rank == 0 else None)
+    trainer = (WarmStartOnly if args.warm_start_only else AdversarialTrainer)(
+        cfg, resume=args.resume, log=lambda m: print(m, flush=True) if rank == 0 else None
+    )
     try:
         result = trainer.train()
     except (UsageError, ValueError, DiscriminatorSourceError) as e:
