@@ -10,6 +10,7 @@ as sections. The summary figures (``base_*``, ``final_*``, ``n_params``) stay un
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from gan_cot.checkpoint import write_json
@@ -60,6 +61,7 @@ class RunLogger:
         self.active = active
         self.log = log
         self.run_id: str | None = None
+        self.bar = None  # the rounds' progress bar (stderr), opened at the first round
 
     def start(self, run_id: str | None, resume: bool, method: str) -> str | None:
         """Open the run: the checkpoint's run id, else (``resume`` after a kill before the first checkpoint) the one
@@ -99,10 +101,26 @@ class RunLogger:
             mlflow.log_metrics({names[k]: float(v) for k, v in metrics.items()}, step=step)
 
     def round(self, r: int, metrics: dict) -> None:
-        """A round's metrics at step ``r``, grouped by phase, and one line on the console."""
+        """A round's metrics at step ``r``, grouped by phase, one line on the console and the rounds' progress bar."""
         if self.active:
             self.metrics(metrics, step=r)
+            self.progress(r, metrics)
             self.log(f"round {r}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items())))
+
+    def progress(self, r: int, metrics: dict) -> None:
+        """Move the rounds' bar to round ``r`` done, with the round's accuracy and tokens."""
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.cfg.rounds, initial=r, desc="rounds", unit="round", file=sys.stderr)
+        self.bar.update(r + 1 - self.bar.n)
+        shown = {"acc": "rollout_accuracy", "tokens": "rollout_tokens", "val_acc": "val_accuracy"}
+        self.bar.set_postfix({k: f"{metrics[v]:.3g}" for k, v in shown.items() if v in metrics})
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def samples(self, r: int, rollout, scores) -> None:
         """Up to 16 chains of a round, one row per step with the discriminator's probabilities."""
@@ -133,6 +151,7 @@ class RunLogger:
 
         from gan_cot import tracking
 
+        self.close_bar()
         self.metrics({k: v for k, v in final.items() if isinstance(v, float)}, prefix="final_")
         if rows:
             tracking.log_eval_rows(rows)
@@ -141,6 +160,7 @@ class RunLogger:
 
     def fail(self) -> None:
         """Close the run as FAILED (a run stopped by an error is left out of comparisons)."""
+        self.close_bar()
         if self.active and self.run_id is not None:
             import mlflow
 
