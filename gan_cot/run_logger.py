@@ -16,24 +16,21 @@ from pathlib import Path
 from gan_cot.checkpoint import write_json
 from gan_cot.steps import LABELS
 
-# metric name, or a name's prefix ending in "_", -> (phase, the part of the name the grouped one drops)
-PHASES: dict[str, tuple[str, str]] = {
-    "rollout_": ("rollout", "rollout_"),  # scoring: the round's chains, accuracy and tokens
-    "frac_": ("discriminator", ""),  # the discriminator's verdict on the round's steps
-    "disc_": ("discriminator", "disc_"),  # the refresh: F1 before it, its loss
-    "policy_loss": ("update", ""),
-    "pg_loss": ("update", ""),
-    "kl": ("update", ""),
-    "clip_frac": ("update", ""),
-    "ratio": ("update", ""),
-    "sft_loss": ("update", ""),
-    "lr": ("update", ""),
-    "gate_": ("gate", "gate_"),
-    "alpha_": ("gate", ""),
-    "val_": ("eval", ""),
-    "pool_": ("warmup", ""),
-    "warmup_": ("warmup", "warmup_"),
+# phase -> the metric names it claims (a name ending in "_" claims every name it starts)
+PHASES: dict[str, tuple[str, ...]] = {
+    "rollout": ("rollout_",),  # scoring: the round's chains, accuracy and tokens
+    "discriminator": ("disc_", "frac_"),  # the refresh (F1 before it, its loss); its verdict on the round's steps
+    "update": ("policy_loss", "pg_loss", "kl", "clip_frac", "ratio", "sft_loss", "lr"),
+    "gate": ("gate_", "alpha_"),
+    "eval": ("val_",),
+    "warmup": ("pool_", "warmup_"),
 }
+DROPPED = (
+    "rollout_",
+    "disc_",
+    "gate_",
+    "warmup_",
+)  # said by the phase already: rollout/tokens, not rollout/rollout_tokens
 
 
 def method_tag(method: str, cfg) -> str:
@@ -48,9 +45,10 @@ def method_tag(method: str, cfg) -> str:
 def grouped(name: str) -> str:
     """The name a metric is logged under: ``phase/name`` (``rollout_tokens`` -> ``rollout/tokens``), or the name
     itself when no phase claims it."""
-    for key, (phase, drop) in PHASES.items():
-        if name == key or (key.endswith("_") and name.startswith(key)):
-            return f"{phase}/{name[len(drop) :]}"
+    for phase, keys in PHASES.items():
+        for key in keys:
+            if name == key or (key.endswith("_") and name.startswith(key)):
+                return f"{phase}/{name[len(key) :] if key in DROPPED else name}"
     return name
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, check_writable_dir
@@ -130,9 +131,11 @@ def log_task_inputs(task, task_name: str, seed: int, eval_n: int | None, train_n
         {"id": [e.id for e in test], "question": [e.question for e in test], "answer": [e.answer for e in test],
          "difficulty": [-1 if e.difficulty is None else int(e.difficulty) for e in test]}
     )  # fmt: skip
-    evaluation = mlflow.data.from_pandas(
-        frame, source=source("test", len(test)), name=f"{task_name}/test", targets="answer"
-    )
+    with warnings.catch_warnings():  # MLflow's hint about integer columns: ours never have missing values
+        warnings.simplefilter("ignore", UserWarning)
+        evaluation = mlflow.data.from_pandas(
+            frame, source=source("test", len(test)), name=f"{task_name}/test", targets="answer"
+        )
     mlflow.log_input(evaluation, context="evaluation")
     digest = hashlib.sha256(f"{task_name}-{seed}-train-{train_n}".encode()).hexdigest()[:8]
     train = MetaDataset(source=source("train", train_n or "all"), name=f"{task_name}/train", digest=digest)

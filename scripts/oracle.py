@@ -37,7 +37,7 @@ def parse_args(argv=None):
     p.add_argument("--tolerance", type=float, default=0.0, help="accuracy below the base's a choice may lose")
     p.add_argument("--experiment", default=None, help="MLflow experiment (default: oracle-TASK)")
     p.add_argument("--mlflow-dir", default=None, help="local MLflow store folder (default mlruns/)")
-    p.add_argument("--output", default=None, help="folder for the adapters and oracle.json (default outputs/oracle)")
+    p.add_argument("--output", default=None, help="adapters and oracle.json (default outputs/oracle/TASK)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return p.parse_args(argv)
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     started = time.time()
     steps = args.steps or cfg.sft.warmup_steps
     eval_n = args.eval_n or cfg.eval.n
-    out = Path(args.output or REPO_ROOT / "outputs" / "oracle")
+    out = Path(args.output or REPO_ROOT / "outputs" / "oracle" / cfg.task)
     tok = load_tokenizer(cfg.model)
     budget = cfg.eval.max_new_tokens or cfg.rollout.max_think_tokens + cfg.rollout.max_answer_tokens
     splits = {"validation": task.examples("validation", args.val_n), "test": task.examples("test", eval_n)}

@@ -25,8 +25,9 @@ questions, srs and dpo the questions, that add up to it (o1pruner's base referen
 whose MLflow run has no per-question rows gets them from one more evaluation of its adapter, as the trainer evaluates
 (``--rows-for DIR`` alone does that for any finished run folder). A method that fails is reported and the others
 still run; the exit code is 1 if any failed. Then ``scripts/compare_runs.py`` prints the table and writes the plot.
-With ``--json`` the last line is one JSON object: ``{"experiment", "seeds", "runs": {"METHOD/seedS": {"ok",
-"seconds", "log"}}, "wall_seconds", "load_average": [start, end], "compare": <compare_runs.py's JSON>}``.
+The record, ``{"experiment", "command", "seeds", "eval_n", "runs": {"METHOD/seedS": {"ok", "seconds", "log"}},
+"wall_seconds", "load_average": [start, end], "compare": <compare_runs.py's JSON>}``, is written to
+``OUTPUT_ROOT/summary.json`` (``scripts/results.py`` reads it) and, with ``--json``, printed as the last line.
 """
 
 from __future__ import annotations
@@ -221,7 +222,8 @@ def main(argv=None) -> int:
                    "config's eval.n)")  # fmt: skip
     p.add_argument("--experiment", default=None, help="MLflow experiment all runs log to (default comparison-TASK)")
     p.add_argument("--mlflow-dir", default=str(REPO_ROOT / "mlruns"), help="local MLflow store folder")
-    p.add_argument("--output-root", default=str(REPO_ROOT / "outputs/comparison"), help="one folder per seed/method")
+    p.add_argument("--output-root", default=None, help="one folder per seed and method, and summary.json (default "
+                   "outputs/comparison/TASK)")  # fmt: skip
     p.add_argument("--config", default=str(REPO_ROOT / "configs/default.yaml"), help="config of the gan-cot runs")
     p.add_argument("--plot", default=None, help="Pareto PNG (default OUTPUT_ROOT/pareto.png)")
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
@@ -250,7 +252,7 @@ def main(argv=None) -> int:
     except UsageError as e:
         fail(str(e))
     args.experiment = args.experiment or f"comparison-{shared['task']}"
-    out = Path(args.output_root).resolve()
+    out = Path(args.output_root or REPO_ROOT / "outputs" / "comparison" / shared["task"]).resolve()
     args.mlflow_dir = str(Path(args.mlflow_dir).resolve())
     plot = Path(args.plot) if args.plot else out / "pareto.png"
     jobs = [(m, s) for s in seeds for m in methods if m != "oracle" or s == seeds[0]]
@@ -287,10 +289,12 @@ def main(argv=None) -> int:
     summary = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
     if proc.returncode != 0:
         print(proc.stderr.strip(), file=sys.stderr)
+    record = {"experiment": args.experiment, "command": "python scripts/run_comparison.py " + " ".join(argv or sys.argv[1:]),
+              "seeds": seeds, "eval_n": args.eval_n, "runs": results, "wall_seconds": round(time.time() - started, 1),
+              "load_average": [load_start, os.getloadavg()[0]], "compare": summary}  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.json:
-        print_json({"experiment": args.experiment, "seeds": seeds, "runs": results,
-                    "wall_seconds": round(time.time() - started, 1),
-                    "load_average": [load_start, os.getloadavg()[0]], "compare": summary})  # fmt: skip
+        print_json(record)
     return 0 if all(r["ok"] for r in results.values()) and summary is not None else 1
 
 

@@ -1,7 +1,7 @@
 """Baselines from the seed methods, most of them on TRL trainers.
 
 Every baseline shortens the same base policy and is measured the same way: the base is evaluated on the
-test split (once per base, task, seed and size: the figures are cached in ``outputs/cache/base_eval``), the method
+test split (once per base, task, seed and size: the figures are cached beside the run folder, in ``.base_eval/``), the method
 runs, the result is evaluated on the same questions, and one MLflow run named by method and seed (tag ``method``)
 gets the flattened config, the task's splits as dataset inputs, base and final accuracy / mean tokens / tokens vs
 minimal, the policy's parameter count, the number of sampled completions used for training (``rollouts``), the wall
@@ -67,11 +67,10 @@ def base_evaluation(cfg, model, tokenizer, task, examples) -> dict:
     import hashlib
 
     from gan_cot.checkpoint import write_json
-    from gan_cot.cli import REPO_ROOT
 
     key = json.dumps([str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model, cfg.task,
                       cfg.data, cfg.seed, len(examples), cfg.eval.max_new_tokens, cfg.eval.batch_size])  # fmt: skip
-    path = REPO_ROOT / "outputs" / "cache" / "base_eval" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    path = output_dir(cfg).parent / ".base_eval" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     if path.exists():
         return json.loads(path.read_text())
     base = _evaluate(cfg, model, tokenizer, task, examples)

@@ -334,7 +334,10 @@ class LedgerTask(TaskBase):
 
     def example(self, problem: Problem, rng: random.Random, id: str) -> Example:
         """The :class:`Example` of a problem: its verbose chain (drawn with ``rng``), labels and minimal chain."""
-        steps, labels, kinds, minimal = write_chains(problem, rng, self.verbosity)
+        return self.make_example(id, problem, *write_chains(problem, rng, self.verbosity))
+
+    @staticmethod
+    def make_example(id: str, problem: Problem, steps, labels, kinds, minimal) -> Example:
         return Example(
             id=id,
             question=problem.question(),

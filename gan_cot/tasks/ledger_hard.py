@@ -19,8 +19,9 @@ training data and the task's reference chain) goes through the whole timeline: `
 people, ``restate`` / ``check`` / ``detour`` steps (redundant), ``slip`` / ``wrong_op`` steps that the next step
 corrects (wrong), now and then two or three events merged (``merge``), and for some questions only a line or a
 direct answer: the base has seen every granularity, and samples them, while its greedy chain is the long one.
-Interleaving makes the long chain harder to keep straight (a person's last count may lie several steps back),
-so the verbose base is not always right and accuracy can rise as well as fall.
+The chain goes person by person (each update starts from the count just written), but the question interleaves
+everyone's events, so each next event of a person has to be found among the others': the verbose base is not
+always right, and accuracy can rise as well as fall.
 
 Difficulty is the number of events on the person asked about (1 to 6). Splits are ledger's: disjoint by a hash of
 the question text. :func:`gold_labels` labels ANY chain (a policy's sample included) by replaying the truth, and
@@ -164,56 +165,44 @@ def write_hard_chains(problem: Timeline, rng: random.Random, v: HardVerbosity | 
         return [], [], []
     if style < v.direct + v.line:
         return granular_steps(problem, "line"), ["useful"], ["line"]
-    steps: list[str] = []
-    labels: list[str] = []
-    kinds: list[str] = []
+    chain: tuple[list[str], list[str], list[str]] = ([], [], [])  # steps, labels, kinds
 
-    def add(text: str, label: str, kind: str) -> None:
-        steps.append(text)
-        labels.append(label)
-        kinds.append(kind)
+    def add(*step: str) -> None:
+        for column, value in zip(chain, step):
+            column.append(value)
 
-    counts = dict(problem.start)
     target_events = problem.target_events()
-    done = 0  # target events written so far
-    seen = 0  # target events met in the timeline
-    detour_at = rng.randrange(len(problem.events)) if rng.random() < v.detour else -1
-    for i, e in enumerate(problem.events):
-        if e.person != problem.target:
-            before = counts[e.person]
-            counts[e.person] += e.delta
-            if v.unused >= 1.0 or rng.random() < v.unused:
-                add(_update(e, before), "redundant", "unused")
+    detour_at = rng.randrange(len(target_events)) if rng.random() < v.detour else -1
+    for person in problem.start:  # person by person, in the order the question names them
+        count = problem.start[person]
+        if person != problem.target:
+            for e in (e for e in problem.events if e.person == person):
+                if v.unused >= 1.0 or rng.random() < v.unused:
+                    add(_update(e, count), "redundant", "unused")
+                count += e.delta
             continue
-        seen += 1
-        if seen <= done:
-            continue  # merged into an earlier step
-        size = rng.choice((2, 3)) if rng.random() < v.merge else 1
-        chunk = target_events[done : done + size]
-        before = counts[e.person]
-        after = before + sum(c.delta for c in chunk)
-        if rng.random() < v.wrong:
-            if len(chunk) == 1 and rng.random() < 0.5 and before - e.delta >= 0:  # wrong operation: sign flipped
-                add(_update(e, before, delta=-e.delta), "wrong", "wrong_op")
-            else:  # arithmetic slip
-                off = rng.choice([d for d in (-2, -1, 1, 2) if 0 <= after + d <= MAX_COUNT + 9])
-                if len(chunk) == 1:
-                    add(_update(e, before, after=after + off), "wrong", "slip")
-                else:
-                    add(merged_step(e.person, before, [c.delta for c in chunk], after + off), "wrong", "slip")
-        add(chunk_step(problem, chunk, before), "useful", "update" if len(chunk) == 1 else "merge")
-        counts[e.person] = after
-        done += len(chunk)
-        if rng.random() < v.restate:
-            add(f"so {e.person} has {after}", "redundant", "restate")
-        if i == detour_at and after + 4 <= MAX_COUNT + 9:
-            k = rng.randint(1, 4)
-            add(f"{e.person}: {after} + {k} = {after + k}, {after + k} - {k} = {after}", "redundant", "detour")
-        if done == len(target_events) and rng.random() < v.check:
-            terms = "".join(f" {'-' if c.delta > 0 else '+'} {abs(c.delta)}" for c in chunk)
-            if len(chunk) == 1:
-                add(f"check: {after}{terms} = {before}", "redundant", "check")
-    return steps, labels, kinds
+        done = 0  # target events written so far
+        while done < len(target_events):
+            size = rng.choice((2, 3)) if rng.random() < v.merge else 1
+            chunk = target_events[done : done + size]
+            e, before, after = chunk[0], count, count + sum(c.delta for c in chunk)
+            if rng.random() < v.wrong:
+                if len(chunk) == 1 and rng.random() < 0.5 and before - e.delta >= 0:  # wrong operation: sign flipped
+                    add(_update(e, before, delta=-e.delta), "wrong", "wrong_op")
+                else:  # arithmetic slip
+                    off = rng.choice([d for d in (-2, -1, 1, 2) if 0 <= after + d <= MAX_COUNT + 9])
+                    slip = _update(e, before, after=after + off) if len(chunk) == 1 else None
+                    add(slip or merged_step(person, before, [c.delta for c in chunk], after + off), "wrong", "slip")
+            add(chunk_step(problem, chunk, before), "useful", "update" if len(chunk) == 1 else "merge")
+            count, done = after, done + len(chunk)
+            if rng.random() < v.restate:
+                add(f"so {person} has {after}", "redundant", "restate")
+            if done - len(chunk) <= detour_at < done and after + 4 <= MAX_COUNT + 9:
+                k = rng.randint(1, 4)
+                add(f"{person}: {after} + {k} = {after + k}, {after + k} - {k} = {after}", "redundant", "detour")
+            if done == len(target_events) and len(chunk) == 1 and rng.random() < v.check:
+                add(f"check: {after} {'-' if e.delta > 0 else '+'} {abs(e.delta)} = {before}", "redundant", "check")
+    return chain
 
 
 def _terms(text: str) -> list[int]:
@@ -271,35 +260,36 @@ def gold_labels(problem: Problem, steps: list[str]) -> list[str]:
     wrong: a false statement (bad arithmetic, a wrong count, events that do not match) or an unreadable step.
     """
     truth = _Truth(problem)
-    labels = []
-    for s in steps:
-        s = s.strip()
-        label = "wrong"
-        if m := _EVENT_UPDATE_RE.match(s):
-            person, verb, amount, a, op, d, b = m.groups()
-            sign = 1 if verb in GAIN_VERBS else -1 if verb in LOSS_VERBS else 0
-            if person in truth.count and sign and _arith(a, op, d, b) and d == amount and (op == "+") == (sign > 0):
-                label = _advance_label(truth, person, int(a), [sign * int(d)], verb)
-        elif m := _CHECK_RE.match(s):
-            label = "redundant" if _arith(*m.groups()) else "wrong"
-        elif m := _MERGED_RE.match(s):
-            person, a, terms, b = m.groups()
-            deltas = _terms(terms)
-            if person in truth.count and int(a) + sum(deltas) == int(b):
-                label = _advance_label(truth, person, int(a), deltas)
-        elif m := _RESTATE_RE.match(s):
-            person, n = m.groups()
-            label = "redundant" if person in truth.count and int(n) == truth.count[person] else "wrong"
-        elif m := _DETOUR_RE.match(s):
-            person, a, kk, c, c2, kk2, b = m.groups()
-            ok = _arith(a, "+", kk, c) and c == c2 and kk == kk2 and _arith(c2, "-", kk2, b)
-            label = "redundant" if ok and person in truth.count and int(a) == truth.count[person] else "wrong"
-        labels.append(label)
-    return labels
+    return [_label(truth, s.strip()) for s in steps]
+
+
+def _label(truth: _Truth, s: str) -> str:
+    """One step's gold label, the truth advanced past it (see :func:`gold_labels`)."""
+    if m := _EVENT_UPDATE_RE.match(s):  # P verb d, a +/- d = b
+        person, verb, amount, a, op, d, b = m.groups()
+        sign = 1 if verb in GAIN_VERBS else -1 if verb in LOSS_VERBS else 0
+        true = sign != 0 and _arith(a, op, d, b) and d == amount and (op == "+") == (sign > 0)
+        return _advance_label(truth, person, int(a), [sign * int(d)], verb) if true else "wrong"
+    if m := _CHECK_RE.match(s):  # check: a +/- d = b
+        return "redundant" if _arith(*m.groups()) else "wrong"
+    if m := _MERGED_RE.match(s):  # P: a +/- d ... = b
+        person, a, terms, b = m.groups()
+        deltas = _terms(terms)
+        return _advance_label(truth, person, int(a), deltas) if int(a) + sum(deltas) == int(b) else "wrong"
+    if m := _RESTATE_RE.match(s):  # so P has n
+        person, n = m.groups()
+        return "redundant" if truth.count.get(person) == int(n) else "wrong"
+    if m := _DETOUR_RE.match(s):  # P: a + k = c, c - k = a
+        person, a, kk, c, c2, kk2, b = m.groups()
+        ok = _arith(a, "+", kk, c) and c == c2 and kk == kk2 and _arith(c2, "-", kk2, b)
+        return "redundant" if ok and truth.count.get(person) == int(a) else "wrong"
+    return "wrong"
 
 
 def _advance_label(truth: _Truth, person: str, before: int, deltas: list[int], verb: str | None = None) -> str:
     """useful / redundant / wrong for a step with true arithmetic that moves ``person`` by ``deltas``."""
+    if person not in truth.count:
+        return "wrong"
     if truth.advance(person, before, deltas, verb):
         return "useful" if person == truth.problem.target else "redundant"
     return "redundant" if person == truth.problem.target and truth.is_repeat(person, deltas) else "wrong"
@@ -320,17 +310,7 @@ class LedgerHardTask(LedgerTask):
 
     def example(self, problem: Timeline, rng: random.Random, id: str) -> Example:
         steps, labels, kinds = write_hard_chains(problem, rng, self.verbosity)
-        minimal = granular_steps(problem, "1")
-        return Example(
-            id=id,
-            question=problem.question(),
-            steps=steps,
-            answer=str(problem.answer()),
-            labels=labels,
-            minimal_steps=minimal,
-            difficulty=len(minimal),
-            meta={"kinds": kinds, "start": dict(problem.start), "target": problem.target},
-        )
+        return self.make_example(id, problem, steps, labels, kinds, granular_steps(problem, "1"))
 
     def problem(self, example: Example) -> Timeline:
         p = parse_problem(example.question)
