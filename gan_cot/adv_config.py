@@ -255,3 +255,12 @@ class AdvConfig(RunConfig):
 
     def __post_init__(self):
         check_bounds(self, "", ("rounds", "max_nan_steps"), ("checkpoint_every",))
+
+    @property
+    def eval_budgets(self) -> tuple[int, int]:
+        """(thinking, answer) token budgets of an evaluated chain: ``eval``'s, else the rollout's."""
+        ev, ro = self.eval, self.rollout
+        return (
+            ev.max_think_tokens or ro.max_think_tokens,
+            ro.max_answer_tokens if ev.max_answer_tokens is None else ev.max_answer_tokens,
+        )

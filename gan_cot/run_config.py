@@ -60,7 +60,7 @@ class EvalConfig:
 class RunConfig:
     """The run's data, base model, seed and destinations."""
 
-    task: str = field("ledger", help="task: ledger or gsm8k")
+    task: str = field("ledger", help="task: ledger, ledger-hard or gsm8k")
     data: str | None = field(None, help="data path for file-backed tasks (a folder of splits or one .jsonl)")
     seed: int = field(0, help="seed for data, sampling and initialisation")
     model: str = field("models/ledger-verbose-base", help="base causal LM (Hub id or folder) the adapter trains on")
@@ -78,8 +78,8 @@ class RunConfig:
     def make_task(self):
         """The task this run trains and evaluates on."""
         from gan_cot.formats import get_format
-        from gan_cot.tasks import get_task
+        from gan_cot.tasks import make_task
 
-        task = get_task("ledger", seed=self.seed) if self.task == "ledger" else get_task(self.task, path=self.data)
+        task = make_task(self.task, self.seed, self.data)
         task.format = get_format(self.format)
         return task

@@ -1,13 +1,55 @@
 """Every MLflow call of a training run: one MLflow run per training run, resumed with it, marked FAILED when it
-stops on an error. Only the main process logs; on the others every method does nothing."""
+stops on an error. Only the main process logs; on the others every method does nothing.
+
+What a user sees in the MLflow UI: the run is named by method and seed (``gan-cot-gate-seed0``), its inputs are the
+task's splits (:func:`gan_cot.tracking.log_task_inputs`), and its metrics are grouped by the phase that measured them
+(:data:`PHASES`: ``rollout/``, ``update/``, ``discriminator/``, ``gate/``, ``eval/``, ``warmup/``), which the UI draws
+as sections. The summary figures (``base_*``, ``final_*``, ``n_params``) stay ungrouped: the runs table's columns.
+"""
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from gan_cot.checkpoint import write_json
 from gan_cot.steps import LABELS
+
+# phase -> the metric names it claims (a name ending in "_" claims every name it starts)
+PHASES: dict[str, tuple[str, ...]] = {
+    "rollout": ("rollout_",),  # scoring: the round's chains, accuracy and tokens
+    "discriminator": ("disc_", "frac_"),  # the refresh (F1 before it, its loss); its verdict on the round's steps
+    "update": ("policy_loss", "pg_loss", "kl", "clip_frac", "ratio", "sft_loss", "lr"),
+    "gate": ("gate_", "alpha_"),
+    "eval": ("val_",),
+    "warmup": ("pool_", "warmup_"),
+}
+DROPPED = (
+    "rollout_",
+    "disc_",
+    "gate_",
+    "warmup_",
+)  # said by the phase already: rollout/tokens, not rollout/rollout_tokens
+
+
+def method_tag(method: str, cfg) -> str:
+    """A gan-cot run's ``method`` tag with its discriminator variant: ``-frozen`` (never refreshed), ``-gold`` (refreshed
+    on the task's oracle labels); the default (refreshed on automatic labels) adds nothing."""
+    if not method.startswith("gan-cot"):
+        return method
+    d = cfg.discriminator
+    return method + ("-frozen" if d.mode == "frozen" else "-gold" if d.labels == "gold" else "")
+
+
+def grouped(name: str) -> str:
+    """The name a metric is logged under: ``phase/name`` (``rollout_tokens`` -> ``rollout/tokens``), or the name
+    itself when no phase claims it."""
+    for phase, keys in PHASES.items():
+        for key in keys:
+            if name == key or (key.endswith("_") and name.startswith(key)):
+                return f"{phase}/{name[len(key) :] if key in DROPPED else name}"
+    return name
 
 
 class RunLogger:
@@ -17,6 +59,7 @@ class RunLogger:
         self.active = active
         self.log = log
         self.run_id: str | None = None
+        self.bar = None  # the rounds' progress bar (stderr), opened at the first round
 
     def start(self, run_id: str | None, resume: bool, method: str) -> str | None:
         """Open the run: the checkpoint's run id, else (``resume`` after a kill before the first checkpoint) the one
@@ -33,28 +76,50 @@ class RunLogger:
         if resume and run_id is None and run_file.exists():
             run_id = json.loads(run_file.read_text())["run_id"]
         new = run_id is None
-        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run()
+        method = method_tag(method, self.cfg)
+        name = tracking.run_name(method, self.cfg.seed)
+        run = mlflow.start_run(run_id=run_id) if run_id else mlflow.start_run(run_name=name)
         self.run_id = run.info.run_id
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(run_file, {"run_id": self.run_id})
         if new:
             mlflow.log_params(tracking.flatten(to_dict(self.cfg)))
-            mlflow.set_tag("method", method)
+            mlflow.set_tags({"method": method, "seed": str(self.cfg.seed), "task": self.cfg.task})
+            tracking.log_task_inputs(self.cfg.make_task(), self.cfg.task, self.cfg.seed, self.cfg.eval.n)
             write_json(self.out / "config.json", to_dict(self.cfg), indent=2)
             mlflow.log_artifact(str(self.out / "config.json"))
         return self.run_id
 
     def metrics(self, metrics: dict, step: int | None = None, prefix: str = "") -> None:
+        """Metrics under their phase's name (:func:`grouped`); a ``prefix`` (``final_``) keeps them ungrouped."""
         if self.active and metrics:
             import mlflow
 
-            mlflow.log_metrics({f"{prefix}{k}": float(v) for k, v in metrics.items()}, step=step)
+            names = {k: f"{prefix}{k}" if prefix else grouped(k) for k in metrics}
+            mlflow.log_metrics({names[k]: float(v) for k, v in metrics.items()}, step=step)
 
     def round(self, r: int, metrics: dict) -> None:
-        """A round's metrics at step ``r``, and one line on the console."""
+        """A round's metrics at step ``r``, grouped by phase, one line on the console and the rounds' progress bar."""
         if self.active:
             self.metrics(metrics, step=r)
-            self.log(f"round {r}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items())))
+            self.progress(r, metrics)
+            with self.bar.external_write_mode():  # the line on a line of its own, the bar drawn again below it
+                self.log(f"round {r}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items())))
+
+    def progress(self, r: int, metrics: dict) -> None:
+        """Move the rounds' bar to round ``r`` done, with the round's accuracy and tokens."""
+        if self.bar is None:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=self.cfg.rounds, initial=r, desc="rounds", unit="round", file=sys.stderr)
+        self.bar.update(r + 1 - self.bar.n)
+        shown = {"acc": "rollout_accuracy", "tokens": "rollout_tokens", "val_acc": "val_accuracy"}
+        self.bar.set_postfix({k: f"{metrics[v]:.3g}" for k, v in shown.items() if v in metrics})
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
     def samples(self, r: int, rollout, scores) -> None:
         """Up to 16 chains of a round, one row per step with the discriminator's probabilities."""
@@ -76,17 +141,25 @@ class RunLogger:
                 {k: [row.get(k) for row in rows] for k in keys}, artifact_file=f"samples/round-{r:05d}.json"
             )
 
-    def finish(self, final: dict, adapter: Path) -> None:
+    def finish(self, final: dict, adapter: Path, rows: list[dict] | None = None) -> None:
+        """The final figures (``final_*``), the adapter, and the per-question rows of the final evaluation when given
+        (``eval/test_rows.json``: what ``compare_runs.py`` bootstraps its intervals from)."""
         if not self.active:
             return
         import mlflow
 
+        from gan_cot import tracking
+
+        self.close_bar()
         self.metrics({k: v for k, v in final.items() if isinstance(v, float)}, prefix="final_")
+        if rows:
+            tracking.log_eval_rows(rows)
         mlflow.log_artifacts(str(adapter), artifact_path="adapter")
         mlflow.end_run()
 
     def fail(self) -> None:
         """Close the run as FAILED (a run stopped by an error is left out of comparisons)."""
+        self.close_bar()
         if self.active and self.run_id is not None:
             import mlflow
 

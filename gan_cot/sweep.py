@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from gan_cot.cli import UsageError
-from gan_cot.tasks import DEFAULT_TASK, TASKS, get_task
+from gan_cot.tasks import DEFAULT_TASK, TASKS, make_task
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
@@ -274,7 +274,7 @@ def load_sweep(args):
     from gan_cot.gate import load_gated_policy
     from gan_cot.models import load_tokenizer
 
-    task = get_task("ledger", seed=args.seed) if args.task == "ledger" else get_task(args.task, path=args.data)
+    task = make_task(args.task, args.seed, args.data)
     examples = task.examples(args.split, args.n)
     if not examples:
         raise UsageError(f"split {args.split!r} of task {args.task!r} has no examples")

@@ -4,17 +4,28 @@ MLflow 3 no longer accepts a bare ``./mlruns`` file store by default, so the loc
 ``sqlite:///<repo>/mlruns/mlflow.db`` with artifacts under ``mlruns/artifacts/``. Open it with::
 
     mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
+
+What the UI shows: every experiment is made (or marked) a model-training experiment (:data:`EXPERIMENT_KIND`), so the
+UI opens on its runs rather than on an empty traces page; runs are named by method and seed (:func:`run_name`); each
+run records the task's splits as its dataset inputs (:func:`log_task_inputs`) and, where the run keeps them, the
+per-question rows of its final evaluation (:func:`log_eval_rows`, read back by :func:`load_eval_rows`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import warnings
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, check_writable_dir
 
 DEFAULT_STORE = REPO_ROOT / "mlruns"
+KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's "model training" kind (the other is genai_development)
+ROWS_ARTIFACT = "eval/test_rows.json"
+ROW_KEYS = ("id", "difficulty", "correct", "tokens")
 
 
 def tracking_uri(store_dir: str | Path | None = None) -> str:
@@ -56,8 +67,12 @@ def setup(experiment: str, store_dir: str | Path | None = None) -> str:
         found = mlflow.get_experiment_by_name(experiment)
         if found is not None:
             exp_id = found.experiment_id
+            if KIND_TAG not in found.tags:  # an experiment made before the kind was set; a user's own kind stays
+                mlflow.MlflowClient().set_experiment_tag(exp_id, KIND_TAG, EXPERIMENT_KIND)
         else:
-            exp_id = mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri))
+            exp_id = mlflow.create_experiment(
+                experiment, artifact_location=_artifact_root(uri), tags={KIND_TAG: EXPERIMENT_KIND}
+            )
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
 
@@ -92,3 +107,53 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
         else:
             out[key] = str(v)[:6000]
     return out
+
+
+def run_name(method: str, seed: int) -> str:
+    """A run's name in the UI: its method and seed (``gan-cot-gate-seed0``)."""
+    return f"{method}-seed{seed}"
+
+
+def log_task_inputs(task, task_name: str, seed: int, eval_n: int | None, train_n: int | None = None) -> None:
+    """The active run's dataset inputs: the evaluation questions (the first ``eval_n`` of the test split, with their
+    answers and difficulty: the digest tells whether two runs were scored on the same questions) and the training
+    split (named, not copied)."""
+    import mlflow
+    import pandas as pd
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    def source(split: str, n) -> CodeDatasetSource:
+        return CodeDatasetSource({"task": task_name, "seed": str(seed), "split": split, "n": str(n)})
+
+    test = task.examples("test", eval_n)
+    frame = pd.DataFrame(
+        {"id": [e.id for e in test], "question": [e.question for e in test], "answer": [e.answer for e in test],
+         "difficulty": [-1 if e.difficulty is None else int(e.difficulty) for e in test]}
+    )  # fmt: skip
+    with warnings.catch_warnings():  # MLflow's hint about integer columns: ours never have missing values
+        warnings.simplefilter("ignore", UserWarning)
+        evaluation = mlflow.data.from_pandas(
+            frame, source=source("test", len(test)), name=f"{task_name}/test", targets="answer"
+        )
+    mlflow.log_input(evaluation, context="evaluation")
+    digest = hashlib.sha256(f"{task_name}-{seed}-train-{train_n}".encode()).hexdigest()[:8]
+    train = MetaDataset(source=source("train", train_n or "all"), name=f"{task_name}/train", digest=digest)
+    mlflow.log_input(train, context="training")
+
+
+def log_eval_rows(rows: list[dict]) -> None:
+    """The final evaluation's per-question rows (:data:`ROW_KEYS`) as the active run's ``eval/test_rows.json``."""
+    import mlflow
+
+    mlflow.log_dict({"rows": [{k: r.get(k) for k in ROW_KEYS} for r in rows]}, ROWS_ARTIFACT)
+
+
+def load_eval_rows(run_id: str) -> list[dict] | None:
+    """A run's per-question rows (:func:`log_eval_rows`), or None when it has none."""
+    import mlflow
+
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{ROWS_ARTIFACT}")["rows"]
+    except Exception:  # no such artifact: MLflow raises its own or an OSError, depending on the store
+        return None

@@ -239,13 +239,12 @@ class AdversarialTrainer:
         examples = self.task.examples(split, n)[s.rank :: s.world]
         policy = self.gate.eval_policy(s.model) if policy is None else policy
         gated_eval = policy is not s.model
-        ev, ro = self.cfg.eval, self.cfg.rollout
+        think, answer = self.cfg.eval_budgets
         with s.for_generation():
             res = evaluate(
                 policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
-                max_think_tokens=ev.max_think_tokens or ro.max_think_tokens, keep_rows=gated_eval,
-                max_answer_tokens=ro.max_answer_tokens if ev.max_answer_tokens is None else ev.max_answer_tokens,
-                batch_size=ev.batch_size,
+                max_think_tokens=think, max_answer_tokens=answer, keep_rows=gated_eval,
+                batch_size=self.cfg.eval.batch_size,
             )  # fmt: skip
         keys = ["accuracy", "mean_tokens", "mean_minimal_tokens", "mean_thinking_tokens", "mean_answer_tokens"]
         *sums, total = s.sum([res.get(k, 0.0) * len(examples) for k in keys] + [len(examples)])

@@ -1,20 +1,26 @@
-"""Compare the finished runs of an MLflow experiment: accuracy, tokens, compression, ACU, AES, Pareto front.
+"""Compare the methods of an MLflow experiment: per method, the mean over seeds and a 95% interval of accuracy,
+tokens and AES, the differences the intervals allow, and the Pareto plot.
 
     python scripts/compare_runs.py                                   # experiment gan-cot in mlruns/
-    python scripts/compare_runs.py --experiment NAME --mlflow-dir DIR --output pareto.png --json
+    python scripts/compare_runs.py --experiment comparison-ledger-hard --reference gan-cot-gate --json
+    python scripts/compare_runs.py --experiment NAME --mlflow-dir DIR --output pareto.png --per-run
 
 Reads the project's store (the SQLite store in ``mlruns/``, or ``MLFLOW_TRACKING_URI`` when set and no
-``--mlflow-dir`` is given) and prints one row per finished run:
+``--mlflow-dir`` is given), groups the finished runs by their ``method`` tag (else their ``credit.mode`` param, else
+their name) and prints one row per method:
 
-- method: the run's ``method`` tag, else its ``credit.mode`` param, else its run name;
-- accuracy and tokens: the ``final_accuracy`` and ``final_mean_tokens`` metrics; ``final_tokens_vs_minimal``;
-- compression ``1 - tokens / base_mean_tokens``, AES against ``base_accuracy`` / ``base_mean_tokens``, and ACU
-  from ``n_params`` (metric or param), as defined in ``gan_cot/efficiency.py``;
-- front: ``*`` for runs on the accuracy/tokens Pareto front.
+- runs: the seeds that ran; accuracy, tokens and AES: the mean over seeds and a bootstrap 95% interval over
+  questions and seeds (:mod:`gan_cot.comparison`; a run without per-question rows is rebuilt from its aggregates
+  and the row is marked ``~``); ``vs_minimal``: tokens over the task's minimal chains;
+- ``vs REF``: for each of accuracy, tokens and AES, ``+`` where the row is better than the reference method beyond
+  both intervals, ``-`` where worse, ``=`` where the intervals overlap (no difference);
+- front: ``*`` on the accuracy/tokens Pareto front of the means.
 
-A missing figure prints as ``-``. The Pareto plot (accuracy against tokens) is written as a PNG and logged as
-an artifact of a small run named ``compare`` (tag ``method=compare``, never listed itself). With ``--json``
-the last line is one JSON object: ``{"experiment", "runs", "plot", "compare_run_id"}``.
+Then every pair of methods the intervals separate, and the plot: means with 95% error bars, the front, the base,
+and the ``oracle`` row (``scripts/oracle.py``) as the limit. The plot is written as a PNG and logged to a small run
+named ``compare`` (tag ``method=compare``, never listed itself). ``--per-run`` adds the old one-row-per-run table.
+With ``--json`` the last line is one JSON object: ``{"experiment", "reference", "methods", "differences", "runs",
+"plot", "compare_run_id"}``.
 """
 
 from __future__ import annotations
@@ -25,20 +31,21 @@ import sys
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json
-from gan_cot.efficiency import acu, aes, compression_rate, pareto_front
+from gan_cot.comparison import FIGURES, ORACLE, RunFigures, compare, default_reference, differences, summarize
+from gan_cot.efficiency import acu, aes, compression_rate
 
 DEFAULT_OUTPUT = REPO_ROOT / "outputs" / "compare" / "pareto.png"
 COMPARE_METHOD = "compare"
-COLUMNS = [  # (key, header, format)
+RUN_COLUMNS = [  # (key, header, format) of --per-run
     ("run", "run", "s"),
     ("method", "method", "s"),
+    ("seed", "seed", "s"),
     ("accuracy", "accuracy", ".3f"),
     ("mean_tokens", "tokens", ".1f"),
     ("tokens_vs_minimal", "vs_minimal", ".3f"),
     ("compression", "compression", ".3f"),
     ("acu", "ACU", ".4g"),
     ("aes", "AES", ".3f"),
-    ("front", "front", "s"),
 ]
 
 
@@ -49,6 +56,11 @@ def parse_args(argv=None):
     p.add_argument("--experiment", default="gan-cot", help="MLflow experiment name (default gan-cot)")
     p.add_argument("--mlflow-dir", default=None, help="local MLflow store folder (default mlruns/)")
     p.add_argument("--output", default=str(DEFAULT_OUTPUT), help="where to write the Pareto plot (PNG)")
+    p.add_argument(
+        "--reference", default=None, help="method the vs-REF marks compare with (default: gan-cot's, else the first)"
+    )
+    p.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
+    p.add_argument("--per-run", action="store_true", help="also print one row per run")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return p.parse_args(argv)
 
@@ -84,9 +96,10 @@ def _number(run, key: str) -> float | None:
 
 
 def run_row(run) -> dict:
-    """One table row: the run's figures and those derived against its base."""
+    """One run's figures and those derived against its base."""
     tags, params = run.data.tags, run.data.params
     method = tags.get("method") or params.get("credit.mode") or run.info.run_name or "-"
+    seed = tags.get("seed") or params.get("seed")
     accuracy, tokens = _number(run, "final_accuracy"), _number(run, "final_mean_tokens")
     base_accuracy, base_tokens = _number(run, "base_accuracy"), _number(run, "base_mean_tokens")
     n_params = _number(run, "n_params")
@@ -95,6 +108,7 @@ def run_row(run) -> dict:
         "run": run.info.run_id[:8],
         "run_name": run.info.run_name,
         "method": method,
+        "seed": seed if seed is not None else "-",
         "accuracy": accuracy,
         "mean_tokens": tokens,
         "tokens_vs_minimal": _number(run, "final_tokens_vs_minimal"),
@@ -107,8 +121,8 @@ def run_row(run) -> dict:
     }
 
 
-def collect_rows(experiment_id: str) -> list[dict]:
-    """Rows of the experiment's finished runs (newest first), the ``compare`` runs left out, front marked."""
+def collect_runs(experiment_id: str) -> list[dict]:
+    """The experiment's finished runs with final figures (newest first), the ``compare`` runs left out."""
     import mlflow
 
     runs = mlflow.search_runs(
@@ -118,55 +132,95 @@ def collect_rows(experiment_id: str) -> list[dict]:
         output_format="list",
     )
     rows = [run_row(r) for r in runs if r.data.tags.get("method") != COMPARE_METHOD]
-    front = set(pareto_front([(r["mean_tokens"], r["accuracy"]) for r in rows]))
-    for i, r in enumerate(rows):
-        r["pareto"] = i in front
-        r["front"] = "*" if i in front else ""
-    return rows
+    return [r for r in rows if r["accuracy"] is not None and r["mean_tokens"] is not None]
 
 
-def format_table(rows: list[dict]) -> str:
-    cells = [[header for _, header, _ in COLUMNS]]
-    for r in rows:
-        cells.append(["-" if r[key] is None else format(r[key], spec) for key, _, spec in COLUMNS])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+def run_figures(row: dict) -> RunFigures:
+    from gan_cot.tracking import load_eval_rows
+
+    seed = int(row["seed"]) if str(row["seed"]).lstrip("-").isdigit() else None
+    return RunFigures(
+        method=row["method"], seed=seed, run_id=row["run_id"], accuracy=row["accuracy"], tokens=row["mean_tokens"],
+        base_accuracy=row["base_accuracy"], base_tokens=row["base_mean_tokens"],
+        tokens_vs_minimal=row["tokens_vs_minimal"], rows=load_eval_rows(row["run_id"]),
+    )  # fmt: skip
+
+
+def _cell(interval, spec: str) -> str:
+    if interval.mean is None:
+        return "-"
+    return f"{interval.mean:{spec}} [{interval.lo:{spec}}, {interval.hi:{spec}}]"
+
+
+def _marks(m, ref) -> str:
+    if ref is None or m is ref:
+        return "ref" if m is ref else ""
+    return "".join({1: "+", -1: "-", 0: "="}[compare(m, ref, f)] for f in FIGURES)
+
+
+def format_table(cells: list[list[str]], left: int = 1) -> str:
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
     lines = []
-    for row in cells:  # run and method left-aligned, numbers right-aligned
-        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+    for row in cells:  # the first `left` columns left-aligned, the rest right-aligned
+        lines.append("  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
     return "\n".join(line.rstrip() for line in lines)
 
 
-def plot_pareto(rows: list[dict], output: Path, title: str) -> Path:
-    """Accuracy against tokens, the front drawn as a step line, every point labelled by method; written to a
-    temporary name, then renamed, so a reader never sees half a PNG."""
+def method_table(summaries, ref) -> str:
+    head = ["method", "runs", "n", "accuracy [95% CI]", "tokens [95% CI]", "AES [95% CI]", "vs_minimal",
+            f"vs {ref.method if ref else '-'}", "front"]  # fmt: skip
+    cells = [head]
+    for m in summaries:
+        f = m.figures
+        cells.append([
+            m.method + ("~" if m.approximate else ""), str(len(m.runs)), str(m.n_questions), _cell(f["accuracy"], ".3f"),
+            _cell(f["tokens"], ".1f"), _cell(f["aes"], ".3f"),
+            "-" if m.tokens_vs_minimal is None else f"{m.tokens_vs_minimal:.3f}", _marks(m, ref),
+            "*" if m.pareto else "",
+        ])  # fmt: skip
+    return format_table(cells)
+
+
+def run_table(rows: list[dict]) -> str:
+    cells = [[header for _, header, _ in RUN_COLUMNS]]
+    for r in rows:
+        cells.append(["-" if r[key] is None else format(r[key], spec) for key, _, spec in RUN_COLUMNS])
+    return format_table(cells, left=3)
+
+
+def plot_pareto(summaries, rows: list[dict], output: Path, title: str) -> Path:
+    """Mean accuracy against mean tokens per method with 95% error bars, the front of the means as a step line, the
+    base and the oracle; written to a temporary name, then renamed, so a reader never sees half a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [r for r in rows if r["mean_tokens"] is not None and r["accuracy"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 5), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100)
     try:
-        others = [r for r in pts if not r["pareto"]]
-        front = sorted((r for r in pts if r["pareto"]), key=lambda r: (r["mean_tokens"], -r["accuracy"]))
-        ax.scatter([r["mean_tokens"] for r in others], [r["accuracy"] for r in others], c="tab:gray", label="run")
+        for m in summaries:
+            a, t = m.figures["accuracy"], m.figures["tokens"]
+            oracle = m.method == ORACLE
+            color = "tab:green" if oracle else "tab:red" if m.pareto else "tab:gray"
+            ax.errorbar(t.mean, a.mean, xerr=[[t.mean - t.lo], [t.hi - t.mean]], yerr=[[a.mean - a.lo], [a.hi - a.mean]],
+                        fmt="*" if oracle else "o", ms=12 if oracle else 6, color=color, capsize=3, zorder=3)  # fmt: skip
+            ax.annotate(m.method, (t.mean, a.mean), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        front = sorted((m for m in summaries if m.pareto), key=lambda m: m.figures["tokens"].mean)
         if front:
-            ax.step([r["mean_tokens"] for r in front], [r["accuracy"] for r in front], where="post", c="tab:red", lw=1)
-            ax.scatter([r["mean_tokens"] for r in front], [r["accuracy"] for r in front], c="tab:red",
-                       label="Pareto front", zorder=3)  # fmt: skip
+            ax.step([m.figures["tokens"].mean for m in front], [m.figures["accuracy"].mean for m in front],
+                    where="post", c="tab:red", lw=1, label="Pareto front (means)")  # fmt: skip
         bases = {(r["base_mean_tokens"], r["base_accuracy"]) for r in rows if None not in (r["base_mean_tokens"], r["base_accuracy"])}  # fmt: skip
         if bases:
-            ax.scatter([t for t, _ in bases], [a for _, a in bases], marker="x", c="black", label="base")
-        for r in pts:
-            ax.annotate(r["method"], (r["mean_tokens"], r["accuracy"]), textcoords="offset points", xytext=(4, 4),
-                        fontsize=8)  # fmt: skip
-        if not pts:
+            ax.scatter([t for t, _ in bases], [a for _, a in bases], marker="x", c="black", label="base", zorder=4)
+        if any(m.method == ORACLE for m in summaries):
+            ax.plot([], [], "*", color="tab:green", ms=10, label="oracle (limit)")
+        if not summaries:
             ax.text(0.5, 0.5, "no finished runs with accuracy and tokens", ha="center", transform=ax.transAxes)
-        ax.set_xlabel("mean tokens per answer (fewer is better)")
+        ax.set_xlabel("mean tokens per answer (fewer is better); bars: 95% interval")
         ax.set_ylabel("accuracy")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        if pts or bases:
+        if front or bases:
             ax.legend(loc="lower right", fontsize=8)
         output.parent.mkdir(parents=True, exist_ok=True)
         tmp = output.with_name(output.name + ".tmp")
@@ -196,20 +250,38 @@ def main(argv=None) -> int:
         exp = open_experiment(args.experiment, args.mlflow_dir)
     except UsageError as e:
         fail(str(e))
-    rows = collect_rows(exp.experiment_id)
-    print(f"experiment {exp.name}: {len(rows)} finished runs")
-    print(format_table(rows), flush=True)
+    rows = collect_runs(exp.experiment_id)
+    summaries = summarize([run_figures(r) for r in rows], n_boot=args.boot)
+    by_name = {m.method: m for m in summaries}
+    if args.reference is not None and args.reference not in by_name:
+        fail(f"--reference {args.reference}: no such method in {exp.name}; methods: {', '.join(by_name) or '(none)'}")
+    ref = by_name.get(args.reference or default_reference(list(by_name)))
+    diffs = differences(summaries)
+    print(f"experiment {exp.name}: {len(rows)} finished runs, {len(summaries)} methods")
+    print(method_table(summaries, ref))
+    print(f"differences beyond the 95% intervals ({len(diffs)}; any other pair: no difference):")
+    for d in diffs:
+        print(f"  {d['figure']}: {d['better']} better than {d['worse']}")
+    if args.per_run:
+        print(run_table(rows))
     try:
-        plot = plot_pareto(rows, output, f"{exp.name}: accuracy vs tokens")
+        plot = plot_pareto(summaries, rows, output, f"{exp.name}: accuracy vs tokens")
     except OSError as e:
         fail(f"cannot write the plot to {output} ({e.strerror}); choose another path with --output")
     compare_id = log_compare_run(exp.experiment_id, plot, len(rows))
     print(f"plot: {plot} (logged to run {compare_id[:8]})", flush=True)
     if args.json:
-        keep = ("run_id", "run_name", "method", "accuracy", "mean_tokens", "tokens_vs_minimal", "base_accuracy",
-                "base_mean_tokens", "n_params", "compression", "acu", "aes", "pareto")  # fmt: skip
-        runs = [{k: r[k] for k in keep} for r in rows]
-        print_json({"experiment": exp.name, "runs": runs, "plot": str(plot), "compare_run_id": compare_id})
+        methods = [
+            {"method": m.method, "seeds": m.seeds, "runs": [r.run_id for r in m.runs], "n": m.n_questions,
+             **{f: m.figures[f].as_dict() for f in FIGURES}, "tokens_vs_minimal": m.tokens_vs_minimal,
+             "pareto": m.pareto, "approximate": m.approximate}
+            for m in summaries
+        ]  # fmt: skip
+        keep = ("run_id", "run_name", "method", "seed", "accuracy", "mean_tokens", "tokens_vs_minimal",
+                "base_accuracy", "base_mean_tokens", "n_params", "compression", "acu", "aes")  # fmt: skip
+        print_json({"experiment": exp.name, "reference": ref.method if ref else None, "methods": methods,
+                    "differences": diffs, "runs": [{k: r[k] for k in keep} for r in rows], "plot": str(plot),
+                    "compare_run_id": compare_id})  # fmt: skip
     return 0
 
 

@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 
 from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, fail, print_json
-from gan_cot.tasks import DEFAULT_TASK, TASKS, TaskDataError, get_task
+from gan_cot.tasks import DEFAULT_TASK, GENERATED, TASKS, TaskDataError, get_task
 
 
 def parse_args(argv=None):
@@ -108,8 +108,8 @@ def resolve_alpha(model: str, alpha: str | None) -> str | float | None:
 def make_task(args):
     from gan_cot.formats import get_format
 
-    if args.task == "ledger":
-        task = get_task("ledger", seed=args.seed)
+    if args.task in GENERATED:
+        task = get_task(args.task, seed=args.seed)
     elif args.task == "gsm8k":
         task = get_task("gsm8k", path=args.data, skip_bad=args.skip_bad)
     else:

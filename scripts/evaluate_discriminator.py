@@ -29,7 +29,7 @@ def main(argv=None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--discriminator", default=DEFAULT_DISCRIMINATOR, help="registry name, folder, URL or Hub id")
-    p.add_argument("--task", default="ledger", help="ledger or gsm8k")
+    p.add_argument("--task", default="ledger", help="ledger, ledger-hard or gsm8k")
     p.add_argument("--split", default="test")
     p.add_argument("--n", type=int, default=500, help="chains to score")
     p.add_argument("--seed", type=int, default=0)
@@ -59,8 +59,8 @@ def main(argv=None) -> int:
             raise UsageError("--redundancy probe and --policy PATH go together (the probe reads the policy's answers)")
         from gan_cot.tasks import get_task
 
-        if args.task == "ledger":
-            task = get_task("ledger", seed=args.seed)
+        if args.task in ("ledger", "ledger-hard"):
+            task = get_task(args.task, seed=args.seed)
         elif args.task == "gsm8k":
             task = get_task("gsm8k", path=args.data)
         else:

@@ -4,6 +4,7 @@
     python scripts/prepare_base.py --steps 200 --eval-n 50 --output outputs/base-smoke   # a quick smoke run
     python scripts/prepare_base.py --init models/ledger-verbose-base --chains labeler --steps 600 --lr 5e-4 \
         --output outputs/ledger-labeler   # the auto-label policy (scripts/label_agreement.py), warm-started
+    python scripts/prepare_base.py --task ledger-hard --init models/ledger-verbose-base ...   # see models/README.md
 
 Builds the tiny default (a byte-level BPE tokenizer trained on ledger text, a small Llama), trains it by
 SFT on the ledger task's *verbose* chains, evaluates it greedily on the test split, and saves an ordinary
@@ -32,6 +33,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--output", help=f"where to save (default: {DEFAULT_OUTPUT} in the repository)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task", choices=("ledger", "ledger-hard"), default="ledger", help="the built-in task to train on")
     p.add_argument(
         "--chains", choices=("verbose", "minimal", "labeler"), default="verbose",
         help="train on verbose chains (the base to compress), minimal ones (a concise policy), or labeler pairs "
@@ -60,6 +62,8 @@ def parse_args(argv=None):
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     if args.eval_n < 0:
         raise UsageError(f"--eval-n must be >= 0, got {args.eval_n}")
+    if args.chains == "labeler" and args.task != "ledger":
+        raise UsageError("--chains labeler writes ledger chains; use it with --task ledger")
     return args
 
 
@@ -78,7 +82,7 @@ def main(argv=None) -> int:
     from gan_cot.evaluate import evaluate
     from gan_cot.models import build_tiny_model, load_model, load_tokenizer, save_pretrained
     from gan_cot.sft import task_pairs, train_sft
-    from gan_cot.tasks.ledger import LedgerTask
+    from gan_cot.tasks import get_task
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,7 +92,7 @@ def main(argv=None) -> int:
         model, tok = load_model(args.init, dtype=torch.float32), load_tokenizer(args.init)
     else:
         model, tok = build_tiny_model(seed=args.seed, hidden_size=args.hidden_size, layers=args.layers)
-    task = LedgerTask(seed=args.seed)
+    task = get_task(args.task, seed=args.seed)
     if args.chains == "labeler":
         from gan_cot.discriminator.labels import labeler_pairs
 
@@ -115,7 +119,7 @@ def main(argv=None) -> int:
     if args.eval_n:
         figures = evaluate(model, tok, task, task.examples("test", args.eval_n), seed=args.seed)
     card = {
-        "what": f"{args.chains}-chain policy for the ledger task (tiny Llama, SFT on {args.chains} chains)",
+        "what": f"{args.chains}-chain policy for the {args.task} task (tiny Llama, SFT on {args.chains} chains)",
         "command": "python scripts/prepare_base.py " + shlex.join(sys.argv[1:] if argv is None else argv),
         "seed": args.seed,
         "args": {**vars(args), "output": args.output or DEFAULT_OUTPUT},  # as given, or the default's repository path

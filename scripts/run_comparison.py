@@ -1,30 +1,40 @@
-"""Run every method on the same task, seed and test questions into one MLflow experiment, then compare them.
+"""Run every method like for like, over seeds, into one MLflow experiment, then compare them with 95% intervals.
 
-    python scripts/run_comparison.py                        # all methods, experiment "comparison" in mlruns/
-    python scripts/run_comparison.py --methods srs,grpo-kimi,gan-cot --eval-n 200 --json
-    python scripts/run_comparison.py --mlflow-dir outputs/cmp/mlruns --output-root outputs/cmp --dry-run
+    python scripts/run_comparison.py --config configs/ledger-hard.yaml --seeds 0,1,2 --json   # the whole comparison
+    python scripts/run_comparison.py --config configs/ledger-hard.yaml --methods gan-cot,pruned-sft,srs --seeds 0
+    python scripts/run_comparison.py --seeds 0,1,2 --dry-run                                   # print the commands
 
-Each method is one command, run one after the other in a child process (so one method's memory and threads
-never leak into the next):
+Each method is one command, run one after the other in a child process (so one method's memory and threads never
+leak into the next), seed by seed; outputs go to ``OUTPUT_ROOT/seed<S>/<method>``:
 
-- ``gan-cot``: ``deepspeed scripts/train_adv.py`` with ``configs/default.yaml``;
-- ``gan-cot-length``: the same with ``credit.mode=length`` (the ablation: correctness + length, no discriminator);
-- the baselines: ``scripts/train_baseline.py --config configs/baselines/NAME.yaml`` (``merge`` runs after
-  ``srs``, whose adapter it averages with the base).
+- ``gan-cot``: ``deepspeed scripts/train_adv.py --config CONFIG`` (the recipe; automatic refresh labels unless the
+  config says otherwise), and its ablations: ``gan-cot-length`` (no step credit: correctness and a length penalty),
+  ``gan-cot-frozen`` (the discriminator never refreshed), ``gan-cot-gold`` (refreshed on the task's gold labels),
+  ``gan-cot-nogate`` (the plain adapter, no alpha gate);
+- ``pruned-sft``: gan-cot's warm start alone (``train_adv.py --warm-start-only``);
+- the baselines: ``scripts/train_baseline.py --config configs/baselines/NAME.yaml``;
+- ``oracle``: ``scripts/oracle.py`` (built-in tasks with granularities; the limit row), once, at the first seed.
 
-Every run gets ``seed=``, the experiment, the store and ``eval.n=`` from this command, so all are scored by
-the same evaluation on the same first N test questions. ``--match-rollouts`` gives every GRPO baseline as many
-training steps as it takes to sample as many chains as gan-cot does (its warm-start pool plus
-``rounds * rollout.questions * rollout.group_size``); without it they run their configs' budgets. Then
-``scripts/compare_runs.py`` prints the table and writes the Pareto plot. A method that fails is reported and the others still run; the exit code is 1 if any
-failed. With ``--json`` the last line is one JSON object: ``{"experiment", "methods": {name: {"ok", "seconds",
-"log"}}, "compare": <compare_runs.py's JSON>}``.
+Like for like: every run gets the seed, the experiment, the store, the task, the base model, the adapter size, the
+evaluation size and the token budget (the gan-cot config's thinking + answer budget) from this command. With
+``--warm-start`` (the default) the methods that fine-tune from a warm start (srs, dpo, the GRPO baselines) start
+from the same seed's pruned-sft adapter (``init=``, their tag gets ``-warm``), and merge averages the base with it.
+With ``--match-rollouts`` (the default) every method that samples in training samples as many chains as gan-cot
+(``rounds x rollout.questions x rollout.group_size``, plus a sampled warm-start pool): GRPO gets the steps and
+questions, srs and dpo the questions, that add up to it (o1pruner's base reference samples count). A gan-cot run
+whose MLflow run has no per-question rows gets them from one more evaluation of its adapter, as the trainer evaluates
+(``--rows-for DIR`` alone does that for any finished run folder). A method that fails is reported and the others
+still run; the exit code is 1 if any failed. Then ``scripts/compare_runs.py`` prints the table and writes the plot.
+The record, ``{"experiment", "command", "seeds", "eval_n", "runs": {"METHOD/seedS": {"ok", "seconds", "log"}},
+"wall_seconds", "load_average": [start, end], "compare": <compare_runs.py's JSON>}``, is written to
+``OUTPUT_ROOT/summary.json`` (``scripts/results.py`` reads it) and, with ``--json``, printed as the last line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -34,61 +44,173 @@ from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json
 
-BASELINES = ["srs", "dpo", "grpo-kimi", "grpo-o1pruner", "grpo-shorterbetter", "grpo-l1", "budget-forcing", "merge"]
-METHODS = ["gan-cot", "gan-cot-length", *BASELINES]
+OURS = {  # gan-cot and its ablations: overrides of the config
+    "gan-cot": [],
+    "gan-cot-length": ["credit.mode=length"],
+    "gan-cot-frozen": ["discriminator.mode=frozen"],
+    "gan-cot-gold": ["discriminator.labels=gold"],
+    "gan-cot-nogate": ["gate.kind=none"],
+}
+WARM = ["srs", "dpo", "grpo-kimi", "grpo-o1pruner", "grpo-shorterbetter", "grpo-l1"]  # fine-tune from a warm start
+BASELINES = [*WARM, "budget-forcing", "merge"]
+METHODS = [*OURS, "pruned-sft", *BASELINES, "oracle"]
 
 
-def method_command(name: str, args, out: Path) -> list[str]:
-    """The command line that runs one method with the shared seed, store, experiment and evaluation size."""
-    common = [f"seed={args.seed}", f"experiment={args.experiment}", f"mlflow_dir={args.mlflow_dir}"]
-    common.append(f"eval.n={args.eval_n}")
-    if name in ("gan-cot", "gan-cot-length"):
-        deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
-        cmd = [deepspeed, "--num_gpus", "1", str(REPO_ROOT / "scripts/train_adv.py"), "--config", str(args.config)]
-        cmd += common + [f"output_dir={out / name}"]
-        if name == "gan-cot-length":
-            cmd.append("credit.mode=length")
-        return cmd
-    cmd = [sys.executable, str(REPO_ROOT / "scripts/train_baseline.py")]
-    cmd += ["--config", str(REPO_ROOT / f"configs/baselines/{name}.yaml")] + common + [f"output_dir={out / name}"]
-    if name == "merge":
-        cmd.append(f"merge.other={out / 'srs' / 'adapter'}")
-    if args.match_rollouts and name.startswith("grpo"):
-        cmd.append(f"train.steps={matched_steps(name, args.config)}")
-    return cmd
-
-
-def our_rollouts(config: str | Path) -> int:
-    """Chains gan-cot samples in training with this config: a sampled warm-start pool (a pool of the task's
-    reference chains samples nothing) and every round's groups."""
+def settings(config: str | Path) -> dict:
+    """What every method shares with gan-cot's config: task, base, adapter size, token budget, sampled chains."""
     from gan_cot.adv_config import AdvConfig
     from gan_cot.config import load_config
 
     cfg = load_config(AdvConfig, config)
     sampled = cfg.sft.pool_questions and cfg.sft.pool_source == "samples"
-    pool = cfg.sft.pool_questions * cfg.sft.pool_samples if sampled else 0
-    return pool + cfg.rounds * cfg.rollout.questions * cfg.rollout.group_size
+    return {
+        "task": cfg.task, "data": cfg.data, "model": cfg.model, "lora_r": cfg.lora.r, "lora_alpha": cfg.lora.alpha,
+        "think_tokens": cfg.eval_budgets[0], "answer_tokens": cfg.eval_budgets[1],
+        "rollouts": (cfg.sft.pool_questions * cfg.sft.pool_samples if sampled else 0)
+        + cfg.rounds * cfg.rollout.questions * cfg.rollout.group_size,
+        "questions": cfg.rounds * cfg.rollout.questions,
+    }  # fmt: skip
+
+
+def our_rollouts(config: str | Path) -> int:
+    """Chains gan-cot samples in training with this config (a pool of the task's reference chains samples none)."""
+    return settings(config)["rollouts"]
+
+
+def baseline_config(name: str):
+    from gan_cot.baselines.config import BaselineConfig
+    from gan_cot.config import load_config
+
+    return load_config(BaselineConfig, REPO_ROOT / f"configs/baselines/{name}.yaml")
+
+
+def matched(name: str, shared: dict) -> list[str]:
+    """Overrides that make baseline ``name`` sample ``shared["rollouts"]`` chains on gan-cot's questions."""
+    b, total = baseline_config(name), shared["rollouts"]
+    if name in ("srs", "dpo"):
+        return [f"train_questions={math.ceil(total / b.sample.n)}"]
+    if not name.startswith("grpo"):
+        return []
+    questions, reference = shared["questions"], 0
+    if b.grpo.reward == "o1pruner" and b.grpo.o1pruner_reference == "base":
+        questions = max(1, min(questions, total // (4 * b.grpo.o1pruner_samples)))  # a quarter on references
+        reference = questions * b.grpo.o1pruner_samples
+    return [
+        f"train_questions={questions}",
+        f"train.steps={max(1, math.ceil((total - reference) / b.train.batch_size))}",
+    ]
 
 
 def matched_steps(name: str, config: str | Path) -> int:
-    """GRPO steps that sample ``our_rollouts`` chains: each step samples ``train.batch_size`` completions."""
-    import yaml
-
-    batch = yaml.safe_load((REPO_ROOT / f"configs/baselines/{name}.yaml").read_text())["train"]["batch_size"]
-    return -(-our_rollouts(config) // batch)
+    """GRPO steps that sample gan-cot's chains (each step samples ``train.batch_size`` completions)."""
+    return int(next(o for o in matched(name, settings(config)) if o.startswith("train.steps="))[len("train.steps=") :])
 
 
-def parse_methods(text: str) -> list[str]:
-    names = [m.strip() for m in text.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METHODS]
+def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[str]:
+    """The command line that runs one method at one seed like for like (see the module docstring)."""
+    run_dir = out / f"seed{seed}"
+    common = [f"seed={seed}", f"experiment={args.experiment}", f"mlflow_dir={args.mlflow_dir}"]
+    common += [f"eval.n={args.eval_n}", f"output_dir={run_dir / name}"]
+    if name in OURS or name == "pruned-sft":
+        deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
+        cmd = [deepspeed, "--num_gpus", "1", str(REPO_ROOT / "scripts/train_adv.py"), "--config", str(args.config)]
+        return cmd + (["--warm-start-only"] if name == "pruned-sft" else []) + common + OURS.get(name, [])
+    if name == "oracle":
+        cmd = [sys.executable, str(REPO_ROOT / "scripts/oracle.py"), "--config", str(args.config), "--seed", str(seed)]
+        cmd += ["--experiment", args.experiment, "--mlflow-dir", args.mlflow_dir, "--eval-n", str(args.eval_n)]
+        return cmd + ["--output", str(run_dir / name)]
+    cmd = [sys.executable, str(REPO_ROOT / "scripts/train_baseline.py")]
+    cmd += ["--config", str(REPO_ROOT / f"configs/baselines/{name}.yaml"), *common]
+    cmd += [f"task={shared['task']}", f"model={shared['model']}", f"eval.max_think_tokens={shared['think_tokens']}"]
+    cmd += [f"eval.max_answer_tokens={shared['answer_tokens']}"]
+    cmd += [f"lora.r={shared['lora_r']}", f"lora.alpha={shared['lora_alpha']}"] if name != "merge" else []
+    cmd += [f"data={shared['data']}"] if shared["data"] else []
+    warm = run_dir / "pruned-sft" / "adapter"
+    if name == "merge":
+        cmd.append(f"merge.other={warm if args.warm_start else run_dir / 'srs' / 'adapter'}")
+    if name in WARM:
+        budget = "grpo.max_completion_length" if name.startswith("grpo") else "sample.max_new_tokens"
+        cmd.append(f"{budget}={shared['think_tokens'] + shared['answer_tokens']}")
+        cmd += [f"init={warm}"] if args.warm_start else []
+    if args.match_rollouts:
+        cmd += matched(name, shared)
+    return cmd
+
+
+def parse_methods(text: str, warm_start: bool = False) -> list[str]:
+    """The methods asked for, plus what they start from (pruned-sft for a warm start, srs for a cold merge), in the
+    order they can run (:data:`METHODS`' order)."""
+    names = {m.strip() for m in text.split(",") if m.strip()}
+    unknown = sorted(names - set(METHODS))
     if unknown:
         raise UsageError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-    if "merge" in names and "srs" not in names:
-        names.insert(names.index("merge"), "srs")  # merge averages the base with srs's adapter
-    if "merge" in names and names.index("merge") < names.index("srs"):
-        names.remove("merge")
-        names.insert(names.index("srs") + 1, "merge")
-    return names
+    if warm_start and names & {*WARM, "merge"}:
+        names.add("pruned-sft")
+    if not warm_start and "merge" in names:
+        names.add("srs")
+    return [m for m in METHODS if m in names]
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be comma-separated integers, got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"--seeds must list distinct seeds, got {text!r}")
+    return seeds
+
+
+def log_trainer_rows(run_dir: Path) -> dict:
+    """Evaluate a finished trainer run's adapter as the trainer does (greedy, its budget and batch, through its gate)
+    and log the per-question rows to its MLflow run; returns the figures, which should match the run's own."""
+    import mlflow
+    import torch
+
+    from gan_cot import tracking
+    from gan_cot.adv_config import AdvConfig
+    from gan_cot.config import load_config
+    from gan_cot.evaluate import evaluate
+    from gan_cot.gate import load_gated_policy
+    from gan_cot.models import load_model, load_tokenizer
+
+    cfg = load_config(AdvConfig, run_dir / "config.json")
+    result = json.loads((run_dir / "result.json").read_text())
+    adapter = str(run_dir / "adapter")
+    task = cfg.make_task()
+    examples = task.examples("test", cfg.eval.n)
+    learned = cfg.gate.kind == "learned"
+    policy = load_gated_policy(adapter) if learned else load_model(adapter, dtype=torch.float32)
+    think, answer = cfg.eval_budgets
+    res = evaluate(policy, load_tokenizer(adapter), task, examples, seed=cfg.seed, max_think_tokens=think,
+                   max_answer_tokens=answer, batch_size=cfg.eval.batch_size, keep_rows=True)  # fmt: skip
+    tracking.setup(cfg.experiment, cfg.mlflow_dir)
+    with mlflow.start_run(run_id=result["run_id"]):
+        tracking.log_eval_rows(res["rows"])
+    return {"accuracy": res["accuracy"], "mean_tokens": res["mean_tokens"], "run": result}
+
+
+def has_rows(run_dir: Path, args) -> bool:
+    from gan_cot import tracking
+
+    result = run_dir / "result.json"
+    if not result.exists():
+        return False
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking.tracking_uri(args.mlflow_dir))
+    return tracking.load_eval_rows(json.loads(result.read_text())["run_id"]) is not None
+
+
+def rows_for(folder: str) -> int:
+    run_dir = Path(folder)
+    if not (run_dir / "result.json").exists() or not (run_dir / "adapter").exists():
+        fail(f"--rows-for {folder}: not a finished trainer run folder (no result.json or adapter/)")
+    got = log_trainer_rows(run_dir)
+    run = got["run"]
+    print(f"rows logged to run {run['run_id'][:8]}: accuracy {got['accuracy']:.3f} (run {run['accuracy']:.3f}), "
+          f"tokens {got['mean_tokens']:.1f} (run {run['mean_tokens']:.1f})")  # fmt: skip
+    return 0
 
 
 def main(argv=None) -> int:
@@ -96,48 +218,73 @@ def main(argv=None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated, from: {', '.join(METHODS)}")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-n", type=int, default=500, help="test questions every method is scored on")
-    p.add_argument("--experiment", default="comparison", help="MLflow experiment all runs log to")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--eval-n", type=int, default=None, help="test questions every method is scored on (default: the "
+                   "config's eval.n)")  # fmt: skip
+    p.add_argument("--experiment", default=None, help="MLflow experiment all runs log to (default comparison-TASK)")
     p.add_argument("--mlflow-dir", default=str(REPO_ROOT / "mlruns"), help="local MLflow store folder")
-    p.add_argument("--output-root", default=str(REPO_ROOT / "outputs/comparison"), help="one folder per method")
+    p.add_argument("--output-root", default=None, help="one folder per seed and method, and summary.json (default "
+                   "outputs/comparison/TASK)")  # fmt: skip
     p.add_argument("--config", default=str(REPO_ROOT / "configs/default.yaml"), help="config of the gan-cot runs")
     p.add_argument("--plot", default=None, help="Pareto PNG (default OUTPUT_ROOT/pareto.png)")
-    p.add_argument(
-        "--match-rollouts", action="store_true", help="GRPO baselines sample as many training chains as gan-cot"
-    )
+    p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
+                   help="srs, dpo and GRPO start from the seed's pruned-sft adapter")  # fmt: skip
+    p.add_argument("--match-rollouts", action=argparse.BooleanOptionalAction, default=True,
+                   help="every sampling method samples as many training chains as gan-cot")  # fmt: skip
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of every run (OMP_NUM_THREADS); on a busy "
+                   "CPU, 1 is several times faster than oversubscribed cores")  # fmt: skip
+    p.add_argument("--rows-for", default=None, help="only log the per-question rows of this finished trainer run")
     p.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
+    if args.rows_for:
+        return rows_for(args.rows_for)
     try:
-        methods = parse_methods(args.methods)
-        if args.eval_n <= 0:
-            raise UsageError(f"--eval-n must be positive, got {args.eval_n}")
+        seeds = parse_seeds(args.seeds)
+        methods = parse_methods(args.methods, args.warm_start)
         if not Path(args.config).is_file():
             raise UsageError(f"--config {args.config}: no such file")
+        shared = settings(args.config)
+        if args.eval_n is None:
+            from gan_cot.adv_config import AdvConfig
+            from gan_cot.config import load_config
+
+            args.eval_n = load_config(AdvConfig, args.config).eval.n
+        if args.eval_n <= 0:
+            raise UsageError(f"--eval-n must be positive, got {args.eval_n}")
     except UsageError as e:
         fail(str(e))
-    out = Path(args.output_root).resolve()
+    args.experiment = args.experiment or f"comparison-{shared['task']}"
+    out = Path(args.output_root or REPO_ROOT / "outputs" / "comparison" / shared["task"]).resolve()
     args.mlflow_dir = str(Path(args.mlflow_dir).resolve())
     plot = Path(args.plot) if args.plot else out / "pareto.png"
-    commands = {m: method_command(m, args, out) for m in methods}
+    jobs = [(m, s) for s in seeds for m in methods if m != "oracle" or s == seeds[0]]
+    commands = {(m, s): method_command(m, s, args, out, shared) for m, s in jobs}
     if args.dry_run:
-        for m, cmd in commands.items():
-            print(f"{m}: {' '.join(cmd)}")
+        for (m, s), cmd in commands.items():
+            print(f"{m} seed {s}: {' '.join(cmd)}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.pop("MLFLOW_TRACKING_URI", None)  # every run goes to --mlflow-dir
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    started, load_start = time.time(), os.getloadavg()[0]
     results: dict[str, dict] = {}
-    for i, (m, cmd) in enumerate(commands.items()):
-        log = out / f"{m}.log"
-        print(f"[{i + 1}/{len(commands)}] {m} (log: {log})", flush=True)
-        started = time.time()
+    for i, ((m, s), cmd) in enumerate(commands.items()):
+        log = out / f"seed{s}" / f"{m}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"[{i + 1}/{len(commands)}] {m} seed {s} (log: {log})", flush=True)
+        t0 = time.time()
         with open(log, "w") as fh:
             rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
-        seconds = round(time.time() - started, 1)
-        results[m] = {"ok": rc == 0, "seconds": seconds, "log": str(log)}
+            run_dir = out / f"seed{s}" / m
+            if rc == 0 and (m in OURS or m == "pruned-sft") and not has_rows(run_dir, args):
+                rows = [sys.executable, str(Path(__file__).resolve()), "--rows-for", str(run_dir)]
+                rc = subprocess.call(rows, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+        seconds = round(time.time() - t0, 1)
+        results[f"{m}/seed{s}"] = {"ok": rc == 0, "seconds": seconds, "log": str(log)}
         print(f"    {'done' if rc == 0 else f'FAILED (exit {rc}), see the log'} in {seconds:.0f} s", flush=True)
     compare = [sys.executable, str(REPO_ROOT / "scripts/compare_runs.py"), "--experiment", args.experiment]
     compare += ["--mlflow-dir", args.mlflow_dir, "--output", str(plot), "--json"]
@@ -147,8 +294,12 @@ def main(argv=None) -> int:
     summary = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
     if proc.returncode != 0:
         print(proc.stderr.strip(), file=sys.stderr)
+    record = {"experiment": args.experiment, "command": "python scripts/run_comparison.py " + " ".join(argv or sys.argv[1:]),
+              "seeds": seeds, "eval_n": args.eval_n, "runs": results, "wall_seconds": round(time.time() - started, 1),
+              "load_average": [load_start, os.getloadavg()[0]], "compare": summary}  # fmt: skip
+    (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.json:
-        print_json({"experiment": args.experiment, "methods": results, "compare": summary})
+        print_json(record)
     return 0 if all(r["ok"] for r in results.values()) and summary is not None else 1
 
 

@@ -8,6 +8,7 @@ discriminator refresh) on DeepSpeed engines.
     deepspeed scripts/train_adv.py --discriminator PRM --label-map LABEL_0=wrong,LABEL_1=useful   # a two-way PRM
     deepspeed scripts/train_adv.py --resume                          # continue the same run and MLflow run
     deepspeed scripts/train_adv.py --alpha 1.5                       # a fixed alpha instead of the learned gate
+    deepspeed scripts/train_adv.py --warm-start-only                 # the pruned-sft baseline: no rounds
 
 The last line printed (rank 0) is one JSON object: run_id, output_dir, base and final accuracy, mean tokens and
 tokens_vs_minimal, wall_seconds, peak_rss_mb.
@@ -52,6 +53,9 @@ def main(argv=None) -> int:
         help="print the model's size, the memory per GPU for the config's ZeRO stage and the tokens of a round; stop",
     )  # fmt: skip
     p.add_argument("--gpus", type=int, default=1, help="with --dry-run: GPUs the run would use (one node)")
+    p.add_argument(
+        "--warm-start-only", action="store_true", help="the warm start alone, no rounds (the pruned-sft baseline)"
+    )
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = p.parse_intermixed_args(argv)  # key=value overrides may come before and after the flags
     from gan_cot.adv_config import AdvConfig
@@ -61,6 +65,10 @@ def main(argv=None) -> int:
         overrides += [f"discriminator.name={args.discriminator}", "discriminator.mode=frozen"]
     if args.alpha is not None:
         overrides += ["gate.kind=fixed", f"gate.alpha={args.alpha!r}"]
+    if args.warm_start_only:
+        from gan_cot.baselines.pruned_sft import OVERRIDES
+
+        overrides += OVERRIDES
     try:
         for key, value in (
             ("discriminator.sha256", args.sha256),
@@ -77,11 +85,14 @@ def main(argv=None) -> int:
         preflight(cfg)
     except (ConfigError, UsageError, ValueError) as e:
         fail(str(e))
+    from gan_cot.baselines.pruned_sft import WarmStartOnly
     from gan_cot.discriminator.registry import DiscriminatorSourceError
     from gan_cot.trainer import AdversarialTrainer
 
     rank = int(os.environ.get("RANK", "0"))
-    trainer = AdversarialTrainer(cfg, resume=args.resume, log=lambda m: print(m, flush=True) if rank == 0 else None)
+    trainer = (WarmStartOnly if args.warm_start_only else AdversarialTrainer)(
+        cfg, resume=args.resume, log=lambda m: print(m, flush=True) if rank == 0 else None
+    )
     try:
         result = trainer.train()
     except (UsageError, ValueError, DiscriminatorSourceError) as e:
@@ -120,7 +131,7 @@ def preflight(cfg) -> None:
     from gan_cot import tracking
     from gan_cot.discriminator.model import Discriminator
     from gan_cot.discriminator.registry import DiscriminatorSourceError
-    from gan_cot.tasks import TASKS
+    from gan_cot.tasks import GENERATED, TASKS
 
     check_model_path(cfg.model)
     if not Path(cfg.deepspeed).exists():
@@ -131,7 +142,7 @@ def preflight(cfg) -> None:
         raise UsageError(f"task: unknown task {cfg.task!r}; known tasks: {', '.join(sorted(TASKS))}")
     try:
         task = cfg.make_task()
-        if cfg.task != "ledger":  # the ledger task is generated, file-backed tasks are read now
+        if cfg.task not in GENERATED:  # built-in tasks are generated, file-backed tasks are read now
             for split in ("train", "validation", "test"):  # a bad line anywhere in the data stops the run now
                 task.examples(split)
         if cfg.discriminator.labels == "gold" and not hasattr(task, "gold_labels"):

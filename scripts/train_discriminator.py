@@ -47,9 +47,9 @@ def main(argv=None) -> int:
         check_model_path(backbone)
         out = Path(cfg.output)
         check_writable_dir(out.parent)
-        from gan_cot.tasks import get_task
+        from gan_cot.tasks import make_task
 
-        task = get_task("ledger", seed=cfg.seed) if cfg.task == "ledger" else get_task("gsm8k", path=cfg.data)
+        task = make_task(cfg.task, cfg.seed, cfg.data)
     except (ConfigError, UsageError, ValueError) as e:
         fail(str(e))
 

@@ -71,7 +71,12 @@ def check_run(tmp_path, store, result, tag):
 
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     run = mlflow.get_run(result["run_id"])
-    assert run.data.tags["method"] == tag
+    assert run.data.tags["method"] == tag and run.info.run_name == f"{tag}-seed0"
+    from gan_cot.tracking import load_eval_rows
+
+    rows = load_eval_rows(result["run_id"])  # the final evaluation's rows, for compare_runs.py's intervals
+    assert len(rows) == 4 and sum(r["correct"] for r in rows) / 4 == pytest.approx(result["final_accuracy"])
+    assert {i.dataset.name for i in run.inputs.dataset_inputs} == {"ledger/test", "ledger/train"}
     assert run.info.experiment_id == mlflow.get_experiment_by_name("gan-cot").experiment_id
     for key in METRICS:
         assert key in run.data.metrics, key
@@ -108,6 +113,13 @@ def test_config_opens_with_its_command_and_loads(path):
     assert first == f"# python scripts/train_baseline.py --config configs/baselines/{path.name}"
     cfg = from_dict(BaselineConfig, yaml.safe_load(path.read_text()), str(path))
     assert cfg.tag == path.stem and Path(cfg.output_dir).name == path.stem
+
+
+def test_a_warm_start_is_tagged_and_merge_takes_none():
+    cfg = load_config(BaselineConfig, ROOT / "configs/baselines/grpo-kimi.yaml", ["init=outputs/x/adapter"])
+    assert cfg.tag == "grpo-kimi-warm"
+    with pytest.raises(ConfigError, match="init is not for method merge"):
+        load_config(BaselineConfig, ROOT / "configs/baselines/merge.yaml", ["init=outputs/x/adapter"])
 
 
 def test_every_method_has_a_config():

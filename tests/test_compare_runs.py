@@ -18,8 +18,9 @@ def _load_script():
 
 @pytest.fixture()
 def store(tmp_path, monkeypatch):
-    """A store with experiment ``exp``: an ``adv`` run (tagged, all figures), a run known only by its
-    ``credit.mode`` param (no n_params, no base), an unfinished run, and an experiment ``other``."""
+    """A store with experiment ``exp``: method ``adv`` in two seeds (tagged, all figures, per-question rows), a run
+    known only by its ``credit.mode`` param (no n_params, no base, no rows), an unfinished run, and an experiment
+    ``other``."""
     import mlflow
     from mlflow.tracking import MlflowClient
 
@@ -31,49 +32,57 @@ def store(tmp_path, monkeypatch):
     store = tmp_path / "mlruns"
     tracking.setup("other", store)
     exp_id = tracking.setup("exp", store)
-    with mlflow.start_run(run_name="adv-run", tags={"method": "adv"}) as run:
-        mlflow.log_params({"credit.mode": "discriminator"})
-        mlflow.log_metrics({"final_accuracy": 0.9, "final_mean_tokens": 40.0, "final_tokens_vs_minimal": 1.25,
-                            "base_accuracy": 1.0, "base_mean_tokens": 100.0, "n_params": 2e9})  # fmt: skip
-        adv_id = run.info.run_id
+    adv = []
+    for seed in (0, 1):
+        with mlflow.start_run(run_name=f"adv-seed{seed}", tags={"method": "adv", "seed": str(seed)}) as run:
+            mlflow.log_params({"credit.mode": "discriminator"})
+            mlflow.log_metrics({"final_accuracy": 0.9, "final_mean_tokens": 40.0, "final_tokens_vs_minimal": 1.25,
+                                "base_accuracy": 1.0, "base_mean_tokens": 100.0, "n_params": 2e9})  # fmt: skip
+            # 200 questions: 180 right, 40 tokens each
+            tracking.log_eval_rows([{"id": f"q{i}", "correct": i >= 20, "tokens": 40} for i in range(200)])
+            adv.append(run.info.run_id)
     with mlflow.start_run(run_name="length-run") as run:
         mlflow.log_params({"credit.mode": "length"})
         mlflow.log_metrics({"final_accuracy": 0.8, "final_mean_tokens": 80.0})
         length_id = run.info.run_id
     client = MlflowClient()
     client.create_run(exp_id, run_name="still-running")  # never terminated: not listed
-    yield {"dir": store, "adv": adv_id, "length": length_id, "tmp": tmp_path}
+    yield {"dir": store, "adv": adv, "length": length_id, "tmp": tmp_path}
     mlflow.set_tracking_uri(prior)
 
 
-def test_table_json_and_plot(store, capsys):
+def test_methods_table_json_and_plot(store, capsys):
     import mlflow
 
     script = _load_script()
     png = store["tmp"] / "plots" / "pareto.png"
-    argv = ["--experiment", "exp", "--mlflow-dir", str(store["dir"]), "--output", str(png), "--json"]
+    argv = ["--experiment", "exp", "--mlflow-dir", str(store["dir"]), "--output", str(png), "--json", "--per-run",
+            "--boot", "200"]  # fmt: skip
     assert script.main(argv) == 0
     out = capsys.readouterr().out.strip().splitlines()
-
-    header = next(line for line in out if line.startswith("run "))
-    assert header.split() == "run method accuracy tokens vs_minimal compression ACU AES front".split()
-    rows = {line.split()[1]: line.split() for line in out if line.startswith((store["adv"][:8], store["length"][:8]))}
-    # adv: compression 1 - 40/100 = 0.6; ACU 90 / (2 * 0.4) = 112.5; AES 0.6 - 5 * 0.1 = 0.1; on the front
-    assert rows["adv"] == [store["adv"][:8], "adv", "0.900", "40.0", "1.250", "0.600", "112.5", "0.100", "*"]
-    # length (method from credit.mode): no minimal, no base, no n_params -> '-'; beaten by adv (fewer tokens,
-    # higher accuracy), so not on the front
-    assert rows["length"] == [store["length"][:8], "length", "0.800", "80.0", "-", "-", "-", "-"]
-    assert len(rows) == 2 and not any("still-running" in line for line in out)
+    assert out[0] == "experiment exp: 3 finished runs, 2 methods"
+    header = out[1]
+    assert header.split()[:3] == ["method", "runs", "n"] and "vs adv" in header
+    rows = {line.split()[0]: line for line in out[2:4]}
+    # adv: two seeds, the same 200 questions; AES 0.6 - 5 * 0.1 = 0.1 at the mean; the reference
+    assert rows["adv"].split()[1:5] == ["2", "200", "0.900", "[0.855,"] and "ref" in rows["adv"]
+    # length: no rows (rebuilt from its aggregates of 500 questions: ~), no base (AES -); less accurate and longer
+    # than adv beyond the intervals, AES not comparable
+    assert rows["length~"].split()[1:3] == ["1", "500"] and rows["length~"].split()[-1] == "--="
+    assert "  tokens: adv better than length" in out and "  accuracy: adv better than length" in out
+    assert not any("still-running" in line for line in out)
 
     result = json.loads(out[-1])
-    assert result["experiment"] == "exp" and result["plot"] == str(png)
-    by_method = {r["method"]: r for r in result["runs"]}
-    assert set(by_method) == {"adv", "length"}
-    assert by_method["adv"]["run_id"] == store["adv"] and by_method["adv"]["pareto"] is True
-    assert by_method["adv"]["compression"] == pytest.approx(0.6)
-    assert by_method["adv"]["acu"] == pytest.approx(112.5)
-    assert by_method["adv"]["aes"] == pytest.approx(0.1)
-    assert by_method["length"]["pareto"] is False and by_method["length"]["aes"] is None
+    assert result["experiment"] == "exp" and result["plot"] == str(png) and result["reference"] == "adv"
+    methods = {m["method"]: m for m in result["methods"]}
+    assert methods["adv"]["seeds"] == [0, 1] and sorted(methods["adv"]["runs"]) == sorted(store["adv"])
+    assert methods["adv"]["accuracy"]["mean"] == pytest.approx(0.9) and methods["adv"]["pareto"] is True
+    assert methods["adv"]["aes"]["mean"] == pytest.approx(0.1) and not methods["adv"]["approximate"]
+    assert methods["length"]["approximate"] and methods["length"]["aes"]["mean"] is None
+    assert {"better": "adv", "worse": "length", "figure": "tokens"} in result["differences"]
+    by_run = {r["run_id"]: r for r in result["runs"]}
+    assert by_run[store["adv"][0]]["compression"] == pytest.approx(0.6)
+    assert by_run[store["adv"][0]]["acu"] == pytest.approx(112.5)
 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(png.parent.glob("*.tmp"))
@@ -85,7 +94,7 @@ def test_table_json_and_plot(store, capsys):
     # ... which a second comparison does not list as a run
     assert script.main(argv) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert sorted(r["method"] for r in again["runs"]) == ["adv", "length"]
+    assert sorted(m["method"] for m in again["methods"]) == ["adv", "length"]
 
 
 def test_unknown_experiment_names_it_and_the_existing_ones(store, capsys):

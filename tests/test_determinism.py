@@ -40,7 +40,7 @@ def test_same_seed_same_training_run(tmp_path, tiny_config):
     assert a == b  # exactly: accuracy, mean tokens, tokens vs minimal, base figures
     ma, mb = (round_metrics(store, run_id) for run_id in ids)
     assert ma == mb  # every round metric at every step, exactly
-    assert [s for s, _ in ma["rollout_tokens"]] == [0, 1]
+    assert [s for s, _ in ma["rollout/tokens"]] == [0, 1]
     wa = load_file(str(tmp_path / "a" / "out" / "adapter" / "adapter_model.safetensors"))
     wb = load_file(str(tmp_path / "b" / "out" / "adapter" / "adapter_model.safetensors"))
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -22,4 +22,4 @@ def test_a_failed_run_is_marked_failed_and_left_out_of_the_comparison(tmp_path, 
     assert mlflow.get_run(trainer.run_id).info.status == "FAILED"
     compare = load_script("compare_runs")
     experiment = compare.open_experiment("gan-cot", str(tmp_path / "mlruns"))
-    assert compare.collect_rows(experiment.experiment_id) == []
+    assert compare.collect_runs(experiment.experiment_id) == []

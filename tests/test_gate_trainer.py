@@ -30,7 +30,9 @@ def _client(store):
 
 
 def _history(store, run_id, key):
-    return {m.step: m.value for m in _client(store).get_metric_history(run_id, key)}
+    from gan_cot.run_logger import grouped
+
+    return {m.step: m.value for m in _client(store).get_metric_history(run_id, grouped(key))}
 
 
 def test_gate_trains_logs_alpha_and_is_saved_with_the_adapter(tmp_path, gate_config):
@@ -49,9 +51,9 @@ def test_gate_trains_logs_alpha_and_is_saved_with_the_adapter(tmp_path, gate_con
     for key in ("alpha_mean", "alpha_std", "alpha_min", "alpha_max", "gate_loss"):
         assert sorted(_history(store, result["run_id"], key)) == [0, 1], key
     run = _client(store).get_run(result["run_id"])
-    levels = [k for k in run.data.metrics if k.startswith("alpha_difficulty_")]
+    levels = [k for k in run.data.metrics if k.startswith("gate/alpha_difficulty_")]
     assert levels, run.data.metrics.keys()
-    assert "final_alpha_mean" in run.data.metrics and run.data.tags["method"] == "gan-cot-gate"
+    assert "final_alpha_mean" in run.data.metrics and run.data.tags["method"] == "gan-cot-gate-gold"
     assert run.data.params["gate.kind"] == "learned"
 
     adapter = tmp_path / "out" / "adapter"

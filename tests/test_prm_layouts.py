@@ -295,7 +295,7 @@ def test_train_adv_runs_two_rounds_on_each_prm_layout(kind, extra, ckpts, tmp_pa
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     client = mlflow.tracking.MlflowClient()
-    assert sorted(m.step for m in client.get_metric_history(result["run_id"], "frac_wrong")) == [0, 1]
+    assert sorted(m.step for m in client.get_metric_history(result["run_id"], "discriminator/frac_wrong")) == [0, 1]
     card = json.loads((tmp_path / "out" / "discriminator" / "discriminator_card.json").read_text())
     assert card["layout"] == {"trl": "trl_prm", "step_tag": "step_tag", "qwen": "qwen_prm"}[kind]
     assert not ckpts["marker"].exists()

@@ -1,4 +1,5 @@
-"""scripts/run_comparison.py: every method gets the same seed, store, experiment and evaluation size."""
+"""scripts/run_comparison.py: every method, at every seed, gets the same store, experiment, task, base, adapter size,
+evaluation and budget; warm starts and sampled chains are matched."""
 
 import sys
 from pathlib import Path
@@ -10,41 +11,78 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import run_comparison  # noqa: E402
 
 
-def test_dry_run_gives_every_method_the_same_seed_store_and_eval(tmp_path, capsys):
-    store = tmp_path / "mlruns"
-    argv = ["--dry-run", "--seed", "3", "--eval-n", "50", "--mlflow-dir", str(store), "--output-root", str(tmp_path)]
-    assert run_comparison.main(argv) == 0
+def _dry_run(capsys, *argv) -> dict[tuple[str, int], str]:
+    assert run_comparison.main(["--dry-run", *argv]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert [line.split(":")[0] for line in lines] == run_comparison.METHODS
+    out = {}
     for line in lines:
-        assert "seed=3" in line and "eval.n=50" in line and f"mlflow_dir={store}" in line
-        assert "experiment=comparison" in line
-    length = next(line for line in lines if line.startswith("gan-cot-length:"))
-    assert "credit.mode=length" in length and "train_adv.py" in length
-    merge = next(line for line in lines if line.startswith("merge:"))
-    assert f"merge.other={tmp_path / 'srs' / 'adapter'}" in merge
+        head, cmd = line.split(": ", 1)
+        method, _, seed = head.split()
+        out[(method, int(seed))] = cmd
+    return out
 
 
-def test_merge_brings_srs_first_and_unknown_methods_are_refused(capsys):
-    assert run_comparison.parse_methods("merge,gan-cot") == ["srs", "merge", "gan-cot"]
+def test_dry_run_gives_every_method_and_seed_the_same_store_eval_task_and_budget(tmp_path, capsys):
+    store = tmp_path / "mlruns"
+    argv = ["--seeds", "3,4", "--eval-n", "50", "--mlflow-dir", str(store), "--output-root", str(tmp_path)]
+    cmds = _dry_run(capsys, *argv)
+    methods = [m for m in run_comparison.METHODS]
+    assert [m for m, s in cmds if s == 3] == methods and [m for m, s in cmds if s == 4] == methods[:-1]  # oracle once
+    for (m, seed), cmd in cmds.items():
+        assert f"{store}" in cmd and "50" in cmd and "comparison-ledger" in cmd
+        if m != "oracle":
+            assert f"seed={seed}" in cmd and f"output_dir={tmp_path / f'seed{seed}' / m}" in cmd
+        if m in run_comparison.BASELINES:
+            assert (
+                "task=ledger model=models/ledger-verbose-base eval.max_think_tokens=160 eval.max_answer_tokens=8"
+                in cmd
+            )
+    assert "credit.mode=length" in cmds[("gan-cot-length", 3)] and "train_adv.py" in cmds[("gan-cot-length", 3)]
+    assert "discriminator.mode=frozen" in cmds[("gan-cot-frozen", 3)]
+    assert "discriminator.labels=gold" in cmds[("gan-cot-gold", 4)] and "gate.kind=none" in cmds[("gan-cot-nogate", 4)]
+    assert "--warm-start-only" in cmds[("pruned-sft", 3)]
+    # like for like: the warm methods start from the same seed's pruned-sft adapter, merge averages the base with it
+    warm = tmp_path / "seed4" / "pruned-sft" / "adapter"
+    assert f"init={warm}" in cmds[("grpo-kimi", 4)] and f"merge.other={warm}" in cmds[("merge", 4)]
+    assert "init=" not in cmds[("budget-forcing", 4)]
+
+
+def test_methods_bring_what_they_start_from_and_unknown_ones_are_refused(capsys):
+    assert run_comparison.parse_methods("merge,gan-cot") == ["gan-cot", "srs", "merge"]
+    assert run_comparison.parse_methods("srs,gan-cot", warm_start=True) == ["gan-cot", "pruned-sft", "srs"]
+    assert run_comparison.parse_methods("budget-forcing", warm_start=True) == ["budget-forcing"]
     with pytest.raises(SystemExit) as e:
         run_comparison.main(["--methods", "srs,nope", "--dry-run"])
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "unknown method(s) nope" in err and "gan-cot-length" in err
+    with pytest.raises(SystemExit):
+        run_comparison.main(["--seeds", "0,0", "--dry-run"])
 
 
-def test_match_rollouts_gives_grpo_baselines_our_sampling_budget(tmp_path, capsys):
+def test_every_sampling_method_samples_what_gan_cot_samples(tmp_path, capsys):
     cfg = tmp_path / "ours.yaml"
     cfg.write_text(
-        "rounds: 3\nrollout: {questions: 9, group_size: 2}\nsft: {pool_source: samples, pool_questions: 40, pool_samples: 2}\n"
+        "rounds: 3\nrollout: {questions: 9, group_size: 2}\n"
+        "sft: {pool_source: samples, pool_questions: 40, pool_samples: 2}\n"
     )
-    assert run_comparison.our_rollouts(cfg) == 40 * 2 + 3 * 9 * 2
-    argv = ["--dry-run", "--match-rollouts", "--config", str(cfg), "--methods", "grpo-kimi,srs,gan-cot"]
-    assert run_comparison.main(argv + ["--output-root", str(tmp_path)]) == 0
-    lines = dict(line.split(": ", 1) for line in capsys.readouterr().out.strip().splitlines())
-    assert "train.steps=9" in lines["grpo-kimi"]  # ceil(134 / 16 completions per step)
-    assert "train.steps" not in lines["srs"] and "train.steps" not in lines["gan-cot"]
+    assert run_comparison.our_rollouts(cfg) == 40 * 2 + 3 * 9 * 2  # 134
+    argv = [
+        "--config",
+        str(cfg),
+        "--methods",
+        "grpo-kimi,grpo-o1pruner,srs,dpo,gan-cot",
+        "--output-root",
+        str(tmp_path),
+    ]
+    cmds = _dry_run(capsys, *argv)
+    assert "train.steps=9 " in cmds[("grpo-kimi", 0)] + " "  # ceil(134 / 16 completions per step)
+    assert "train_questions=27" in cmds[("grpo-kimi", 0)]  # the questions gan-cot's rounds roll out
+    # o1pruner: 4 base samples for each of 8 questions (a quarter of the budget), then ceil(102 / 16) steps
+    assert "train_questions=8" in cmds[("grpo-o1pruner", 0)] and "train.steps=7" in cmds[("grpo-o1pruner", 0)]
+    assert "train_questions=17" in cmds[("srs", 0)] and "train_questions=17" in cmds[("dpo", 0)]  # 8 samples each
+    assert "train.steps" not in cmds[("gan-cot", 0)]
+    assert "train.steps" not in _dry_run(capsys, *argv, "--no-match-rollouts")[("grpo-kimi", 0)]
 
     cfg.write_text(
         "rounds: 3\nrollout: {questions: 9, group_size: 2}\nsft: {pool_questions: 40, pool_source: reference}\n"

@@ -7,6 +7,7 @@ import torch
 
 from gan_cot.adv_config import AdvConfig
 from gan_cot.config import ConfigError, load_config
+from gan_cot.run_logger import grouped
 
 
 def test_two_rounds_move_the_adapter_and_log(tmp_path, tiny_config):
@@ -33,7 +34,7 @@ def test_two_rounds_move_the_adapter_and_log(tmp_path, tiny_config):
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     client = mlflow.tracking.MlflowClient()
-    history = client.get_metric_history(result["run_id"], "rollout_tokens")
+    history = client.get_metric_history(result["run_id"], "rollout/tokens")
     assert sorted(m.step for m in history) == [0, 1]
     assert client.get_run(result["run_id"]).data.params["rounds"] == "2"
 
@@ -54,7 +55,7 @@ def _round_metrics(store, run_id, step):
     mlflow.set_tracking_uri(f"sqlite:///{store / 'mlflow.db'}")
     client = mlflow.tracking.MlflowClient()
     keys = ("rollout_tokens", "policy_loss", "sft_loss", "kl", "rollout_accuracy")
-    return {k: next(m.value for m in client.get_metric_history(run_id, k) if m.step == step) for k in keys}
+    return {k: next(m.value for m in client.get_metric_history(run_id, grouped(k)) if m.step == step) for k in keys}
 
 
 def test_stop_and_resume_matches_an_unbroken_run(tmp_path, tiny_config):
@@ -133,9 +134,9 @@ def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, m
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     metrics = mlflow.tracking.MlflowClient().get_run(result["run_id"]).data.metrics
-    assert 1 <= metrics["pool_size"] <= 6  # the shipped base answers most questions: most get a target
-    assert metrics["pool_tokens"] < metrics["pool_rollout_tokens"]  # pruned targets: shorter than the samples
-    assert "warmup_sft_loss" in metrics
+    assert 1 <= metrics["warmup/pool_size"] <= 6  # the shipped base answers most questions: most get a target
+    assert metrics["warmup/pool_tokens"] < metrics["warmup/pool_rollout_tokens"]  # pruned: shorter than the samples
+    assert "warmup/sft_loss" in metrics
 
 
 def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):

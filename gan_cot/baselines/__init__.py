@@ -1,9 +1,13 @@
 """Baselines from the seed methods, most of them on TRL trainers.
 
 Every baseline shortens the same base policy and is measured the same way: the base is evaluated on the
-test split, the method runs, the result is evaluated on the same questions, and one MLflow run (tag
-``method``) gets the flattened config, base and final accuracy / mean tokens / tokens vs minimal, the policy's
-parameter count, the number of sampled completions used for training (``rollouts``) and the wall time.
+test split (once per base, task, seed and size: the figures are cached beside the run folder, in ``.base_eval/``), the method
+runs, the result is evaluated on the same questions, and one MLflow run named by method and seed (tag ``method``)
+gets the flattened config, the task's splits as dataset inputs, base and final accuracy / mean tokens / tokens vs
+minimal, the policy's parameter count, the number of sampled completions used for training (``rollouts``), the wall
+time, and the final evaluation's per-question rows (``eval/test_rows.json``). With ``init`` the method starts from
+a warm start (an adapter merged into the base: pruned-sft's, for a like-for-like comparison with gan-cot) and is
+tagged ``<method>-warm``; compression and AES are still measured against the base.
 
 =================  =====================================================================================
 method (tag)       what it does
@@ -58,6 +62,25 @@ def _evaluate(cfg, model, tokenizer, task, examples, **options) -> dict:
     )  # fmt: skip
 
 
+def base_evaluation(cfg, model, tokenizer, task, examples) -> dict:
+    """The base's figures on ``examples``, read from the cache when the same base, task, seed, size and budget were
+    evaluated before (greedy decoding is deterministic)."""
+    import hashlib
+
+    from gan_cot.checkpoint import write_json
+
+    key = json.dumps([str(Path(cfg.model).resolve()) if Path(cfg.model).exists() else cfg.model, cfg.task,
+                      cfg.data, cfg.seed, len(examples), cfg.eval.max_think_tokens, cfg.eval.max_answer_tokens,
+                      cfg.eval.batch_size, cfg.format])  # fmt: skip
+    path = output_dir(cfg).parent / ".base_eval" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    base = _evaluate(cfg, model, tokenizer, task, examples)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {k: v for k, v in base.items() if k != "rows"})
+    return base
+
+
 def _log_history(trainer) -> None:
     """The TRL trainer's logged statistics (loss, rewards, lengths) as MLflow step metrics."""
     import math
@@ -101,20 +124,26 @@ def run(cfg: BaselineConfig, log=print) -> dict:
     method = importlib.import_module(MODULES[cfg.method])
 
     tracking.setup(cfg.experiment, cfg.mlflow_dir)
-    with mlflow.start_run(run_name=f"{cfg.tag}-{time.strftime('%Y%m%d-%H%M%S')}") as active:
+    with mlflow.start_run(run_name=tracking.run_name(cfg.tag, cfg.seed)) as active:
         run_id = active.info.run_id
-        mlflow.set_tag("method", cfg.tag)
+        mlflow.set_tags({"method": cfg.tag, "seed": str(cfg.seed), "task": cfg.task})
         mlflow.log_params(tracking.flatten(to_dict(cfg)))
+        tracking.log_task_inputs(task, cfg.task, cfg.seed, cfg.eval.n, cfg.train_questions)
         (out / "config.json").write_text(json.dumps(to_dict(cfg), indent=2))
         log(f"[{cfg.tag}] evaluating the base {model_id} on {len(test)} test questions")
-        base = _evaluate(cfg, model, tokenizer, task, test)
+        base = base_evaluation(cfg, model, tokenizer, task, test)
         log(f"[{cfg.tag}] base: accuracy {base['accuracy']:.3f}, mean tokens {base['mean_tokens']:.1f}")
+        if cfg.init:  # the warm start the method begins from, merged (the base above stays the reference)
+            log(f"[{cfg.tag}] starting from {cfg.init}")
+            model = load_model(cfg.init, dtype=torch.float32)
         ctx = Context(cfg=cfg, task=task, tokenizer=tokenizer, model=model, model_id=model_id, out=out, log=log)
         outcome: Outcome = method.train(ctx)
         if outcome.trainer is not None:
             _log_history(outcome.trainer)
         log(f"[{cfg.tag}] evaluating the result")
-        final = _evaluate(cfg, outcome.model, tokenizer, outcome.eval_task or task, test, **outcome.eval_options)
+        final = _evaluate(cfg, outcome.model, tokenizer, outcome.eval_task or task, test, keep_rows=True,
+                          **outcome.eval_options)  # fmt: skip
+        tracking.log_eval_rows(final.pop("rows"))
         result = {
             "method": cfg.tag,
             "run_id": run_id,

@@ -118,7 +118,16 @@ def count_params(model) -> int:
 
 
 def train_and_save(ctx: Context, trainer, rollouts: int, metrics: dict, **outcome) -> Outcome:
-    """Run a TRL trainer, save its adapter to ``OUTPUT_DIR/adapter`` and hand back the trained policy."""
+    """Run a TRL trainer, save its adapter to ``OUTPUT_DIR/adapter`` and hand back the trained policy. From a warm
+    start (``init``) the adapter sits on the warm-started weights, which its folder cannot name: the merged model is
+    saved to ``OUTPUT_DIR/model`` instead."""
     trainer.train()
-    saved = save_adapter(trainer.model, ctx.tokenizer, ctx.out / "adapter")
-    return Outcome(model=trainer.model, rollouts=rollouts, saved=saved, trainer=trainer, metrics=metrics, **outcome)
+    model = trainer.model
+    if ctx.cfg.init:
+        from gan_cot.models import save_pretrained
+
+        model = model.merge_and_unload()
+        saved = save_pretrained(model, ctx.tokenizer, ctx.out / "model")
+    else:
+        saved = save_adapter(model, ctx.tokenizer, ctx.out / "adapter")
+    return Outcome(model=model, rollouts=rollouts, saved=saved, trainer=trainer, metrics=metrics, **outcome)

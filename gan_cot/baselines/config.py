@@ -118,6 +118,12 @@ class BaselineConfig(RunConfig):
 
     output_dir: str | None = field(None, help="run folder (default outputs/baselines/<method tag>)")
     method: Method = field("srs", help="the baseline")
+    init: str | None = field(
+        None,
+        help="start the method from this adapter (merged into `model`) or model folder instead of the base: the "
+        "like-for-like warm start, e.g. pruned-sft's adapter (the tag gets -warm); compression and AES stay measured "
+        "against `model`",
+    )
     train_questions: int = field(64, help="training questions (the first n of the train split)")
     threads: int | None = field(None, help="torch CPU threads (default: torch's choice)")
     progress: bool = field(True, help="show progress bars")
@@ -131,7 +137,8 @@ class BaselineConfig(RunConfig):
     @property
     def tag(self) -> str:
         """The method as logged (MLflow tag ``method``): ``grpo-<reward>`` for GRPO, else the method."""
-        return f"grpo-{self.grpo.reward}" if self.method == "grpo" else self.method
+        tag = f"grpo-{self.grpo.reward}" if self.method == "grpo" else self.method
+        return tag + "-warm" if self.init else tag
 
     def __post_init__(self):
         check_bounds(self, "", positive=("train_questions", "threads"))
@@ -142,5 +149,7 @@ class BaselineConfig(RunConfig):
             )
         if not 0.0 <= self.merge.weight <= 1.0:
             raise ConfigError(f"merge.weight must be in [0, 1], got {self.merge.weight}")
+        if self.init and self.method == "merge":
+            raise ConfigError("init is not for method merge: it averages the base itself with merge.other")
         if self.method == "merge" and not self.merge.other:
             raise ConfigError("merge.other is required for method merge: the shortened model to average with the base")

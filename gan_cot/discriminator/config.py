@@ -33,5 +33,5 @@ class DiscriminatorTrainConfig:
 
     def __post_init__(self):
         check_bounds(self, "", positive=("train_size", "eval_size", "steps", "batch_size", "lr"))
-        if self.task not in ("ledger", "gsm8k"):
-            raise ConfigError(f"task: {self.task!r} has no step-labeled data; choose ledger or gsm8k")
+        if self.task not in ("ledger", "ledger-hard", "gsm8k"):
+            raise ConfigError(f"task: {self.task!r} has no step-labeled data; choose ledger, ledger-hard or gsm8k")

@@ -108,4 +108,6 @@ def task_records(task, split: str, n: int | None, seed: int = 0) -> list[StepRec
         return ledger_records(task, split, n or 1000, seed)
     if task.name == "gsm8k":
         return gsm8k_records(task, split, n, seed)
+    if hasattr(task, "step_records"):  # a task that writes its own gold-labelled chains (ledger-hard)
+        return task.step_records(split, n, seed)
     raise ValueError(f"no step-labeled data for task {task.name!r}; known: ledger, gsm8k")

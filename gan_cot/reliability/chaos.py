@@ -98,7 +98,8 @@ def run_process(
         def read() -> None:
             for raw in proc.stdout:
                 t = time.time() - started
-                line = raw.decode(errors="replace").rstrip("\n")
+                # a progress bar redraws its line with carriage returns: what the line says last is what counts
+                line = raw.decode(errors="replace").rstrip("\n").rsplit("\r", 1)[-1]
                 lines.append((t, line))
                 f.write(f"[{t:7.2f}] {line}\n")
                 if kill is not None and not anchored.is_set() and line.startswith(kill[0]):

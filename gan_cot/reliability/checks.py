@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from gan_cot.run_logger import grouped
+
 REL_TOL = 1e-4
 RESULT_KEYS = ("base_accuracy", "accuracy", "base_mean_tokens", "mean_tokens", "base_tokens_vs_minimal",
                "tokens_vs_minimal", "n")  # fmt: skip
@@ -123,7 +125,7 @@ def compare_runs(unbroken: dict, killed: dict, rounds: int) -> dict:
                     max_diff = max(max_diff, diff)
                     if not close(ref_by_step[step], v):
                         problems.append(f"metric {key} step {step}: {v} vs {ref_by_step[step]} unbroken")
-    round_steps = [s for s, _ in killed["metrics"].get("rollout_tokens", [])]  # logged once per round
+    round_steps = [s for s, _ in killed["metrics"].get(grouped("rollout_tokens"), [])]  # logged once per round
     steps = sorted(set(round_steps))
     if steps != list(range(rounds)):
         problems.append(f"round steps logged {steps}, expected 0..{rounds - 1}")
@@ -163,7 +165,7 @@ def compare_with_unbroken(ref_out: Path, out: Path, store: Path, rounds: int) ->
         problems.append(
             f"the killed run's experiment holds {len(runs)} MLflow runs, expected 1: "
             + ", ".join(f"{r['run_id']} ({r['status']}, rounds "
-                        f"{sorted({s for s, _ in r['metrics'].get('rollout_tokens', [])})})" for r in runs)
+                        f"{sorted({s for s, _ in r['metrics'].get(grouped('rollout_tokens'), [])})})" for r in runs)
         )  # fmt: skip
     main_run = next((r for r in runs if r["run_id"] == b["run_id"]), None)
     if main_run is None:

@@ -315,31 +315,42 @@ class LedgerTask(TaskBase):
         # one shared stream routed by question hash: splits are disjoint and each split's first n
         # examples do not depend on how many examples of the other splits were asked for first
         while len(self._cache[split]) < n:
-            problem = sample_problem(self._rng, self.max_useful, self.max_events)
+            problem = self.sample(self._rng)
             chain_rng = random.Random(f"{self.seed}-{self._drawn}")
             self._drawn += 1
             q = problem.question()
             if q in self._seen:
                 continue
             self._seen.add(q)
-            steps, labels, kinds, minimal = write_chains(problem, chain_rng, self.verbosity)
             s = _route(q)
             self._cache[s].append(
-                Example(
-                    id=f"ledger-{self.seed}-{s}-{len(self._cache[s])}",
-                    question=q,
-                    steps=steps,
-                    answer=str(problem.answer()),
-                    labels=labels,
-                    minimal_steps=minimal,
-                    difficulty=len(minimal),
-                    meta={"kinds": kinds, "start": dict(problem.start), "target": problem.target},
-                )
+                self.example(problem, chain_rng, f"{self.name}-{self.seed}-{s}-{len(self._cache[s])}")
             )
+
+    def sample(self, rng: random.Random) -> Problem:
+        """One problem of this task (a variant draws its own kind)."""
+        return sample_problem(rng, self.max_useful, self.max_events)
+
+    def example(self, problem: Problem, rng: random.Random, id: str) -> Example:
+        """The :class:`Example` of a problem: its verbose chain (drawn with ``rng``), labels and minimal chain."""
+        return self.make_example(id, problem, *write_chains(problem, rng, self.verbosity))
+
+    @staticmethod
+    def make_example(id: str, problem: Problem, steps, labels, kinds, minimal) -> Example:
+        return Example(
+            id=id,
+            question=problem.question(),
+            steps=steps,
+            answer=str(problem.answer()),
+            labels=labels,
+            minimal_steps=minimal,
+            difficulty=len(minimal),
+            meta={"kinds": kinds, "start": dict(problem.start), "target": problem.target},
+        )
 
     def examples(self, split: str, n: int | None = None) -> list[Example]:
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r} for task 'ledger'; choose one of {list(SPLITS)}")
+            raise ValueError(f"unknown split {split!r} for task {self.name!r}; choose one of {list(SPLITS)}")
         if n is None:
             n = {"train": 20000, "validation": 1000, "test": 1000}[split]
         self._fill(split, n)

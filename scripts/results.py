@@ -1,0 +1,169 @@
+"""Regenerate the measured parts of docs/results.md from what the runs left: ``make results``.
+
+    python scripts/results.py                       # rewrite the generated blocks of docs/results.md
+    python scripts/results.py --check               # exit 1 if docs/results.md is not what the runs say
+
+docs/results.md is a page of prose with generated blocks between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->``;
+this script rewrites every block it has data for and leaves the prose, and a block it has no data for, alone:
+
+- ``base:TASK``: the shipped verbose base's card (``models/<base>/base_card.json``);
+- ``oracle:TASK``: ``scripts/oracle.py``'s table (``outputs/oracle/TASK/oracle.json``);
+- ``comparison:TASK``: the methods of the MLflow experiment ``comparison-TASK`` with their 95% intervals and the
+  differences the intervals allow (:mod:`gan_cot.comparison`), with the command, seeds, sizes, wall time and load
+  average that ``scripts/run_comparison.py`` recorded (``outputs/comparison/TASK/summary.json``).
+
+The commands that produce those inputs are in docs/results.md itself ("How to regenerate").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from gan_cot.cli import REPO_ROOT, fail
+
+DOC = REPO_ROOT / "docs" / "results.md"
+TASKS = {"ledger-hard": "ledger-hard-verbose-base", "ledger": "ledger-verbose-base"}
+BLOCK_RE = re.compile(r"<!-- begin:(?P<name>[\w:-]+) -->\n.*?<!-- end:(?P=name) -->", re.S)
+
+
+def _f(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def base_block(task: str) -> str | None:
+    card_path = REPO_ROOT / "models" / TASKS[task] / "base_card.json"
+    if not card_path.exists():
+        return None
+    card = json.loads(card_path.read_text())
+    t = card["test"]
+    return (
+        f"`models/{TASKS[task]}`: {card['params']:,} parameters, made with `{card['command']}` (seed {card['seed']}, "
+        f"{card['train']['steps']} steps, {card['train_seconds']:.0f} s). Greedy on {t['n']} test questions: accuracy "
+        f"**{t['accuracy']:.3f}**, {t['mean_tokens']:.1f} tokens per answer against {t['mean_minimal_tokens']:.1f} for "
+        f"the one-step-per-event chains (`tokens_vs_minimal` {t['tokens_vs_minimal']:.2f})."
+    )
+
+
+def oracle_block(task: str, root: Path) -> str | None:
+    path = root / "oracle" / task / "oracle.json"
+    if not path.exists():
+        return None
+    o = json.loads(path.read_text())
+    grans = [k for k in next(iter(o["levels"].values())) if k not in ("n", "base") and not k.endswith("_tokens")]
+    lines = [
+        f"Seed {o['seed']}, {o['steps']} SFT steps per granularity, choice on {o['val_n']} validation questions, "
+        f"figures on {o['eval_n']} test questions (`python scripts/oracle.py --config configs/{task}.yaml --json`, "
+        f"{o['wall_seconds']:.0f} s). Accuracy on test by difficulty (events on the person asked about):",
+        "",
+        "| level | n | base | " + " | ".join(grans) + " | oracle's choice |",
+        "|---" * (len(grans) + 4) + "|",
+    ]
+    for d, row in o["levels"].items():
+        cells = [f"{row[g]:.3f}" for g in grans]
+        lines.append(
+            f"| {d} | {row['n']} | {row['base']:.3f} | " + " | ".join(cells) + f" | {o['choice'].get(d, '-')} |"
+        )
+    lines += ["", "| row | accuracy | tokens |", "|---|---|---|"]
+    for name, f in o["figures"].items():
+        lines.append(f"| {name} | {f['accuracy']:.3f} | {f['tokens']:.1f} |")
+    return "\n".join(lines)
+
+
+def comparison_block(task: str, root: Path, store: str | None) -> str | None:
+    """The compare_runs table of experiment comparison-TASK, or None when the store has no such experiment."""
+    import mlflow
+
+    from gan_cot.cli import UsageError
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import compare_runs
+
+    from gan_cot.comparison import FIGURES, compare, default_reference, differences, summarize
+
+    try:
+        exp = compare_runs.open_experiment(f"comparison-{task}", store)
+    except UsageError:
+        return None
+    rows = compare_runs.collect_runs(exp.experiment_id)
+    summaries = summarize([compare_runs.run_figures(r) for r in rows])
+    if not summaries:
+        return None
+    ref = {m.method: m for m in summaries}.get(default_reference([m.method for m in summaries]))
+    meta_path = root / "comparison" / task / "summary.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    lines = []
+    if meta:
+        load = meta.get("load_average") or [None, None]
+        lines += [
+            f"`{meta.get('command', 'scripts/run_comparison.py')}`: seeds {meta.get('seeds')}, "
+            f"{_f(meta.get('wall_seconds'), '.0f')} s on the 2-core CPU, load average {_f(load[0], '.1f')} at the start "
+            f"and {_f(load[1], '.1f')} at the end.",
+            "",
+        ]
+    lines += [
+        f"| method | seeds | n | accuracy [95% CI] | tokens [95% CI] | AES [95% CI] | vs {ref.method if ref else '-'} "
+        "(acc, tokens, AES) | front |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in summaries:
+        f = m.figures
+        marks = "ref" if m is ref else "".join({1: "+", -1: "-", 0: "="}[compare(m, ref, x)] for x in FIGURES)
+        cells = [f"{f[x].mean:{s}} [{f[x].lo:{s}}, {f[x].hi:{s}}]" if f[x].mean is not None else "-"
+                 for x, s in (("accuracy", ".3f"), ("tokens", ".1f"), ("aes", ".3f"))]  # fmt: skip
+        seeds = ",".join(str(s) for s in m.seeds)
+        lines.append(f"| {m.method}{' ~' if m.approximate else ''} | {seeds} | {m.n_questions} | " + " | ".join(cells)
+                     + f" | {marks} | {'*' if m.pareto else ''} |")  # fmt: skip
+    diffs = differences(summaries)
+    lines += ["", f"Differences beyond the 95% intervals ({len(diffs)} pairs; every other pair: no difference):", ""]
+    lines += [f"- {d['figure']}: {d['better']} better than {d['worse']}" for d in diffs] or ["- none"]
+    mlflow.set_tracking_uri(mlflow.get_tracking_uri())
+    return "\n".join(lines)
+
+
+def render(text: str, blocks: dict[str, str | None]) -> tuple[str, list[str]]:
+    """``text`` with every block that has new content rewritten; the names rewritten."""
+    done = []
+
+    def swap(m: re.Match) -> str:
+        body = blocks.get(m["name"])
+        if body is None:
+            return m.group(0)
+        done.append(m["name"])
+        return f"<!-- begin:{m['name']} -->\n{body}\n<!-- end:{m['name']} -->"
+
+    return BLOCK_RE.sub(swap, text), done
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--doc", default=str(DOC), help="the page to rewrite")
+    p.add_argument("--outputs", default=str(REPO_ROOT / "outputs"), help="where the runs wrote their outputs")
+    p.add_argument("--mlflow-dir", default=None, help="local MLflow store folder (default mlruns/)")
+    p.add_argument("--check", action="store_true", help="only say whether the page is up to date")
+    args = p.parse_args(argv)
+    doc, root = Path(args.doc), Path(args.outputs)
+    if not doc.exists():
+        fail(f"--doc {doc}: no such file")
+    blocks: dict[str, str | None] = {}
+    for task in TASKS:
+        blocks[f"base:{task}"] = base_block(task)
+        blocks[f"oracle:{task}"] = oracle_block(task, root)
+        blocks[f"comparison:{task}"] = comparison_block(task, root, args.mlflow_dir)
+    text = doc.read_text()
+    new, done = render(text, blocks)
+    if args.check:
+        print("up to date" if new == text else f"out of date: {', '.join(done)}")
+        return 0 if new == text else 1
+    doc.write_text(new)
+    print(f"{doc}: rewrote {', '.join(done) or 'nothing (no data for any block)'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

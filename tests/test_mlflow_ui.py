@@ -1,0 +1,22 @@
+"""What a user sees in the MLflow UI, in headless Chromium (scripts/check_mlflow_ui.py); skipped without Chromium."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_the_ui_opens_on_runs_with_named_runs_metric_sections_and_datasets(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("check_mlflow_ui", ROOT / "scripts" / "check_mlflow_ui.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    if script.find_chromium() is None:
+        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    checks = script.run_checks(tmp_path / "ui")
+    failed = [c["name"] for c in checks if c["required"] and not c["ok"]]
+    assert not failed, failed
+    assert all(Path(c["screenshot"]).read_bytes()[:4] == b"\x89PNG" for c in checks)
