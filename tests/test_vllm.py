@@ -194,9 +194,8 @@ def test_two_rounds_of_the_trainer_sample_through_vllm(tmp_path):
     task.format = R1
     tok = build_tiny_tokenizer(style="r1")
     train = task.examples("train", 8)
-    model, tok, policy_dir = tiny_r1(
-        tmp_path, [render_prompt(tok, task.prompt(ex)) for ex in train], [task.reference(ex) for ex in train], 80
-    )
+    # a base that writes one short chain to every question: the adapter, trained on the task's chains, departs
+    model, tok, policy_dir = tiny_r1(tmp_path, [render_prompt(tok, task.prompt(ex)) for ex in train], [CHAIN] * 8, 80)
     disc = Discriminator.from_backbone(str(policy_dir)).save_pretrained(tmp_path / "disc")
     think, answer = 16, 6
     over = [
@@ -204,7 +203,7 @@ def test_two_rounds_of_the_trainer_sample_through_vllm(tmp_path):
         "deepspeed=configs/deepspeed/zero0.json", "rounds=2", "rollout.questions=3", "rollout.group_size=4",
         f"rollout.max_think_tokens={think}", f"rollout.max_answer_tokens={answer}", "rollout.temperature=1e-6",
         "rollout.engine=vllm", "rollout.vllm_eager=true", "loss.micro_batch=4", "sft.pool_questions=4",
-        "sft.warmup_steps=2", "sft.steps=2", "sft.batch_size=4", "policy.lr=2e-2", "eval.n=2", "eval.every=0",
+        "sft.warmup_steps=6", "sft.steps=2", "sft.batch_size=4", "policy.lr=2e-2", "eval.n=2", "eval.every=0",
         "checkpoint_every=0", "lora.r=4", "lora.alpha=8", "policy.dtype=float32", f"output_dir={tmp_path / 'out'}",
         f"mlflow_dir={tmp_path / 'mlruns'}",
     ]  # fmt: skip
