@@ -163,9 +163,10 @@ def main(argv=None) -> int:
         steps["vllm"] = run("vllm", train(2, "vllm", "rollout.engine=vllm", *eager), work / "vllm.log", env,
                             args.timeout)  # fmt: skip
     if "vllm_speed" in wanted and "vllm_speed" not in skipped:
+        q, g, think = (4, 2, 16) if args.cpu else (32, 8, 96)  # a CPU: a check of the step, not a measurement
         steps["vllm_speed"] = run("vllm_speed", [
-            py, "scripts/bench.py", "--engines-only", "--model", str(policy), "--val-n", "32", "--group-size", "8",
-            "--max-think-tokens", "96", "--max-answer-tokens", "16", "--gen-batch", "32", "--gen-repeats", "2",
+            py, "scripts/bench.py", "--engines-only", "--model", str(policy), "--val-n", str(q), "--group-size", str(g),
+            "--max-think-tokens", str(think), "--max-answer-tokens", "8", "--gen-batch", str(q), "--gen-repeats", "2",
             "--workdir", str(work / "bench"), "--json",
         ], work / "vllm_speed.log", env, args.timeout)  # fmt: skip
     ok = {name: s["rc"] == 0 and s["result"] is not None for name, s in steps.items()}

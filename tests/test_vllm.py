@@ -252,3 +252,39 @@ def test_two_rounds_of_the_trainer_sample_through_vllm(tmp_path):
 
     served = load_file(str(Path(trainer.engine.requests[1.0].lora_path) / "adapter_model.safetensors"))
     assert all(torch.equal(served[k], second["state"][k]) for k in second["state"])
+
+
+def test_the_bench_says_why_the_engines_part_did_not_run(tmp_path, monkeypatch):
+    import gan_cot.bench
+    from gan_cot.bench import engines
+
+    monkeypatch.setattr("gan_cot.vllm_engine.vllm_available", lambda: False)
+    assert "not installed" in engines.skip_reason(str(ROOT / "models" / "ledger-verbose-base"))
+    if vllm_available():  # vLLM's CPU attention: heads of 32 dimensions or more
+        monkeypatch.undo()
+        model, tok = build_tiny_model(build_tiny_tokenizer(), hidden_size=32, layers=1, heads=2)
+        folder = save_pretrained(model, tok, tmp_path / "small-heads")
+        assert ("32 dimensions" in engines.skip_reason(str(folder))) != torch.cuda.is_available()
+    result = {"engines": {"skipped": "vLLM is not installed here"}, "wall_seconds": {"total": 1.0}}
+    assert "rollout engines: skipped (vLLM is not installed here)" in gan_cot.bench.table(result)
+
+
+@pytest.mark.slow
+@needs_vllm
+def test_the_bench_measures_both_engines(tmp_path, monkeypatch, capsys):
+    """scripts/bench.py --engines-only on the shipped base at toy sizes: the four inference figures and both rollout
+    figures are positive tokens/s, and the table shows the rollout line."""
+    import importlib.util
+
+    monkeypatch.chdir(ROOT)
+    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    argv = ["--engines-only", "--val-n", "2", "--group-size", "2", "--max-think-tokens", "8", "--max-answer-tokens",
+            "4", "--gen-batch", "2", "--gen-repeats", "1", "--workdir", str(tmp_path / "work")]  # fmt: skip
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])["engines"]
+    assert set(result["inference_tokens_per_s"]) == {"hf_gated", "hf_merged", "vllm_gated", "vllm_merged"}
+    assert all(v > 0 for v in [*result["inference_tokens_per_s"].values(), *result["rollout_tokens_per_s"].values()])
+    assert result["rollout_vllm_vs_hf"] > 0 and "rollout tokens/s on" in out

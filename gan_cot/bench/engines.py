@@ -23,6 +23,12 @@ import json
 import time
 from pathlib import Path
 
+CPU_NOTE = (
+    "on a CPU vLLM has little of what makes it fast on a GPU (CUDA graphs, fused paged attention, fused LoRA kernels): "
+    "its CPU LoRA path gathers every token's adapter weights in plain PyTorch, and a model this small is bound by each "
+    "step's framework overhead on both engines, not by arithmetic"
+)
+
 
 def skip_reason(model_dir: str) -> str | None:
     """Why vLLM cannot run here on this model, or None."""
@@ -137,6 +143,7 @@ def engine_speed(b, adapter: str | None = None) -> dict:
         "questions": len(prompts),
         "rollout_batch_chains": per_batch * b.g,
         "trained_adapter": adapter is not None,
+        **({} if torch.cuda.is_available() else {"cpu_note": CPU_NOTE}),
     }
 
 
