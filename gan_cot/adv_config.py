@@ -8,6 +8,7 @@ YAML file states only what differs (``configs/default.yaml``: the built-in task'
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -47,12 +48,39 @@ class RolloutConfig:
     max_think_tokens: int = field(160, help="thinking budget: past it, the end of thinking is forced")
     max_answer_tokens: int = field(8, help="answer budget: tokens allowed after the end of thinking")
     batch_size: int = field(64, help="generation batch size (chains)")
-    engine: Literal["hf"] = field("hf", help="rollout engine: hf (Hugging Face generate on the training model)")
+    engine: Literal["hf", "vllm"] = field(
+        "hf",
+        help="rollout engine: hf (Hugging Face generate on the training model) or vllm (a vLLM engine in each training "
+        "process: the base loaded once, the adapter sent each round as one pre-scaled LoRA per alpha of the gate; "
+        "pip install 'gan-cot[vllm]')",
+    )
+    vllm_gpu_memory: float = field(
+        0.3,
+        help="vllm: the share of each GPU's memory vLLM takes (base weights and KV cache); training keeps the rest",
+    )
+    vllm_eager: bool = field(False, help="vllm: no CUDA graphs or compilation (starts faster, samples slower)")
+    vllm_max_model_len: int | None = field(
+        None,
+        help="vllm: the longest prompt + chain it holds (null: the model's maximum); lower it to fit the KV cache",
+    )
+    vllm_adapter_dir: str | None = field(
+        None,
+        help="vllm: folder for each round's pre-scaled adapters, one subfolder per process (null: "
+        "output_dir/vllm-adapters; a tmpfs such as /dev/shm/NAME saves the disk writes)",
+    )
 
     def __post_init__(self):
         check_bounds(
-            self, "rollout", ("questions", "batch_size", "max_think_tokens", "temperature"), ("max_answer_tokens",)
-        )
+            self, "rollout", ("questions", "batch_size", "max_think_tokens", "temperature", "vllm_max_model_len"),
+            ("max_answer_tokens",),
+        )  # fmt: skip
+        if not 0 < self.vllm_gpu_memory <= 1:
+            raise ConfigError(f"rollout.vllm_gpu_memory must be in (0, 1], got {self.vllm_gpu_memory}")
+        if self.engine == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise ConfigError(
+                "rollout.engine=vllm needs vLLM, which is not installed: pip install 'gan-cot[vllm]' (see the "
+                "README's GPU section), or rollout.engine=hf"
+            )
         if self.group_size < 2:
             raise ConfigError("rollout.group_size must be at least 2: credit is normalised within the group")
 

@@ -205,6 +205,9 @@ class HFEngine:
 
     name = "hf"
 
+    def __init__(self, cfg=None):
+        pass  # nothing to set up: the training model samples
+
     def sync(self, model, gate) -> None:
         """Make the current adapter (and gate) the one sampled from: nothing to do, the model is the policy."""
 
@@ -214,7 +217,13 @@ class HFEngine:
         return generate_ids(model, tokenizer, prompts, think, group_size, True, temperature, alpha, fmt, answer)
 
 
-ENGINES = {"hf": HFEngine}
+def _vllm_engine(cfg):
+    from gan_cot.vllm_engine import VLLMEngine  # vLLM is an optional extra: imported only when chosen
+
+    return VLLMEngine(cfg)
+
+
+ENGINES = {"hf": HFEngine, "vllm": _vllm_engine}  # rollout.engine -> a constructor taking the run's config
 
 
 def completion(tokenizer, gen: Generated) -> Completion:

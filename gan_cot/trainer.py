@@ -92,7 +92,7 @@ class AdversarialTrainer:
         self.pool = SFTPool(cfg, self.tokenizer, self.task, self.train_examples)
         self.checkpoints = Checkpoints(self.out / "checkpoints", self.strategy)
         self.logger = RunLogger(cfg, self.out, self.strategy.is_main, self.log)
-        self.engine = ENGINES[cfg.rollout.engine]()
+        self.engine = ENGINES[cfg.rollout.engine](cfg)
 
     def method(self) -> str:
         """The run's ``method`` tag: gan-cot (or gan-cot-length for the ablation) and the gate's suffix."""

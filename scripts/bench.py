@@ -4,6 +4,7 @@
     python scripts/bench.py                                   # the shipped base, the defaults below (2 CPUs)
     python scripts/bench.py --json --seed 0 --steps 3 --group-size 4 --questions 32 --max-rollouts 1920
     python scripts/bench.py --tiny --questions 2 --group-size 2 --max-rollouts 8 --val-n 4    # seconds, for tests
+    .venv-vllm/bin/python scripts/bench.py --engines-only     # rollout tokens/s: vLLM against HF generate (make vllm-env)
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--gen-batch", type=int, default=8, help="batch size of the generation-time measurement")
     p.add_argument("--gen-repeats", type=int, default=2, help="alternating timed generation runs per model")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--engines-only", action="store_true",
+        help="only the rollout engines' tokens/s: vLLM against HF generate, gated against merged (needs vLLM)",
+    )  # fmt: skip
     p.add_argument("--workdir", default=None, help="folder for adapters and TRL output (default: a temporary one)")
     args = p.parse_args(argv)
     for name in ("steps", "group_size", "questions", "max_rollouts", "val_n", "gen_batch", "gen_repeats"):

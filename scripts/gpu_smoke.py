@@ -11,15 +11,20 @@ as its own command, every one timed and checked:
 2. ``discriminator``: scripts/train_discriminator.py on GSM8K step labels;
 3. ``zero2`` and ``zero3``: two rounds of ``deepspeed scripts/train_adv.py --config configs/qwen1.5b_gsm8k.yaml`` at toy
    sizes, bf16 (float32 with ``--cpu``), under ZeRO-2 and ZeRO-3;
-4. ``resume``: the ZeRO-2 run resumed to a third round.
+4. ``resume``: the ZeRO-2 run resumed to a third round;
+5. ``vllm``: the ZeRO-2 run's two rounds with ``rollout.engine=vllm`` (each round's adapter sent as LoRA requests);
+6. ``vllm_speed``: scripts/bench.py --engines-only on the tiny policy: rollout tokens/s of vLLM against Hugging Face
+   generate on the same model, prompts, budgets and batch (the target on a GPU: >= 3x), and gated against merged.
 
-The last line is one JSON object: the device, ``passed`` and ``failed`` step names, and each step's exit code,
-seconds and last JSON line (its figures). Exit code 1 when a step failed.
+Where vLLM is not installed, 5 and 6 are skipped (listed under ``skipped`` with the reason), not failed. The last
+line is one JSON object: the device, ``passed``, ``failed`` and ``skipped`` step names, and each step's exit code,
+seconds and last JSON line (its figures). Exit code 1 when a step failed. ``--only vllm,vllm_speed`` runs some steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -32,6 +37,7 @@ from pathlib import Path
 from gan_cot.cli import REPO_ROOT, print_json
 
 GSM8K_DIR = REPO_ROOT.parent / "shared" / "data" / "gsm8k"
+STEPS = ("evaluate", "discriminator", "zero2", "zero3", "resume", "vllm", "vllm_speed")
 TOY = [
     "rounds=2", "rollout.questions=4", "rollout.group_size=2", "rollout.max_think_tokens=32",
     "rollout.max_answer_tokens=8", "rollout.batch_size=8", "loss.micro_batch=4", "sft.pool_questions=16",
@@ -98,7 +104,13 @@ def main(argv=None) -> int:
     p.add_argument("--workdir", default=None, help="keep everything in this folder (default: a temporary one)")
     p.add_argument("--timeout", type=int, default=600, help="seconds allowed per step")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("--only", default=",".join(STEPS), help="comma-separated steps to run (default: all)")
     args = p.parse_args(argv)
+    wanted = set(args.only.split(","))
+    if wanted - set(STEPS):
+        p.error(f"--only: unknown steps {sorted(wanted - set(STEPS))}; choose among {', '.join(STEPS)}")
+    if "resume" in wanted:
+        wanted.add("zero2")  # it resumes the ZeRO-2 run
 
     import torch
 
@@ -116,16 +128,18 @@ def main(argv=None) -> int:
     dtype = "float32" if args.cpu else "bfloat16"
     device = ["--device", "cpu"] if args.cpu else []
     store = work / "mlruns"
-    steps = {}
-    steps["evaluate"] = run("evaluate", [
-        py, "scripts/evaluate.py", "--model", str(policy), "--task", "gsm8k", "--data", str(data), "--format", "r1",
-        "--n", "8", "--max-think-tokens", "32", "--max-answer-tokens", "8", "--dtype", dtype, *device, "--json",
-    ], work / "evaluate.log", env, args.timeout)  # fmt: skip
-    steps["discriminator"] = run("discriminator", [
-        py, "scripts/train_discriminator.py", "task=gsm8k", f"data={data}", f"backbone={policy}",
-        f"output={work / 'disc-trained'}", "name=smoke", "train_size=64", "eval_size=16", "steps=10", "batch_size=8",
-        f"mlflow_dir={store}", "--json",
-    ], work / "discriminator.log", env, args.timeout)  # fmt: skip
+    steps, skipped = {}, {}
+    if "evaluate" in wanted:
+        steps["evaluate"] = run("evaluate", [
+            py, "scripts/evaluate.py", "--model", str(policy), "--task", "gsm8k", "--data", str(data), "--format", "r1",
+            "--n", "8", "--max-think-tokens", "32", "--max-answer-tokens", "8", "--dtype", dtype, *device, "--json",
+        ], work / "evaluate.log", env, args.timeout)  # fmt: skip
+    if "discriminator" in wanted:
+        steps["discriminator"] = run("discriminator", [
+            py, "scripts/train_discriminator.py", "task=gsm8k", f"data={data}", f"backbone={policy}",
+            f"output={work / 'disc-trained'}", "name=smoke", "train_size=64", "eval_size=16", "steps=10",
+            "batch_size=8", f"mlflow_dir={store}", "--json",
+        ], work / "discriminator.log", env, args.timeout)  # fmt: skip
 
     def train(stage: int, out: str, *extra: str) -> list[str]:
         return [
@@ -135,18 +149,39 @@ def main(argv=None) -> int:
         ]  # fmt: skip
 
     for stage in (2, 3):
-        steps[f"zero{stage}"] = run(f"zero{stage}", train(stage, f"zero{stage}"), work / f"zero{stage}.log", env,
-                                    args.timeout)  # fmt: skip
-    steps["resume"] = run("resume", train(2, "zero2", "rounds=3", "--resume"), work / "resume.log", env, args.timeout)
+        if f"zero{stage}" in wanted:
+            steps[f"zero{stage}"] = run(f"zero{stage}", train(stage, f"zero{stage}"), work / f"zero{stage}.log", env,
+                                        args.timeout)  # fmt: skip
+    if "resume" in wanted:
+        resume = train(2, "zero2", "rounds=3", "--resume")
+        steps["resume"] = run("resume", resume, work / "resume.log", env, args.timeout)
+    for name in ("vllm", "vllm_speed"):
+        if name in wanted and importlib.util.find_spec("vllm") is None:
+            skipped[name] = "vLLM is not installed (pip install 'gan-cot[vllm]')"
+    if "vllm" in wanted and "vllm" not in skipped:
+        eager = ["rollout.vllm_eager=true"] if args.cpu else []  # a CPU: no compilation
+        steps["vllm"] = run("vllm", train(2, "vllm", "rollout.engine=vllm", *eager), work / "vllm.log", env,
+                            args.timeout)  # fmt: skip
+    if "vllm_speed" in wanted and "vllm_speed" not in skipped:
+        q, g, think = (4, 2, 16) if args.cpu else (32, 8, 96)  # a CPU: a check of the step, not a measurement
+        steps["vllm_speed"] = run("vllm_speed", [
+            py, "scripts/bench.py", "--engines-only", "--model", str(policy), "--val-n", str(q), "--group-size", str(g),
+            "--max-think-tokens", str(think), "--max-answer-tokens", "8", "--gen-batch", str(q), "--gen-repeats", "2",
+            "--workdir", str(work / "bench"), "--json",
+        ], work / "vllm_speed.log", env, args.timeout)  # fmt: skip
     ok = {name: s["rc"] == 0 and s["result"] is not None for name, s in steps.items()}
-    resumed = steps["resume"]["result"] or {}
-    first = steps["zero2"]["result"] or {}
-    ok["resume"] = ok["resume"] and resumed.get("run_id") == first.get("run_id")  # the same MLflow run went on
+    if "resume" in ok:
+        resumed, first = steps["resume"]["result"] or {}, steps["zero2"]["result"] or {}
+        ok["resume"] = ok["resume"] and resumed.get("run_id") == first.get("run_id")  # the same MLflow run went on
+    if "vllm_speed" in ok:
+        engines = (steps["vllm_speed"]["result"] or {}).get("engines", {})
+        ok["vllm_speed"] = "rollout_vllm_vs_hf" in engines  # measured (the 3x is a target, reported, not a check)
     summary = {
         "device": "cpu" if args.cpu else torch.cuda.get_device_name(0),
         "torch": torch.__version__,
         "passed": [n for n, good in ok.items() if good],
         "failed": [n for n, good in ok.items() if not good],
+        "skipped": skipped,
         "steps": steps,
         "workdir": str(work),
         "seconds": round(time.time() - started, 1),

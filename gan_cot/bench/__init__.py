@@ -3,10 +3,12 @@
     python scripts/bench.py                                   # the shipped base, defaults below (~15 min, 2 CPUs)
     python scripts/bench.py --json --seed 0 --steps 3 --group-size 4 --questions 32 --max-rollouts 1920
     python scripts/bench.py --tiny --questions 2 --group-size 2 --max-rollouts 8 --val-n 4    # seconds, for tests
+    .venv-vllm/bin/python scripts/bench.py --engines-only     # only the rollout engines (make vllm-env first)
 
 Both trainers get the same base policy, the same LoRA adapter (``lora`` of configs/default.yaml), the same
 questions in the same order, the same group size G, questions per round Q (N = Q x G sampled chains) and lengths
-(``rollout.max_think_tokens`` + ``rollout.max_answer_tokens`` for TRL's ``max_completion_length``). Three figures:
+(``rollout.max_think_tokens`` + ``rollout.max_answer_tokens`` for TRL's ``max_completion_length``). Three figures
+against TRL, and the rollout engines:
 
 ``update_throughput_ratio``
     Policy-update samples/s of ours over TRL's, generation excluded on both sides, on the same N sampled chains.
@@ -35,6 +37,10 @@ questions in the same order, the same group size G, questions per round Q (N = Q
     and batch size (best of ``--gen-repeats`` alternating runs). ``token_ratio`` (ours' mean tokens over the base's)
     beside it is what the time ratio should follow; with a gate, ``ours_unmerged_seconds_per_answer`` is the same
     policy on LoRA layers scaled per row.
+``engines`` (:mod:`gan_cot.bench.engines`)
+    Rollout tokens/s of vLLM against Hugging Face generate on the same model, prompts, budgets and sampling, and
+    gated inference (each question on its alpha's adapter) against the ungated merged adapter, on the adapter trained
+    above; skipped, with the reason, where vLLM is not installed.
 
 Everything prints as a table with the settings and wall seconds; the last line is one JSON object (with ``--json``
 only that line goes to stdout). A benchmark, not a test: timings depend on the machine and its load (reported).
@@ -55,7 +61,17 @@ def ratio(a, b):
     return a / b
 
 
+def engine_doc() -> str:
+    from gan_cot.bench import engines
+
+    return " ".join(engines.__doc__.split())
+
+
 def table(result: dict) -> str:
+    from gan_cot.bench.engines import lines as engine_lines
+
+    if "throughput" not in result:  # --engines-only
+        return "\n".join(engine_lines(result["engines"]) + ["", f"wall seconds: {result['wall_seconds']}"])
     s, tp, rt, gt = result["settings"], result["throughput"], result["rollouts_to_target"], result["generation_time"]
     ours_r, trl_r = rt["ours"], rt["trl"]
 
@@ -84,6 +100,7 @@ def table(result: dict) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += ["", *engine_lines(result["engines"])] if "engines" in result else []
     lines.append("")
     lines.append("settings: " + ", ".join(f"{k}={v}" for k, v in s.items()))
     lines.append("wall seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in result["wall_seconds"].items()))
@@ -116,6 +133,7 @@ def run(args, log) -> dict:
     import torch
 
     from gan_cot.bench import parts
+    from gan_cot.bench.engines import engine_speed
     from gan_cot.bench.setup import Bench
     from gan_cot.distributed import init_distributed
 
@@ -133,6 +151,13 @@ def run(args, log) -> dict:
         b.task = b.our_config("task", 1).make_task()
         b.val = b.task.examples("validation", args.val_n)
         walls: dict[str, float] = {}
+        if args.engines_only:
+            t = time.time()
+            engines = engine_speed(b)
+            walls["engines"] = walls["total"] = time.time() - t
+            return {"engines": engines, "settings": settings, "notes": engine_doc(),
+                    "wall_seconds": {k: round(v, 1) for k, v in walls.items()},
+                    "load_average": {"start": load_start, "end": round(os.getloadavg()[0], 2)}}  # fmt: skip
 
         t = time.time()
         base, tok = b.load_base()
@@ -154,8 +179,12 @@ def run(args, log) -> dict:
         walls["trl_to_target"] = time.time() - t
 
         t = time.time()
-        gen = parts.generation_time(b, ours.pop("adapter"))
+        adapter = ours.pop("adapter")
+        gen = parts.generation_time(b, adapter)
         walls["generation_time"] = time.time() - t
+        t = time.time()
+        engines = engine_speed(b, adapter)
+        walls["engines"] = time.time() - t
         walls["total"] = time.time() - started
     return {
         "update_throughput_ratio": ratio(tp["ours_samples_per_s"], tp["trl_samples_per_s"]),
@@ -170,6 +199,7 @@ def run(args, log) -> dict:
         "throughput": tp,
         "rollouts_to_target": {"base": b.base_eval, "ours": ours, "trl": trl},
         "generation_time": gen,
+        "engines": engines,
         "settings": settings,
         "notes": NOTES,
         "wall_seconds": {k: round(v, 1) for k, v in walls.items()},
