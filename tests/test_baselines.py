@@ -113,7 +113,8 @@ def test_config_opens_with_its_command_and_loads(path):
 def test_every_method_has_a_config():
     tags = {load_config(BaselineConfig, p).tag for p in CONFIGS}
     grpo = {f"grpo-{r}" for r in ("kimi", "o1pruner", "shorterbetter", "l1")}
-    assert tags == {"srs", "dpo", "budget-forcing", "merge"} | grpo
+    recipes = {"c3ot", "tokenskip", "implicit-cot", "system1-distill", "step-skip"}
+    assert tags == {"srs", "dpo", "budget-forcing", "merge"} | grpo | recipes
 
 
 @pytest.mark.parametrize(
