@@ -9,12 +9,12 @@ such model here, so ``c3ot.short`` says where they come from:
 - ``minimal``: the task's shortest granularity (the ledger generator's minimal chain; an oracle).
 
 Two control tokens, ``[LONG]`` and ``[SHORT]``, are added to the tokenizer, and their embedding rows train with
-the adapter (peft's ``trainable_token_indices``). Each chain is trained with its token after the question, both of
-a pair in the same run, so one model learns both lengths and what ties them (the paper's conditioned training). The
-final evaluation asks with ``[SHORT]`` (conditioned inference); the method's own figures are both modes on
-``c3ot.report_n`` test questions (``long_*``, ``short_*``). The tokens are added to the run's tokenizer in place, so
-the final evaluation encodes them too; the merged model (a vocabulary two tokens larger than the base's) is saved
-to ``OUTPUT_DIR/model``.
+the adapter (peft's ``trainable_token_indices``). Each chain is trained with its token after the question, the two
+chains of a pair in the same batch, so one model learns both lengths and what ties them (the paper's conditioned
+training). The final evaluation asks with ``[SHORT]`` (conditioned inference); the method's own figures are both
+modes on ``c3ot.report_n`` test questions (``long_*``, ``short_*``). The tokens are added to the run's tokenizer in
+place, so the final evaluation encodes them too; the merged model (a vocabulary two tokens larger than the base's)
+is saved to ``OUTPUT_DIR/model``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import statistics
 
 from gan_cot.baselines.common import BaselineError, Context, Outcome, SuffixTask
-from gan_cot.baselines.phases import attach_lora, encode, finish, fit_pairs, report
+from gan_cot.baselines.phases import attach_lora, batches, encode, finish, fit, report
 
 LONG, SHORT = "[LONG]", "[SHORT]"
 
@@ -75,7 +75,10 @@ def train(ctx: Context) -> Outcome:
         f"{statistics.fmean(lengths[: len(longs)]):.1f} -> {statistics.fmean(lengths[len(longs) :]):.1f} tokens"
     )
     model = attach_lora(ctx, trainable_token_indices=ids)
-    fit_pairs(ctx, model, encode(ctx, questions, completions), "c3ot")
+    # a batch holds whole pairs: the two chains of a question side by side, so every step sees what the tokens change
+    data = encode(ctx, questions, completions)
+    draw = batches([len(data[2 * i][0]) for i in range(len(examples))], max(1, cfg.train.batch_size // 2), cfg.seed)
+    fit(ctx, model, lambda: [data[2 * i + k] for i in draw() for k in (0, 1)], "c3ot")
     metrics = {
         "train_pairs": len(examples),
         "train_long_tokens": statistics.fmean(lengths[: len(longs)]),
