@@ -271,7 +271,7 @@ def store(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sampler_dir(tmp_path_factory, tiny_tokenizer):
-    """An untrained tiny policy whose sampled chains end early and at varied lengths (a bias on its end of sequence)."""
+    """An untrained tiny policy whose sampled chains end early and at varied lengths (its end of sequence biased)."""
     from gan_cot.models import build_tiny_model, save_pretrained
 
     model, tok = build_tiny_model(tiny_tokenizer, hidden_size=32, layers=2, heads=2)
@@ -288,7 +288,10 @@ def test_end_to_end(method, tmp_path, store, sampler_dir, monkeypatch):
 
     # an untrained policy never answers right: a chain with a text of even length counts as right
     monkeypatch.setattr(LedgerTask, "verify", lambda self, completion, example: len(completion) % 2 == 0)
-    agreeing = lambda ctx, examples, n, *a: [[Completion(f"#### {ex.answer}", 2, True)] * n for ex in examples]  # noqa: E731
+
+    def agreeing(ctx, examples, n, *args):
+        return [[Completion(f"#### {ex.answer}", 2, True)] * n for ex in examples]
+
     monkeypatch.setattr(distill, "sample_chains", agreeing)
     overrides = [f"method={method}", f"model={sampler_dir}", f"output_dir={tmp_path / 'out'}", f"mlflow_dir={store}"]
     result = run(load_config(BaselineConfig, None, [*overrides, *TINY]), log=lambda m: None)
