@@ -37,10 +37,11 @@ class C3oTSection:
 
 @dataclass
 class TokenSkipSection:
-    importance: Literal["answer_drop", "surprisal"] = field(
-        "answer_drop",
-        help="token importance from the base policy: answer_drop (how much the log-probability of the chain's "
-        "answer falls when the token is left out) or surprisal (-log p of the token given what precedes it)",
+    importance: Literal["surprisal", "answer_drop"] = field(
+        "surprisal",
+        help="token importance from the base policy: surprisal (-log p of the token given what precedes it) or "
+        "answer_drop (how much the log-probability of the chain's answer falls when the token is left out; a "
+        "forward pass over n + 1 sequences per chain of n tokens)",
     )
     ratios: list[float] = field(
         default_factory=lambda: [0.5, 0.6, 0.7, 0.8, 0.9, 1.0],
