@@ -12,7 +12,8 @@ leak into the next), seed by seed; outputs go to ``OUTPUT_ROOT/seed<S>/<method>`
   ``gan-cot-frozen`` (the discriminator never refreshed), ``gan-cot-gold`` (refreshed on the task's gold labels),
   ``gan-cot-nogate`` (the plain adapter, no alpha gate);
 - ``pruned-sft``: gan-cot's warm start alone (``train_adv.py --warm-start-only``);
-- the baselines: ``scripts/train_baseline.py --config configs/baselines/NAME.yaml``;
+- the baselines: ``scripts/train_baseline.py --config configs/baselines/NAME.yaml``; the chain-rewriting recipes
+  (c3ot, tokenskip, implicit-cot, system1-distill, step-skip) start from the base, as their papers do;
 - ``oracle``: ``scripts/oracle.py`` (built-in tasks with granularities; the limit row), once, at the first seed.
 
 Like for like: every run gets the seed, the experiment, the store, the task, the base model, the adapter size, the
@@ -21,7 +22,8 @@ evaluation size and the token budget (the gan-cot config's thinking + answer bud
 from the same seed's pruned-sft adapter (``init=``, their tag gets ``-warm``), and merge averages the base with it.
 With ``--match-rollouts`` (the default) every method that samples in training samples as many chains as gan-cot
 (``rounds x rollout.questions x rollout.group_size``, plus a sampled warm-start pool): GRPO gets the steps and
-questions, srs and dpo the questions, that add up to it (o1pruner's base reference samples count). A gan-cot run
+questions, srs, dpo, tokenskip, system1-distill and step-skip the questions, that add up to it (o1pruner's base
+reference samples count); c3ot and implicit-cot sample nothing (the task's reference chains). A gan-cot run
 whose MLflow run has no per-question rows gets them from one more evaluation of its adapter, as the trainer evaluates
 (``--rows-for DIR`` alone does that for any finished run folder). A method that fails is reported and the others
 still run; the exit code is 1 if any failed. Then ``scripts/compare_runs.py`` prints the table and writes the plot.
@@ -52,7 +54,8 @@ OURS = {  # gan-cot and its ablations: overrides of the config
     "gan-cot-nogate": ["gate.kind=none"],
 }
 WARM = ["srs", "dpo", "grpo-kimi", "grpo-o1pruner", "grpo-shorterbetter", "grpo-l1"]  # fine-tune from a warm start
-BASELINES = [*WARM, "budget-forcing", "merge"]
+RECIPES = ["c3ot", "tokenskip", "implicit-cot", "system1-distill", "step-skip"]  # rewrite chains; from the base
+BASELINES = [*WARM, "budget-forcing", "merge", *RECIPES]
 METHODS = [*OURS, "pruned-sft", *BASELINES, "oracle"]
 
 
@@ -87,8 +90,10 @@ def baseline_config(name: str):
 def matched(name: str, shared: dict) -> list[str]:
     """Overrides that make baseline ``name`` sample ``shared["rollouts"]`` chains on gan-cot's questions."""
     b, total = baseline_config(name), shared["rollouts"]
-    if name in ("srs", "dpo"):
+    if name in ("srs", "dpo", "tokenskip", "system1-distill"):  # sample.n chains per training question
         return [f"train_questions={math.ceil(total / b.sample.n)}"]
+    if name == "step-skip":  # sample.n chains per training question in each round
+        return [f"train_questions={math.ceil(total / (b.sample.n * b.step_skip.rounds))}"]
     if not name.startswith("grpo"):
         return []
     questions, reference = shared["questions"], 0
@@ -128,9 +133,10 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     warm = run_dir / "pruned-sft" / "adapter"
     if name == "merge":
         cmd.append(f"merge.other={warm if args.warm_start else run_dir / 'srs' / 'adapter'}")
-    if name in WARM:
+    if name in WARM or name in ("tokenskip", "system1-distill", "step-skip"):
         budget = "grpo.max_completion_length" if name.startswith("grpo") else "sample.max_new_tokens"
         cmd.append(f"{budget}={shared['think_tokens'] + shared['answer_tokens']}")
+    if name in WARM:
         cmd += [f"init={warm}"] if args.warm_start else []
     if args.match_rollouts:
         cmd += matched(name, shared)

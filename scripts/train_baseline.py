@@ -5,7 +5,7 @@
     python scripts/train_baseline.py --config configs/baselines/merge.yaml merge.other=outputs/baselines/dpo/adapter
 
 Methods (``method:``): srs, dpo, grpo (``grpo.reward``: kimi, o1pruner, shorterbetter, l1), budget-forcing,
-merge; see gan_cot/baselines/. The last line printed is one JSON object: method, run_id, output_dir, base and
+merge, c3ot, tokenskip, implicit-cot, system1-distill, step-skip; see gan_cot/baselines/. The last line printed is one JSON object: method, run_id, output_dir, base and
 final accuracy / mean tokens / tokens_vs_minimal, n_params, rollouts, wall_seconds.
 """
 

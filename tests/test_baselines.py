@@ -125,7 +125,8 @@ def test_a_warm_start_is_tagged_and_merge_takes_none():
 def test_every_method_has_a_config():
     tags = {load_config(BaselineConfig, p).tag for p in CONFIGS}
     grpo = {f"grpo-{r}" for r in ("kimi", "o1pruner", "shorterbetter", "l1")}
-    assert tags == {"srs", "dpo", "budget-forcing", "merge"} | grpo
+    recipes = {"c3ot", "tokenskip", "implicit-cot", "system1-distill", "step-skip"}
+    assert tags == {"srs", "dpo", "budget-forcing", "merge"} | grpo | recipes
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,12 @@ def test_every_sampling_method_samples_what_gan_cot_samples(tmp_path, capsys):
     assert "train_questions=8" in cmds[("grpo-o1pruner", 0)] and "train.steps=7" in cmds[("grpo-o1pruner", 0)]
     assert "train_questions=17" in cmds[("srs", 0)] and "train_questions=17" in cmds[("dpo", 0)]  # 8 samples each
     assert "train.steps" not in cmds[("gan-cot", 0)]
+    recipes = _dry_run(capsys, *argv[:3], "tokenskip,system1-distill,step-skip,c3ot", *argv[4:])
+    assert (
+        "train_questions=17" in recipes[("tokenskip", 0)] and "train_questions=17" in recipes[("system1-distill", 0)]
+    )
+    assert "train_questions=17" in recipes[("step-skip", 0)]  # 4 chains a question in each of 2 rounds
+    assert "train_questions" not in recipes[("c3ot", 0)] and "init=" not in recipes[("tokenskip", 0)]
     assert "train.steps" not in _dry_run(capsys, *argv, "--no-match-rollouts")[("grpo-kimi", 0)]
 
     cfg.write_text(

@@ -41,6 +41,11 @@ MODULES = {
     "grpo": "gan_cot.baselines.grpo",
     "budget-forcing": "gan_cot.baselines.budget",
     "merge": "gan_cot.baselines.merge",
+    "c3ot": "gan_cot.baselines.c3ot",
+    "tokenskip": "gan_cot.baselines.tokenskip",
+    "implicit-cot": "gan_cot.baselines.implicit_cot",
+    "system1-distill": "gan_cot.baselines.distill",
+    "step-skip": "gan_cot.baselines.step_skip",
 }
 assert set(MODULES) == set(METHODS)
 

@@ -9,10 +9,28 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
+from gan_cot.baselines.recipes_config import (
+    C3oTSection,
+    DistillSection,
+    ImplicitCoTSection,
+    StepSkipSection,
+    TokenSkipSection,
+)
 from gan_cot.config import ConfigError, check_bounds, field
 from gan_cot.run_config import RunConfig
 
-Method = Literal["srs", "dpo", "grpo", "budget-forcing", "merge"]
+Method = Literal[
+    "srs",
+    "dpo",
+    "grpo",
+    "budget-forcing",
+    "merge",
+    "c3ot",
+    "tokenskip",
+    "implicit-cot",
+    "system1-distill",
+    "step-skip",
+]
 GrpoReward = Literal["kimi", "o1pruner", "shorterbetter", "l1"]
 METHODS = get_args(Method)
 GRPO_REWARDS = get_args(GrpoReward)
@@ -133,6 +151,11 @@ class BaselineConfig(RunConfig):
     grpo: GRPOSection = field(default_factory=GRPOSection, help="GRPO rollouts and length rewards")
     budget: BudgetSection = field(default_factory=BudgetSection, help="budget forcing at inference")
     merge: MergeSection = field(default_factory=MergeSection, help="weight averaging")
+    c3ot: C3oTSection = field(default_factory=C3oTSection, help="C3oT: long/short pairs under control tokens")
+    tokenskip: TokenSkipSection = field(default_factory=TokenSkipSection, help="TokenSkip: chains cut at a ratio")
+    implicit: ImplicitCoTSection = field(default_factory=ImplicitCoTSection, help="implicit CoT: removal stages")
+    distill: DistillSection = field(default_factory=DistillSection, help="System 2 to System 1 distillation")
+    step_skip: StepSkipSection = field(default_factory=StepSkipSection, help="iterative step skipping")
 
     @property
     def tag(self) -> str:
