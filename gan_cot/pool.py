@@ -80,7 +80,7 @@ class SFTPool:
         prune = self.cfg.sft.source == "pruned"
         kept = [0.0, 0.0, 0.0, 0.0]  # targets, their tokens, reference steps, steps kept
         chunk = max(1, self.cfg.rollout.batch_size)
-        for b in range(0, len(idx), chunk):
+        for b in progress(range(0, len(idx), chunk), "pool (reference chains)", strategy):
             exs = [self.examples[i] for i in idx[b : b + chunk]]
             steps = [[t.strip() for t in ex.steps] for ex in exs]
             probs = disc.score([self.task.prompt(ex) for ex in exs], steps) if prune else [None] * len(exs)
@@ -103,7 +103,7 @@ class SFTPool:
         g = self.cfg.sft.pool_samples
         chunk = max(1, self.cfg.rollout.batch_size // g)
         accuracy, tokens, chains = 0.0, 0.0, 0
-        for b in range(0, len(idx), chunk):
+        for b in progress(range(0, len(idx), chunk), "pool (sampled chains)", strategy):
             rollout, scores = sample_and_score(idx[b : b + chunk], g)
             self.offer(rollout, scores)
             accuracy += sum(c.correct for c in rollout.chains)
@@ -154,7 +154,7 @@ class SFTPool:
         rng = random.Random(self.cfg.seed * 1000 + r)
         losses = []
         with strategy.lr_for(lr):
-            for _ in range(steps):
+            for _ in progress(range(steps), "warm start", strategy) if r < 0 else range(steps):
                 chosen = rng.sample(pairs, min(self.cfg.sft.batch_size, len(pairs)))
                 batch = {k: v.to(strategy.device) for k, v in collate(chosen, self.tokenizer.pad_token_id).items()}
                 strategy.engine.train()
@@ -171,3 +171,10 @@ class SFTPool:
 
     def load(self, state: dict) -> None:
         self.targets = {int(k): list(v) for k, v in state.items()}
+
+
+def progress(items, desc: str, strategy):
+    """``items`` with a progress bar on the main process (stderr; gone when done)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=not strategy.is_main, leave=False)

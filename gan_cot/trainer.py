@@ -242,7 +242,7 @@ class AdversarialTrainer:
         think, answer = self.cfg.eval_budgets
         with s.for_generation():
             res = evaluate(
-                policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=False,
+                policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=s.is_main,
                 max_think_tokens=think, max_answer_tokens=answer, keep_rows=gated_eval,
                 batch_size=self.cfg.eval.batch_size,
             )  # fmt: skip
