@@ -5,12 +5,14 @@
     python scripts/bench.py --json --seed 0 --steps 3 --group-size 4 --questions 32 --max-rollouts 1920
     python scripts/bench.py --tiny --questions 2 --group-size 2 --max-rollouts 8 --val-n 4    # seconds, for tests
     .venv-vllm/bin/python scripts/bench.py --engines-only     # rollout tokens/s: vLLM against HF generate (make vllm-env)
+    python scripts/bench.py --generation-adapter outputs/adv/default/adapter --json   # gated inference at merged speed
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from gan_cot.cli import UsageError, fail, print_json
 
@@ -39,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--engines-only", action="store_true",
         help="only the rollout engines' tokens/s: vLLM against HF generate, gated against merged (needs vLLM)",
     )  # fmt: skip
+    p.add_argument("--generation-adapter", default=None, metavar="ADAPTER",
+                   help="only the greedy generation time of this trained adapter (a gated one on merged copies per "
+                   "alpha, and on LoRA layers beside it) against the base")  # fmt: skip
     p.add_argument("--workdir", default=None, help="folder for adapters and TRL output (default: a temporary one)")
     args = p.parse_args(argv)
     for name in ("steps", "group_size", "questions", "max_rollouts", "val_n", "gen_batch", "gen_repeats"):
@@ -49,6 +54,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.max_rollouts < args.questions * args.group_size:
         p.error(
             f"--max-rollouts ({args.max_rollouts}) is below one round of Q x G = {args.questions * args.group_size}"
+        )
+    if args.generation_adapter and not (Path(args.generation_adapter) / "adapter_config.json").exists():
+        p.error(
+            f"--generation-adapter {args.generation_adapter}: no adapter_config.json there (a trained adapter folder)"
         )
     if args.tiny and args.model:
         p.error("--tiny builds its own policy; leave out --model")

@@ -59,6 +59,12 @@ def test_bench_reports_the_three_ratios(tmp_path, capsys, monkeypatch):
     assert (tmp_path / "work" / "ours-adapter" / "alpha_gate.safetensors").exists()
     assert out["settings"]["group_size"] == 2 and out["settings"]["questions"] == 2
     assert "notes" in out and out["wall_seconds"]["total"] > 0
+    # the generation time alone, on the adapter the run trained (its base is the tiny one built in the workdir)
+    adapter = str(tmp_path / "work" / "ours-adapter")
+    assert bench.main([*TINY, "--workdir", str(tmp_path / "work"), "--generation-adapter", adapter]) == 0
+    gen = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert gen["adapter"] == adapter and "throughput" not in gen
+    assert gen["generation_time"]["ours_gated"] is True and is_number_or_null(gen["generation_time_ratio"])
 
 
 def test_bad_arguments_are_refused(capsys):
@@ -67,6 +73,7 @@ def test_bad_arguments_are_refused(capsys):
         (["--group-size", "1"], "--group-size must be at least 2"),
         (["--questions", "4", "--group-size", "4", "--max-rollouts", "8"], "below one round"),
         (["--tiny", "--model", "x"], "leave out --model"),
+        (["--generation-adapter", "nowhere"], "--generation-adapter nowhere: no adapter_config.json"),
     ):
         with pytest.raises(SystemExit):
             bench.parse_args(argv)

@@ -70,6 +70,14 @@ def engine_doc() -> str:
 def table(result: dict) -> str:
     from gan_cot.bench.engines import lines as engine_lines
 
+    if "generation_time" in result and "throughput" not in result:  # --generation-adapter
+        gt = result["generation_time"]
+        rows = [f"greedy s/answer: ours {gt['ours_seconds_per_answer']:.4f}, base {gt['base_seconds_per_answer']:.4f}, "
+                f"ratio {result['generation_time_ratio']:.3f} (tokens {gt['token_ratio']:.3f})"]  # fmt: skip
+        if "ours_unmerged_seconds_per_answer" in gt:
+            rows.append(f"gated on LoRA layers scaled per row: {gt['ours_unmerged_seconds_per_answer']:.4f} s/answer, "
+                        f"ratio {gt['ours_unmerged_seconds_per_answer'] / gt['base_seconds_per_answer']:.3f}")  # fmt: skip
+        return "\n".join(rows + ["", f"wall seconds: {result['wall_seconds']}"])
     if "throughput" not in result:  # --engines-only
         return "\n".join(engine_lines(result["engines"]) + ["", f"wall seconds: {result['wall_seconds']}"])
     s, tp, rt, gt = result["settings"], result["throughput"], result["rollouts_to_target"], result["generation_time"]
@@ -156,6 +164,15 @@ def run(args, log) -> dict:
             engines = engine_speed(b)
             walls["engines"] = walls["total"] = time.time() - t
             return {"engines": engines, "settings": settings, "notes": engine_doc(),
+                    "wall_seconds": {k: round(v, 1) for k, v in walls.items()},
+                    "load_average": {"start": load_start, "end": round(os.getloadavg()[0], 2)}}  # fmt: skip
+
+        if args.generation_adapter:
+            t = time.time()
+            gen = parts.generation_time(b, args.generation_adapter)
+            walls["generation_time"] = walls["total"] = time.time() - t
+            return {"generation_time_ratio": ratio(gen["ours_seconds_per_answer"], gen["base_seconds_per_answer"]),
+                    "generation_time": gen, "settings": settings, "adapter": args.generation_adapter,
                     "wall_seconds": {k: round(v, 1) for k, v in walls.items()},
                     "load_average": {"start": load_start, "end": round(os.getloadavg()[0], 2)}}  # fmt: skip
 
