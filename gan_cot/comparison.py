@@ -131,19 +131,53 @@ def _aes_rows(acc: np.ndarray, tok: np.ndarray, runs: list[RunFigures]) -> np.nd
     return out
 
 
+def _own_rows(runs: list[RunFigures]) -> list[tuple[np.ndarray, np.ndarray]] | None:
+    """Each run's own (correct, tokens) per question when the runs with rows share no question (a generated task
+    draws its questions from the run's seed), else None."""
+    with_rows = [r for r in runs if r.rows]
+    if len(with_rows) < 2 or set.intersection(*({row["id"] for row in r.rows} for r in with_rows)):
+        return None
+    n = min(len(r.rows) for r in with_rows)
+    out = []
+    for r in runs:
+        if r.rows:
+            out.append(
+                (np.array([float(x["correct"]) for x in r.rows]), np.array([float(x["tokens"]) for x in r.rows]))
+            )
+        else:
+            c = np.zeros(n)
+            c[: int(round((r.accuracy or 0.0) * n))] = 1.0
+            out.append((c, np.full(n, r.tokens or 0.0)))
+    return out
+
+
 def bootstrap(runs: list[RunFigures], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Interval]:
     """Mean and bootstrap interval of accuracy, tokens and AES over ``runs`` (one method's seeds): see the module
-    docstring."""
-    correct, tokens = _matrix(runs)
-    s, n = correct.shape
+    docstring. Runs that answered the same questions resample the same question indices; runs whose questions differ
+    (one set per seed) each resample their own."""
     rng = np.random.default_rng(seed)
-    seeds = rng.integers(0, s, size=(n_boot, s)) if s > 1 else np.zeros((n_boot, 1), dtype=int)
-    questions = rng.integers(0, n, size=(n_boot, n))
-    acc = np.stack([correct[seeds[b]][:, questions[b]].mean(1) for b in range(n_boot)])  # [n_boot, s]
-    tok = np.stack([tokens[seeds[b]][:, questions[b]].mean(1) for b in range(n_boot)])
+    own = _own_rows(runs)
+    if own is None:
+        correct, tokens = _matrix(runs)
+        s, n = correct.shape
+        seeds = rng.integers(0, s, size=(n_boot, s)) if s > 1 else np.zeros((n_boot, 1), dtype=int)
+        questions = rng.integers(0, n, size=(n_boot, n))
+        acc = np.stack([correct[seeds[b]][:, questions[b]].mean(1) for b in range(n_boot)])  # [n_boot, s]
+        tok = np.stack([tokens[seeds[b]][:, questions[b]].mean(1) for b in range(n_boot)])
+        point_acc, point_tok = correct.mean(1), tokens.mean(1)
+    else:
+        s = len(runs)
+        seeds = rng.integers(0, s, size=(n_boot, s))
+        acc, tok = np.zeros((n_boot, s)), np.zeros((n_boot, s))
+        for b in range(n_boot):
+            for j, k in enumerate(seeds[b]):
+                c, t = own[k]
+                idx = rng.integers(0, len(c), size=len(c))
+                acc[b, j], tok[b, j] = c[idx].mean(), t[idx].mean()
+        point_acc, point_tok = np.array([c.mean() for c, _ in own]), np.array([t.mean() for _, t in own])
     drawn = [[runs[k] for k in seeds[b]] for b in range(n_boot)]
     aes_b = np.array([_aes_rows(acc[b : b + 1], tok[b : b + 1], drawn[b]) for b in range(n_boot)])[:, 0]
-    full_aes = _aes_rows(correct.mean(1)[None], tokens.mean(1)[None], runs)[0]
+    full_aes = _aes_rows(point_acc[None], point_tok[None], runs)[0]
     q = [(1 - level) / 2 * 100, (1 + level) / 2 * 100]
 
     def interval(point: float, reps: np.ndarray) -> Interval:
@@ -156,8 +190,8 @@ def bootstrap(runs: list[RunFigures], n_boot: int = 2000, level: float = 0.95, s
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the mean of no AES (a run without base figures) is nan
         return {
-            "accuracy": interval(correct.mean(), acc.mean(1)),
-            "tokens": interval(tokens.mean(), tok.mean(1)),
+            "accuracy": interval(float(point_acc.mean()), acc.mean(1)),
+            "tokens": interval(float(point_tok.mean()), tok.mean(1)),
             "aes": interval(float(np.nanmean(full_aes)), np.nanmean(aes_b, axis=1)),
         }
 
@@ -166,7 +200,9 @@ def summarize(runs: Sequence[RunFigures], n_boot: int = 2000, seed: int = 0) -> 
     """One :class:`MethodSummary` per method, its intervals filled and the Pareto front of the means marked."""
     out = []
     for method, group in group_by_method(runs).items():
-        s = MethodSummary(method, group, bootstrap(group, n_boot, seed=seed), n_questions=_matrix(group)[0].shape[1])
+        own = _own_rows(group)
+        n_questions = min(len(c) for c, _ in own) if own else _matrix(group)[0].shape[1]
+        s = MethodSummary(method, group, bootstrap(group, n_boot, seed=seed), n_questions=n_questions)
         tvm = [r.tokens_vs_minimal for r in group if r.tokens_vs_minimal is not None]
         s.tokens_vs_minimal = float(np.mean(tvm)) if tvm else None
         out.append(s)

@@ -62,3 +62,23 @@ def test_differences_only_where_the_intervals_separate():
     assert {"better": "good", "worse": "bad", "figure": "aes"} in found
     assert not any({d["better"], d["worse"]} == {"good", "twin"} for d in found)
     assert by["good"].pareto and not by["bad"].pareto
+
+
+def test_seeds_that_answered_different_questions_each_resample_their_own():
+    """A generated task draws its test questions from the run's seed, so the seeds of one method share no question:
+    each run resamples its own questions, and the interval still covers the known mean."""
+    rng = np.random.default_rng(1)
+    covered = 0
+    for rep in range(30):
+        runs = []
+        for s in range(3):
+            run = _run("m", s, rng.random(200) < 0.6, rng.normal(50, 8, 200))
+            run.rows = [{**row, "id": f"seed{s}-{row['id']}"} for row in run.rows]
+            runs.append(run)
+        ci = bootstrap(runs, n_boot=300, seed=rep)
+        assert None not in (ci["accuracy"].mean, ci["tokens"].lo, ci["aes"].hi)
+        assert ci["accuracy"].mean == pytest.approx(np.mean([r.accuracy for r in runs]))
+        covered += ci["accuracy"].lo <= 0.6 <= ci["accuracy"].hi
+    assert covered >= 25
+    (summary,) = summarize(runs, n_boot=200)
+    assert summary.n_questions == 200
