@@ -22,12 +22,8 @@ def init_distributed() -> tuple[int, int]:
 
     # A one-process group of our own is marked with the process id and port; a child process (a script run from a
     # test or a notebook) inherits the marks, finds another pid and the parent's port, and opens its own group.
-    solo = os.environ.get("GAN_COT_SOLO_GROUP", "")
-    inherited = (
-        solo
-        and solo != f"{os.getpid()}:{os.environ.get('MASTER_PORT')}"
-        and solo.endswith(f":{os.environ.get('MASTER_PORT')}")
-    )
+    pid, port = os.environ.get("GAN_COT_SOLO_GROUP", ":").split(":")
+    inherited = port == os.environ.get("MASTER_PORT") and pid != str(os.getpid())
     if "RANK" not in os.environ or inherited:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
