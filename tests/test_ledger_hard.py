@@ -13,6 +13,7 @@ from gan_cot.tasks.ledger_hard import (
     execute,
     gold_labels,
     merged_step,
+    skip_step,
 )
 
 N = 300
@@ -76,7 +77,7 @@ def test_generator_labels_are_the_gold_labels(task, train):
         kinds.update(ex.meta["kinds"])
         for g in GRANULARITIES:
             assert set(task.gold_labels(ex, task.granular_steps(ex, g))) <= {"useful"}
-    assert {"unused", "update", "merge", "restate", "check", "slip", "line"} <= set(kinds)
+    assert {"skip", "update", "merge", "restate", "check", "slip", "line"} <= set(kinds)
 
 
 def test_gold_labels_of_merged_steps():
@@ -100,6 +101,19 @@ def test_gold_labels_of_merged_steps():
     slip = merged_step(target, start, deltas[:2], start + sum(deltas[:2]) + 2)
     assert gold_labels(p, [slip, two, rest]) == ["wrong", "useful", "useful"]
     assert _final(ex, [slip]) != _final(ex, [slip, two])
+
+
+def test_skip_steps_are_redundant_only_for_the_others_events():
+    task = LedgerHardTask(seed=0)
+    ex = next(e for e in task.examples("train", 400) if len(set(ev.person for ev in task.problem(e).events)) > 1)
+    p = task.problem(ex)
+    other = next(e for e in p.events if e.person != p.target)
+    mine = p.target_events()[0]
+    assert gold_labels(p, [skip_step(other)]) == ["redundant"]
+    assert gold_labels(p, [skip_step(mine)]) == ["wrong"]  # the person asked about: never skipped
+    made_up = type(other)(other.person, other.delta + (1 if other.delta > 0 else -1), other.verb)
+    assert gold_labels(p, [skip_step(made_up)]) == ["wrong"]  # an event the question does not tell
+    assert execute([skip_step(other)], p.start) == p.start  # a skip changes nobody's count
 
 
 def test_wrong_steps_stay_and_are_corrected(train):

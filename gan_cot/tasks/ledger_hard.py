@@ -15,13 +15,14 @@ The generator writes any question's chain at every **granularity** (:data:`GRANU
 
 Merging saves tokens but asks more of a tiny model in one step, so easy questions (one or two events) can be
 answered in a line or directly and hard ones (five or six) need the steps. The **verbose chain** (the base's
-training data and the task's reference chain) goes through the whole timeline: ``unused`` updates of the other two
-people, ``restate`` / ``check`` / ``detour`` steps (redundant), ``slip`` / ``wrong_op`` steps that the next step
-corrects (wrong), now and then two or three events merged (``merge``), and for some questions only a line or a
-direct answer: the base has seen every granularity, and samples them, while its greedy chain is the long one.
-The chain goes person by person (each update starts from the count just written), but the question interleaves
-everyone's events, so each next event of a person has to be found among the others': the verbose base is not
-always right, and accuracy can rise as well as fall.
+training data and the task's reference chain) walks the timeline event by event, in the question's order: it says
+which events of the other two people it passes over (``skip: Cal buys 7``), updates the person asked about on each
+of theirs, adds ``restate`` / ``check`` / ``detour`` steps (redundant) and ``slip`` / ``wrong_op`` steps that the next
+step corrects (wrong), now and then merges two or three of the target's events into one step (``merge``: the later
+ones have to be found further on in the question), and for some questions writes only a line or a direct answer:
+the base has seen every granularity, and samples them, while its greedy chain is the long one. A chain without the
+skips (every shorter granularity) has to find each next event of the person asked about among the others' by itself.
+The base is trained short of perfect (models/README.md), so accuracy can rise as well as fall.
 
 Difficulty is the number of events on the person asked about (1 to 6). Splits are ledger's: disjoint by a hash of
 the question text. :func:`gold_labels` labels ANY chain (a policy's sample included) by replaying the truth, and
@@ -56,6 +57,7 @@ from gan_cot.tasks.ledger import (
 GRANULARITIES = ("1", "2", "3", "line", "direct")
 """Chunk sizes of a chain: events per step (1, 2, 3), every event in one step (line), or no step (direct)."""
 
+_SKIP_RE = re.compile(r"^skip: (\w+) ([a-z ]+) (\d+)$")
 _MERGED_RE = re.compile(r"^(\w+): (\d+)((?: [+-] \d+)+) = (\d+)$")
 _TERM_RE = re.compile(r" ([+-]) (\d+)")
 
@@ -96,6 +98,11 @@ def sample_timeline(rng: random.Random, max_useful: int = 6, max_events: int = 1
     order = list(names)
     rng.shuffle(order)  # the person asked about is not always named first
     return Timeline(item=item, start={p: start[p] for p in order}, events=tuple(events), target=target)
+
+
+def skip_step(event: Event) -> str:
+    """``skip: Cal buys 7``: the verbose chain passes over an event of someone not asked about."""
+    return f"skip: {event.person} {event.verb} {abs(event.delta)}"
 
 
 def merged_step(person: str, before: int, deltas: list[int], after: int | None = None) -> str:
@@ -143,7 +150,7 @@ class HardVerbosity:
     check: float = 0.6
     detour: float = 0.2
     wrong: float = 0.1
-    unused: float = 1.0
+    skip: float = 1.0  # another person's event: ``skip: Cal buys 7`` (redundant)
     merge: float = 0.12  # a target event starts a step merging it with the next one or two
     line: float = 0.06
     direct: float = 0.06
@@ -153,7 +160,7 @@ class HardVerbosity:
         """A random mix, from terse to very verbose (discriminator training data)."""
         return cls(
             restate=rng.random(), check=rng.random(), detour=rng.random() * 0.5, wrong=rng.random() * 0.4,
-            unused=rng.choice((0.0, 0.5, 1.0)), merge=rng.choice((0.0, 0.3, 0.7)), line=0.1, direct=0.0,
+            skip=rng.choice((0.0, 0.5, 1.0)), merge=rng.choice((0.0, 0.3, 0.7)), line=0.1, direct=0.0,
         )  # fmt: skip
 
 
@@ -173,35 +180,34 @@ def write_hard_chains(problem: Timeline, rng: random.Random, v: HardVerbosity | 
 
     target_events = problem.target_events()
     detour_at = rng.randrange(len(target_events)) if rng.random() < v.detour else -1
-    for person in problem.start:  # person by person, in the order the question names them
-        count = problem.start[person]
-        if person != problem.target:
-            for e in (e for e in problem.events if e.person == person):
-                if v.unused >= 1.0 or rng.random() < v.unused:
-                    add(_update(e, count), "redundant", "unused")
-                count += e.delta
+    person, done = problem.target, 0  # done: target events written so far
+    counts = {person: problem.start[person]}
+    for event in problem.events:  # through the timeline, in the order the question tells it
+        if event.person != person:
+            if v.skip >= 1.0 or rng.random() < v.skip:
+                add(skip_step(event), "redundant", "skip")
             continue
-        done = 0  # target events written so far
-        while done < len(target_events):
-            size = rng.choice((2, 3)) if rng.random() < v.merge else 1
-            chunk = target_events[done : done + size]
-            e, before, after = chunk[0], count, count + sum(c.delta for c in chunk)
-            if rng.random() < v.wrong:
-                if len(chunk) == 1 and rng.random() < 0.5 and before - e.delta >= 0:  # wrong operation: sign flipped
-                    add(_update(e, before, delta=-e.delta), "wrong", "wrong_op")
-                else:  # arithmetic slip
-                    off = rng.choice([d for d in (-2, -1, 1, 2) if 0 <= after + d <= MAX_COUNT + 9])
-                    slip = _update(e, before, after=after + off) if len(chunk) == 1 else None
-                    add(slip or merged_step(person, before, [c.delta for c in chunk], after + off), "wrong", "slip")
-            add(chunk_step(problem, chunk, before), "useful", "update" if len(chunk) == 1 else "merge")
-            count, done = after, done + len(chunk)
-            if rng.random() < v.restate:
-                add(f"so {person} has {after}", "redundant", "restate")
-            if done - len(chunk) <= detour_at < done and after + 4 <= MAX_COUNT + 9:
-                k = rng.randint(1, 4)
-                add(f"{person}: {after} + {k} = {after + k}, {after + k} - {k} = {after}", "redundant", "detour")
-            if done == len(target_events) and len(chunk) == 1 and rng.random() < v.check:
-                add(f"check: {after} {'-' if e.delta > 0 else '+'} {abs(e.delta)} = {before}", "redundant", "check")
+        if done >= len(target_events) or target_events[done] is not event:
+            continue  # merged into an earlier step
+        size = rng.choice((2, 3)) if rng.random() < v.merge else 1
+        chunk = target_events[done : done + size]
+        e, before, after = chunk[0], counts[person], counts[person] + sum(c.delta for c in chunk)
+        if rng.random() < v.wrong:
+            if len(chunk) == 1 and rng.random() < 0.5 and before - e.delta >= 0:  # wrong operation: sign flipped
+                add(_update(e, before, delta=-e.delta), "wrong", "wrong_op")
+            else:  # arithmetic slip
+                off = rng.choice([d for d in (-2, -1, 1, 2) if 0 <= after + d <= MAX_COUNT + 9])
+                slip = _update(e, before, after=after + off) if len(chunk) == 1 else None
+                add(slip or merged_step(person, before, [c.delta for c in chunk], after + off), "wrong", "slip")
+        add(chunk_step(problem, chunk, before), "useful", "update" if len(chunk) == 1 else "merge")
+        counts[person], done = after, done + len(chunk)
+        if rng.random() < v.restate:
+            add(f"so {person} has {after}", "redundant", "restate")
+        if done - len(chunk) <= detour_at < done and after + 4 <= MAX_COUNT + 9:
+            k = rng.randint(1, 4)
+            add(f"{person}: {after} + {k} = {after + k}, {after + k} - {k} = {after}", "redundant", "detour")
+        if done == len(target_events) and len(chunk) == 1 and rng.random() < v.check:
+            add(f"check: {after} {'-' if e.delta > 0 else '+'} {abs(e.delta)} = {before}", "redundant", "check")
     return chain
 
 
@@ -270,6 +276,11 @@ def _label(truth: _Truth, s: str) -> str:
         sign = 1 if verb in GAIN_VERBS else -1 if verb in LOSS_VERBS else 0
         true = sign != 0 and _arith(a, op, d, b) and d == amount and (op == "+") == (sign > 0)
         return _advance_label(truth, person, int(a), [sign * int(d)], verb) if true else "wrong"
+    if m := _SKIP_RE.match(s):  # skip: P verb d
+        person, verb, amount = m.groups()
+        sign = 1 if verb in GAIN_VERBS else -1
+        event = Event(person, sign * int(amount), verb)
+        return "redundant" if person != truth.problem.target and event in truth.problem.events else "wrong"
     if m := _CHECK_RE.match(s):  # check: a +/- d = b
         return "redundant" if _arith(*m.groups()) else "wrong"
     if m := _MERGED_RE.match(s):  # P: a +/- d ... = b
@@ -321,9 +332,8 @@ class LedgerHardTask(LedgerTask):
         return granular_steps(self.problem(example), granularity)
 
     def final_counts(self, completion: str, example: Example) -> dict[str, int]:
-        from gan_cot.tasks.base import chain_steps
-
-        return execute(chain_steps(completion, self.separator), example.meta["start"])
+        """What a completion's chain believes each person holds at the end (merged steps included)."""
+        return execute([s.text for s in self.format.steps(completion)], example.meta["start"])
 
     def gold_labels(self, example: Example, steps: list[str]) -> list[str]:
         return gold_labels(parse_problem(example.question), steps)
