@@ -50,12 +50,11 @@ def train_granularity(cfg, task, tok, examples, granularity: str, steps: int, se
 
     from gan_cot.models import load_model, render_prompt
     from gan_cot.sft import train_sft
-    from gan_cot.tasks.base import format_chain
 
     torch.manual_seed(seed)
     model = get_peft_model(load_model(cfg.model, dtype=torch.float32), cfg.lora.peft())
     prompts = [render_prompt(tok, task.prompt(ex)) for ex in examples]
-    chains = [format_chain(task.granular_steps(ex, granularity), ex.answer, task.separator) for ex in examples]
+    chains = [task.format.render(task.granular_steps(ex, granularity), ex.answer) for ex in examples]
     lr = cfg.sft.lr or cfg.policy.lr
     train_sft(model, tok, prompts, chains, steps=steps, batch_size=cfg.sft.batch_size, seed=seed, lr=lr,
               warmup=min(50, steps // 10), desc=f"sft {granularity}")  # fmt: skip

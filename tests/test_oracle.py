@@ -1,6 +1,16 @@
 """gan_cot.oracle: per difficulty level, the shortest granularity that keeps the base's accuracy."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
 from gan_cot.oracle import by_level, choose, hindsight_rows, oracle_rows, summary
+from gan_cot.tasks.ledger_hard import GRANULARITIES
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _rows(spec):
@@ -34,3 +44,19 @@ def test_oracle_rows_answer_each_question_at_its_level_choice():
     hind = hindsight_rows(test, BASE)  # the shortest correct answer per question, the base's where none is
     assert [r["granularity"] for r in hind] == ["direct", "line", "1", "base"]
     assert summary(hind) == {"n": 4, "accuracy": 0.75, "tokens": (2 + 8 + 40 + 90) / 4}
+
+
+@pytest.mark.slow
+def test_the_oracle_script_trains_every_granularity_and_publishes_the_choice(tmp_path):
+    out = tmp_path / "oracle"
+    cmd = [sys.executable, "scripts/oracle.py", "--config", "configs/ledger-hard.yaml", "--steps", "4", "--val-n", "8",
+           "--eval-n", "8", "--output", str(out), "--mlflow-dir", str(tmp_path / "mlruns"), "--threads", "1", "--json"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result == json.loads((out / "oracle.json").read_text())
+    assert set(result["choice"].values()) <= set(GRANULARITIES)
+    assert {f"sft-{g}" for g in GRANULARITIES} | {"oracle", "hindsight", "base"} == set(result["figures"])
+    assert sum(level["n"] for level in result["levels"].values()) == 8
+    assert all((out / g / "adapter" / "adapter_model.safetensors").exists() for g in GRANULARITIES)
+    assert set(result["runs"]) == {f"sft-{g}" for g in GRANULARITIES} | {"oracle"}
