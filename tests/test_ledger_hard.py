@@ -64,7 +64,8 @@ def test_every_granularity_replays_to_the_same_answer(task, train):
 def test_merging_shortens_the_chain_and_difficulty_sets_the_step_count(task, train):
     for ex in train:
         counts = [len(task.granular_steps(ex, g)) for g in GRANULARITIES]
-        assert counts[0] == ex.difficulty == len(ex.minimal_steps)
+        assert counts[0] == len(task.problem(ex).events)  # timeline: one step per event
+        assert counts[1] == ex.difficulty == len(ex.minimal_steps)
         assert counts == sorted(counts, reverse=True)
         assert counts[-2:] == [1, 0]  # line, direct
     assert {ex.difficulty for ex in train} == set(range(1, 7))
@@ -76,7 +77,9 @@ def test_generator_labels_are_the_gold_labels(task, train):
         assert gold_labels(task.problem(ex), ex.steps) == ex.labels
         kinds.update(ex.meta["kinds"])
         for g in GRANULARITIES:
-            assert set(task.gold_labels(ex, task.granular_steps(ex, g))) <= {"useful"}
+            labels = task.gold_labels(ex, task.granular_steps(ex, g))
+            assert labels.count("useful") == (ex.difficulty if g in ("timeline", "1") else len(labels))
+            assert set(labels) <= ({"useful", "redundant"} if g == "timeline" else {"useful"})  # the skips
     assert {"skip", "update", "merge", "restate", "check", "slip", "line"} <= set(kinds)
 
 

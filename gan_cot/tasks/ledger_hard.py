@@ -9,6 +9,8 @@ happened, everyone's interleaved, and asks for one person's final count::
 
 The generator writes any question's chain at every **granularity** (:data:`GRANULARITIES`), each with gold labels:
 
+* ``timeline``: every event in the question's order, an update for the person asked about and ``skip: Bob loses 2``
+  for the others: the verbose chain without its restatements, checks, detours and slips;
 * ``1``: one update per event on the person asked about (``Ann finds 3, 7 + 3 = 10``), ledger's minimal chain;
 * ``2`` / ``3``: consecutive events merged into one step (``Ann: 7 + 3 - 5 = 5``);
 * ``line``: every event in one step; ``direct``: no step at all, only ``#### 5``.
@@ -54,8 +56,10 @@ from gan_cot.tasks.ledger import (
     parse_problem,
 )
 
-GRANULARITIES = ("1", "2", "3", "line", "direct")
-"""Chunk sizes of a chain: events per step (1, 2, 3), every event in one step (line), or no step (direct)."""
+GRANULARITIES = ("timeline", "1", "2", "3", "line", "direct")
+"""Chunk sizes of a chain, longest first: one step per event of the timeline (``timeline``: an update for each of
+the asked person's events, a ``skip:`` for everyone else's), events per step of the asked person alone (1, 2, 3),
+all of them in one step (line), or no step (direct)."""
 
 _SKIP_RE = re.compile(r"^skip: (\w+) ([a-z ]+) (\d+)$")
 _MERGED_RE = re.compile(r"^(\w+): (\d+)((?: [+-] \d+)+) = (\d+)$")
@@ -117,6 +121,8 @@ def chunk_size(granularity: str, n_events: int) -> int:
         raise ValueError(f"unknown granularity {granularity!r}; choose one of {list(GRANULARITIES)}")
     if granularity == "direct":
         return 0
+    if granularity == "timeline":
+        return 1
     return max(1, n_events) if granularity == "line" else int(granularity)
 
 
@@ -133,6 +139,15 @@ def granular_steps(problem: Timeline, granularity: str) -> list[str]:
     k = chunk_size(granularity, len(events))
     if k == 0:
         return []
+    if granularity == "timeline":
+        count, steps = problem.start[problem.target], []
+        for e in problem.events:
+            if e.person != problem.target:
+                steps.append(skip_step(e))
+                continue
+            steps.append(_update(e, count))
+            count += e.delta
+        return steps
     steps, count = [], problem.start[problem.target]
     for i in range(0, len(events), k):
         chunk = events[i : i + k]
@@ -328,7 +343,8 @@ class LedgerHardTask(LedgerTask):
         return Timeline(item=p.item, start=p.start, events=p.events, target=p.target)
 
     def granular_steps(self, example: Example, granularity: str) -> list[str]:
-        """The example's chain at ``granularity`` (:data:`GRANULARITIES`): useful steps only."""
+        """The example's chain at ``granularity`` (:data:`GRANULARITIES`): useful steps only (and the skips of
+        ``timeline``, redundant)."""
         return granular_steps(self.problem(example), granularity)
 
     def final_counts(self, completion: str, example: Example) -> dict[str, int]:
