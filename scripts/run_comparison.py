@@ -208,6 +208,18 @@ def has_rows(run_dir: Path, args) -> bool:
     return tracking.load_eval_rows(json.loads(result.read_text())["run_id"]) is not None
 
 
+def finished(run_dir: Path, args) -> bool:
+    """Whether ``run_dir`` holds a run of this comparison that ended (FINISHED in ``args.experiment``) with its
+    per-question rows logged: ``--resume`` keeps it instead of running it again."""
+    if not has_rows(run_dir, args):
+        return False
+    import mlflow
+
+    run = mlflow.tracking.MlflowClient().get_run(json.loads((run_dir / "result.json").read_text())["run_id"])
+    experiment = mlflow.get_experiment(run.info.experiment_id)
+    return run.info.status == "FINISHED" and experiment is not None and experiment.name == args.experiment
+
+
 def rows_for(folder: str) -> int:
     run_dir = Path(folder)
     if not (run_dir / "result.json").exists() or not (run_dir / "adapter").exists():
@@ -240,6 +252,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="CPU threads of every run (OMP_NUM_THREADS); on a busy "
                    "CPU, 1 is several times faster than oversubscribed cores")  # fmt: skip
     p.add_argument("--rows-for", default=None, help="only log the per-question rows of this finished trainer run")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="keep every method and seed that already finished in this experiment (its result.json and per-question "
+        "rows logged) and run only the rest: an interrupted comparison goes on, seeds run apart are summed up",
+    )  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
@@ -281,11 +298,16 @@ def main(argv=None) -> int:
     for i, ((m, s), cmd) in enumerate(commands.items()):
         log = out / f"seed{s}" / f"{m}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
+        run_dir = out / f"seed{s}" / m
+        if args.resume and m != "oracle" and finished(run_dir, args):
+            seconds = json.loads((run_dir / "result.json").read_text()).get("wall_seconds")
+            results[f"{m}/seed{s}"] = {"ok": True, "seconds": seconds, "log": str(log), "resumed": True}
+            print(f"[{i + 1}/{len(commands)}] {m} seed {s}: finished before ({run_dir}/result.json), kept", flush=True)
+            continue
         print(f"[{i + 1}/{len(commands)}] {m} seed {s} (log: {log})", flush=True)
         t0 = time.time()
         with open(log, "w") as fh:
             rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
-            run_dir = out / f"seed{s}" / m
             if rc == 0 and (m in OURS or m == "pruned-sft") and not has_rows(run_dir, args):
                 rows = [sys.executable, str(Path(__file__).resolve()), "--rows-for", str(run_dir)]
                 rc = subprocess.call(rows, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)

@@ -94,3 +94,33 @@ def test_every_sampling_method_samples_what_gan_cot_samples(tmp_path, capsys):
         "rounds: 3\nrollout: {questions: 9, group_size: 2}\nsft: {pool_questions: 40, pool_source: reference}\n"
     )
     assert run_comparison.our_rollouts(cfg) == 3 * 9 * 2  # the task's reference chains are not sampled
+
+
+def test_resume_keeps_only_runs_that_finished_in_this_experiment_with_their_rows(tmp_path):
+    import json
+    from types import SimpleNamespace
+
+    import mlflow
+
+    from gan_cot import tracking
+
+    store = tmp_path / "mlruns"
+
+    def run(experiment: str, rows: bool, fail: bool = False) -> Path:
+        tracking.setup(experiment, store)
+        with mlflow.start_run() as r:
+            if rows:
+                tracking.log_eval_rows([{"id": "q0", "difficulty": 1, "correct": True, "tokens": 9}])
+        if fail:
+            mlflow.tracking.MlflowClient().set_terminated(r.info.run_id, "FAILED")
+        folder = tmp_path / f"{experiment}-{rows}-{fail}"
+        folder.mkdir()
+        (folder / "result.json").write_text(json.dumps({"run_id": r.info.run_id, "wall_seconds": 12.5}))
+        return folder
+
+    args = SimpleNamespace(mlflow_dir=str(store), experiment="comparison-x")
+    assert run_comparison.finished(run("comparison-x", rows=True), args)
+    assert not run_comparison.finished(run("comparison-x", rows=False), args)  # no per-question rows: run again
+    assert not run_comparison.finished(run("other", rows=True), args)  # another experiment's run
+    assert not run_comparison.finished(run("comparison-x", rows=True, fail=True), args)
+    assert not run_comparison.finished(tmp_path / "never-ran", args)
