@@ -3,8 +3,8 @@ stops on an error. Only the main process logs; on the others every method does n
 
 What a user sees in the MLflow UI: the run is named by method and seed (``gan-cot-gate-seed0``), its inputs are the
 task's splits (:func:`gan_cot.tracking.log_task_inputs`), and its metrics are grouped by the phase that measured them
-(:data:`PHASES`: ``rollout/``, ``update/``, ``discriminator/``, ``gate/``, ``eval/``, ``warmup/``), which the UI draws
-as sections. The summary figures (``base_*``, ``final_*``, ``n_params``) stay ungrouped: the runs table's columns.
+(:data:`PHASES`: ``rollout/``, ``update/``, ``discriminator/``, ``gate/``, ``eval/``, ``warmup/``, and ``time/``: each
+stage's wall-clock seconds), which the UI draws as sections. The summary figures (``base_*``, ``final_*``, ``n_params``) stay ungrouped: the runs table's columns.
 """
 
 from __future__ import annotations
@@ -24,12 +24,14 @@ PHASES: dict[str, tuple[str, ...]] = {
     "gate": ("gate_", "alpha_"),
     "eval": ("val_",),
     "warmup": ("pool_", "warmup_"),
+    "time": ("time_",),  # wall-clock seconds of each stage (gan_cot.trainer.StageClock)
 }
 DROPPED = (
     "rollout_",
     "disc_",
     "gate_",
     "warmup_",
+    "time_",
 )  # said by the phase already: rollout/tokens, not rollout/rollout_tokens
 
 

@@ -41,6 +41,23 @@ from gan_cot.scoring import rollout_stats, score
 from gan_cot.update import policy_update
 
 
+class StageClock:
+    """Wall-clock seconds of named stages: ``with clock("rollout"): ...`` adds ``time_rollout`` to :attr:`seconds`
+    (logged as ``time/rollout``), so a run says where its time went."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            key = f"time_{stage}"
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - start
+
+
 class AdversarialTrainer:
     """Owns the policy engine, the discriminator, the SFT pool and the gate, and runs the loop."""
 
@@ -150,27 +167,34 @@ class AdversarialTrainer:
         return result
 
     def run_round(self, r: int) -> dict:
-        """One round, stage by stage; returns its metrics."""
+        """One round, stage by stage; returns its metrics, each stage's wall-clock seconds among them (``time/``)."""
         cfg = self.cfg
         metrics: dict[str, float] = {}
+        clock = StageClock()
         factor = self.lr_factor(r)
         self.strategy.set_lr(cfg.policy.lr * factor)
-        metrics.update(self.pool.train(self.strategy, self.gate, r, cfg.sft.steps, self.sft_lr(factor)))
-        batch = self.rollout(self.round_questions(r), explore=True)
-        scores = score(batch, self.disc, self.task, self.train_examples, cfg, self.gate)
-        if not cfg.sft.pool_frozen:
-            self.pool.offer(batch, scores)
-        metrics.update(policy_update(self.strategy, batch, scores, cfg, self.gate, self.tokenizer.pad_token_id))
-        metrics.update(self.refresh(batch, scores))
+        with clock("sft"):
+            metrics.update(self.pool.train(self.strategy, self.gate, r, cfg.sft.steps, self.sft_lr(factor)))
+        with clock("rollout"):
+            batch = self.rollout(self.round_questions(r), explore=True)
+        with clock("score"):
+            scores = score(batch, self.disc, self.task, self.train_examples, cfg, self.gate)
+            if not cfg.sft.pool_frozen:
+                self.pool.offer(batch, scores)
+        with clock("update"):
+            metrics.update(policy_update(self.strategy, batch, scores, cfg, self.gate, self.tokenizer.pad_token_id))
+        with clock("refresh"):
+            metrics.update(self.refresh(batch, scores))
         metrics.update(rollout_stats(batch, scores, self.strategy))
         metrics.update(self.gate.round_metrics(batch, self.train_examples, self.strategy))
         if cfg.eval.every and (r + 1) % cfg.eval.every == 0:
-            ev = self.evaluate("validation", cfg.eval.round_n)
+            with clock("eval"):
+                ev = self.evaluate("validation", cfg.eval.round_n)
             metrics.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, float)})
         metrics["lr"] = self.strategy.lr
         if r % 5 == 0 or r == cfg.rounds - 1:
             self.logger.samples(r, batch, scores)
-        return metrics
+        return metrics | clock.seconds
 
     # -- stages ---------------------------------------------------------------------------------------
 
@@ -198,16 +222,19 @@ class AdversarialTrainer:
         """Before round 0: fill the SFT pool (``sft.pool_questions``), then ``sft.warmup_steps`` SFT steps on it."""
         cfg = self.cfg.sft
         out = {}
+        clock = StageClock()
         if cfg.pool_questions:
-            out.update(self.pool.fill(cfg.pool_questions, self.disc, self.sample_and_score, self.strategy))
+            with clock("pool"):
+                out.update(self.pool.fill(cfg.pool_questions, self.disc, self.sample_and_score, self.strategy))
             if self.strategy.is_main:
                 self.log("pool: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(out.items())))
-        warm = self.pool.train(self.strategy, self.gate, -1, cfg.warmup_steps, cfg.lr)
+        with clock("warm_start"):
+            warm = self.pool.train(self.strategy, self.gate, -1, cfg.warmup_steps, cfg.lr)
         if warm:
             out["warmup_sft_loss"] = warm["sft_loss"]
             if self.strategy.is_main:
                 self.log(f"warm-up: {cfg.warmup_steps} SFT steps, sft_loss {warm['sft_loss']:.3g}")
-        return out
+        return out | clock.seconds
 
     def refresh(self, batch, scores) -> dict:
         from gan_cot.discriminator.refresh import refresh_discriminator

@@ -37,6 +37,11 @@ def test_two_rounds_move_the_adapter_and_log(tmp_path, tiny_config):
     history = client.get_metric_history(result["run_id"], "rollout/tokens")
     assert sorted(m.step for m in history) == [0, 1]
     assert client.get_run(result["run_id"]).data.params["rounds"] == "2"
+    # where the time went: every stage of every round, in seconds
+    for stage in ("sft", "rollout", "score", "update", "refresh"):
+        seconds = [m.value for m in client.get_metric_history(result["run_id"], f"time/{stage}")]
+        assert len(seconds) == 2 and all(s >= 0 for s in seconds), stage
+    assert sum(m.value for m in client.get_metric_history(result["run_id"], "time/rollout")) > 0
 
 
 def test_bad_config_values_are_refused(tmp_path):
@@ -137,6 +142,7 @@ def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, m
     assert 1 <= metrics["warmup/pool_size"] <= 6  # the shipped base answers most questions: most get a target
     assert metrics["warmup/pool_tokens"] < metrics["warmup/pool_rollout_tokens"]  # pruned: shorter than the samples
     assert "warmup/sft_loss" in metrics
+    assert metrics["time/pool"] > 0 and metrics["time/warm_start"] > 0
 
 
 def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):
