@@ -7,7 +7,8 @@ docs/results.md is a page of prose with generated blocks between ``<!-- begin:NA
 this script rewrites every block it has data for and leaves the prose, and a block it has no data for, alone:
 
 - ``base:TASK``: the shipped verbose base's card (``models/<base>/base_card.json``);
-- ``oracle:TASK``: ``scripts/oracle.py``'s table (``outputs/oracle/TASK/oracle.json``);
+- ``oracle:TASK``: ``scripts/oracle.py``'s table (``outputs/oracle/TASK/oracle.json``, or the comparison's
+  ``outputs/comparison/TASK/seedN/oracle/oracle.json``);
 - ``comparison:TASK``: the methods of the MLflow experiment ``comparison-TASK`` with their 95% intervals and the
   differences the intervals allow (:mod:`gan_cot.comparison`), with the command, seeds, sizes, wall time and load
   average that ``scripts/run_comparison.py`` recorded (``outputs/comparison/TASK/summary.json``).
@@ -49,8 +50,13 @@ def base_block(task: str) -> str | None:
 
 
 def oracle_block(task: str, root: Path) -> str | None:
-    path = root / "oracle" / task / "oracle.json"
-    if not path.exists():
+    """``scripts/oracle.py``'s table: its own output folder, or the one ``run_comparison.py --methods oracle`` gave it."""
+    found = [
+        root / "oracle" / task / "oracle.json",
+        *sorted((root / "comparison" / task).glob("seed*/oracle/oracle.json")),
+    ]
+    path = next((p for p in found if p.exists()), None)
+    if path is None:
         return None
     o = json.loads(path.read_text())
     grans = [k for k in next(iter(o["levels"].values())) if k not in ("n", "base") and not k.endswith("_tokens")]
@@ -160,7 +166,9 @@ def main(argv=None) -> int:
     if args.check:
         print("up to date" if new == text else f"out of date: {', '.join(done)}")
         return 0 if new == text else 1
-    doc.write_text(new)
+    tmp = doc.with_name(doc.name + ".tmp")
+    tmp.write_text(new)
+    tmp.replace(doc)  # never a half-written page
     print(f"{doc}: rewrote {', '.join(done) or 'nothing (no data for any block)'}")
     return 0
 
