@@ -208,6 +208,19 @@ def has_rows(run_dir: Path, args) -> bool:
     return tracking.load_eval_rows(json.loads(result.read_text())["run_id"]) is not None
 
 
+def with_free_port(cmd: list[str]) -> list[str]:
+    """A deepspeed launch gets a port nobody listens on (its default, 29500, is taken by any other comparison or
+    training run on the machine); other commands are returned as they are."""
+    if Path(cmd[0]).name != "deepspeed" or "--master_port" in cmd:
+        return cmd
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return [cmd[0], "--master_port", str(port), *cmd[1:]]
+
+
 def finished(run_dir: Path, args) -> bool:
     """Whether ``run_dir`` holds a run of this comparison that ended (FINISHED in ``args.experiment``) with its
     per-question rows logged: ``--resume`` keeps it instead of running it again."""
@@ -307,7 +320,7 @@ def main(argv=None) -> int:
         print(f"[{i + 1}/{len(commands)}] {m} seed {s} (log: {log})", flush=True)
         t0 = time.time()
         with open(log, "w") as fh:
-            rc = subprocess.call(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
+            rc = subprocess.call(with_free_port(cmd), stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
             if rc == 0 and (m in OURS or m == "pruned-sft") and not has_rows(run_dir, args):
                 rows = [sys.executable, str(Path(__file__).resolve()), "--rows-for", str(run_dir)]
                 rc = subprocess.call(rows, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)

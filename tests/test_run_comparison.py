@@ -124,3 +124,20 @@ def test_resume_keeps_only_runs_that_finished_in_this_experiment_with_their_rows
     assert not run_comparison.finished(run("other", rows=True), args)  # another experiment's run
     assert not run_comparison.finished(run("comparison-x", rows=True, fail=True), args)
     assert not run_comparison.finished(tmp_path / "never-ran", args)
+
+
+def test_each_deepspeed_launch_gets_its_own_free_port():
+    import socket
+
+    cmd = ["/venv/bin/deepspeed", "--num_gpus", "1", "scripts/train_adv.py", "seed=0"]
+    ports = set()
+    for _ in range(3):
+        out = run_comparison.with_free_port(cmd)
+        assert out[:2] == ["/venv/bin/deepspeed", "--master_port"] and out[3:] == cmd[1:]
+        ports.add(int(out[2]))
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", int(out[2])))  # nobody listens there
+    assert all(p != 29500 for p in ports)
+    other = ["/venv/bin/python", "scripts/train_baseline.py"]
+    assert run_comparison.with_free_port(other) == other
+    assert run_comparison.with_free_port([*cmd[:1], "--master_port", "1234", *cmd[1:]])[2] == "1234"
