@@ -11,7 +11,8 @@ this script rewrites every block it has data for and leaves the prose, and a blo
   ``outputs/comparison/TASK/seedN/oracle/oracle.json``);
 - ``comparison:TASK``: the methods of the MLflow experiment ``comparison-TASK`` with their 95% intervals and the
   differences the intervals allow (:mod:`gan_cot.comparison`), with the command, seeds, sizes, wall time and load
-  average that ``scripts/run_comparison.py`` recorded (``outputs/comparison/TASK/summary.json``).
+  average that ``scripts/run_comparison.py`` recorded (``outputs/comparison/TASK/summary.json``);
+- ``comparison:EXPERIMENT``: the same for the experiments of :data:`EXPERIMENTS`, each in its own store.
 
 The commands that produce those inputs are in docs/results.md itself ("How to regenerate").
 """
@@ -28,6 +29,8 @@ from gan_cot.cli import REPO_ROOT, fail
 
 DOC = REPO_ROOT / "docs" / "results.md"
 TASKS = {"ledger-hard": "ledger-hard-verbose-base", "ledger": "ledger-verbose-base"}
+EXPERIMENTS = {"recipes-ledger": ("comparison/recipes/mlruns", "comparison/recipes")}
+"""Other comparisons on the page: experiment -> (its store, its run_comparison folder), under the outputs folder."""
 BLOCK_RE = re.compile(r"<!-- begin:(?P<name>[\w:-]+) -->\n.*?<!-- end:(?P=name) -->", re.S)
 
 
@@ -79,8 +82,10 @@ def oracle_block(task: str, root: Path) -> str | None:
     return "\n".join(lines)
 
 
-def comparison_block(task: str, root: Path, store: str | None) -> str | None:
-    """The compare_runs table of experiment comparison-TASK, or None when the store has no such experiment."""
+def comparison_block(experiment: str, store: str | None, meta_dir: Path) -> str | None:
+    """The compare_runs table of ``experiment`` in ``store``, with the command, seeds, wall time and load that each
+    ``run_comparison.py`` call recorded in ``meta_dir`` (its ``summary.json``, or one per folder where seeds ran
+    apart); None when the store has no such experiment."""
     import mlflow
 
     from gan_cot.cli import UsageError
@@ -91,7 +96,7 @@ def comparison_block(task: str, root: Path, store: str | None) -> str | None:
     from gan_cot.comparison import FIGURES, compare, default_reference, differences, summarize
 
     try:
-        exp = compare_runs.open_experiment(f"comparison-{task}", store)
+        exp = compare_runs.open_experiment(experiment, store)
     except UsageError:
         return None
     rows = compare_runs.collect_runs(exp.experiment_id)
@@ -99,17 +104,17 @@ def comparison_block(task: str, root: Path, store: str | None) -> str | None:
     if not summaries:
         return None
     ref = {m.method: m for m in summaries}.get(default_reference([m.method for m in summaries]))
-    meta_path = root / "comparison" / task / "summary.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    metas = [json.loads(p.read_text()) for p in [meta_dir / "summary.json", *sorted(meta_dir.glob("*/summary.json"))]
+             if p.exists()]  # fmt: skip
     lines = []
-    if meta:
+    for meta in metas:
         load = meta.get("load_average") or [None, None]
         lines += [
-            f"`{meta.get('command', 'scripts/run_comparison.py')}`: seeds {meta.get('seeds')}, "
+            f"- `{meta.get('command', 'scripts/run_comparison.py')}`: seeds {meta.get('seeds')}, "
             f"{_f(meta.get('wall_seconds'), '.0f')} s on the 2-core CPU, load average {_f(load[0], '.1f')} at the start "
-            f"and {_f(load[1], '.1f')} at the end.",
-            "",
+            f"and {_f(load[1], '.1f')} at the end."
         ]
+    lines += [""] if lines else []
     lines += [
         f"| method | seeds | n | accuracy [95% CI] | tokens [95% CI] | AES [95% CI] | vs {ref.method if ref else '-'} "
         "(acc, tokens, AES) | front |",
@@ -124,8 +129,13 @@ def comparison_block(task: str, root: Path, store: str | None) -> str | None:
         lines.append(f"| {m.method}{' ~' if m.approximate else ''} | {seeds} | {m.n_questions} | " + " | ".join(cells)
                      + f" | {marks} | {'*' if m.pareto else ''} |")  # fmt: skip
     diffs = differences(summaries)
-    lines += ["", f"Differences beyond the 95% intervals ({len(diffs)} pairs; every other pair: no difference):", ""]
-    lines += [f"- {d['figure']}: {d['better']} better than {d['worse']}" for d in diffs] or ["- none"]
+    pairs: dict[tuple[str, str], list[str]] = {}
+    for d in diffs:  # one line per pair of methods: which figure each is better on
+        pair = tuple(sorted((d["better"], d["worse"])))
+        pairs.setdefault(pair, []).append(f"{d['figure']}: {d['better']}")
+    lines += ["", f"Pairs of methods that differ beyond the 95% intervals ({len(pairs)} pairs, {len(diffs)} figures; "
+              "every other pair and figure: no difference), with the better method on each figure:", ""]  # fmt: skip
+    lines += [f"- {a} vs {b}: " + ", ".join(figs) for (a, b), figs in pairs.items()] or ["- none"]
     mlflow.set_tracking_uri(mlflow.get_tracking_uri())
     return "\n".join(lines)
 
@@ -160,7 +170,12 @@ def main(argv=None) -> int:
     for task in TASKS:
         blocks[f"base:{task}"] = base_block(task)
         blocks[f"oracle:{task}"] = oracle_block(task, root)
-        blocks[f"comparison:{task}"] = comparison_block(task, root, args.mlflow_dir)
+        blocks[f"comparison:{task}"] = comparison_block(
+            f"comparison-{task}", args.mlflow_dir, root / "comparison" / task
+        )
+    for experiment, (store, meta) in EXPERIMENTS.items():
+        if (root / store).exists():
+            blocks[f"comparison:{experiment}"] = comparison_block(experiment, str(root / store), root / meta)
     text = doc.read_text()
     new, done = render(text, blocks)
     if args.check:
