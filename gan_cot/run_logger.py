@@ -108,12 +108,22 @@ class RunLogger:
             with self.bar.external_write_mode():  # the line on a line of its own, the bar drawn again below it
                 self.log(f"round {r}: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(metrics.items())))
 
-    def progress(self, r: int, metrics: dict) -> None:
-        """Move the rounds' bar to round ``r`` done, with the round's accuracy and tokens."""
+    def open_bar(self, r: int) -> None:
         if self.bar is None:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=self.cfg.rounds, initial=r, desc="rounds", unit="round", file=sys.stderr)
+
+    def stage(self, r: int, name: str) -> None:
+        """Show on the rounds' bar which stage of round ``r`` runs now (``round 3 (rollout)``)."""
+        if self.active:
+            self.open_bar(r)
+            self.bar.set_description(f"round {r} ({name})")  # not "round r: ", the line of a round done
+
+    def progress(self, r: int, metrics: dict) -> None:
+        """Move the rounds' bar to round ``r`` done, with the round's accuracy and tokens."""
+        self.open_bar(r)
+        self.bar.set_description("rounds")
         self.bar.update(r + 1 - self.bar.n)
         shown = {"acc": "rollout_accuracy", "tokens": "rollout_tokens", "val_acc": "val_accuracy"}
         self.bar.set_postfix({k: f"{metrics[v]:.3g}" for k, v in shown.items() if v in metrics})

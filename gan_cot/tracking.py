@@ -149,6 +149,26 @@ def log_eval_rows(rows: list[dict]) -> None:
     mlflow.log_dict({"rows": [{k: r.get(k) for k in ROW_KEYS} for r in rows]}, ROWS_ARTIFACT)
 
 
+def log_eval_run(method: str, seed: int, task_name: str, task, base: dict, final: dict, rows: list[dict],
+                 params: dict) -> str:  # fmt: skip
+    """One finished run of an evaluation alone (the base, a LoRA of the oracle): named by method and seed, tagged
+    like a training run, its figures (``base_*`` and ``final_*``) and per-question rows logged, so
+    ``compare_runs.py`` groups it with the trained methods. ``final``: ``accuracy`` and ``tokens``. Returns its id."""
+    import mlflow
+
+    with mlflow.start_run(run_name=run_name(method, seed)) as run:
+        mlflow.set_tags({"method": method, "seed": str(seed), "task": task_name})
+        mlflow.log_params(params)
+        log_task_inputs(task, task_name, seed, len(rows))
+        figures = {f"base_{k}": base[k] for k in ("accuracy", "mean_tokens")}
+        figures |= {"final_accuracy": final["accuracy"], "final_mean_tokens": final["tokens"]}
+        if base.get("mean_minimal_tokens"):
+            figures["final_tokens_vs_minimal"] = final["tokens"] / base["mean_minimal_tokens"]
+        mlflow.log_metrics(figures)
+        log_eval_rows(rows)
+    return run.info.run_id
+
+
 def load_eval_rows(run_id: str) -> list[dict] | None:
     """A run's per-question rows (:func:`log_eval_rows`), or None when it has none."""
     import mlflow

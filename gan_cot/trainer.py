@@ -45,11 +45,14 @@ class StageClock:
     """Wall-clock seconds of named stages: ``with clock("rollout"): ...`` adds ``time_rollout`` to :attr:`seconds`
     (logged as ``time/rollout``), so a run says where its time went."""
 
-    def __init__(self):
+    def __init__(self, on_start=None):
         self.seconds: dict[str, float] = {}
+        self.on_start = on_start  # called with each stage's name as it starts (the progress bar shows it)
 
     @contextlib.contextmanager
     def __call__(self, stage: str):
+        if self.on_start is not None:
+            self.on_start(stage)
         start = time.perf_counter()
         try:
             yield
@@ -170,7 +173,7 @@ class AdversarialTrainer:
         """One round, stage by stage; returns its metrics, each stage's wall-clock seconds among them (``time/``)."""
         cfg = self.cfg
         metrics: dict[str, float] = {}
-        clock = StageClock()
+        clock = StageClock(on_start=lambda stage: self.logger.stage(r, stage))
         factor = self.lr_factor(r)
         self.strategy.set_lr(cfg.policy.lr * factor)
         with clock("sft"):

@@ -59,6 +59,13 @@ def parse_args(argv=None):
     p.add_argument("--skip-bad", action="store_true", help="skip malformed data lines and count them")
     p.add_argument("--show", type=int, default=0, help="print this many completions")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own code (off by default)")
+    p.add_argument(
+        "--experiment", default=None,
+        help="also log the evaluation as a finished MLflow run of this experiment, with its per-question rows, so "
+        "compare_runs.py puts it beside the trained methods (run_comparison.py's base row)",
+    )  # fmt: skip
+    p.add_argument("--method", default="base", help="--experiment: the run's method tag (default base)")
+    p.add_argument("--mlflow-dir", default=None, help="--experiment: local MLflow store folder (default mlruns/)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
     if args.task not in TASKS:
@@ -118,7 +125,7 @@ def make_task(args):
     return task
 
 
-def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, alpha=None) -> dict:
+def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, alpha=None, keep_rows=False) -> dict:
     """Load ``path``, evaluate it with the command's decoding settings, free it; adds ``n_params`` and ``acu``.
 
     ``alpha`` ("auto" or a float): load the adapter folder unmerged with its gate (if saved) and scale the delta by
@@ -154,6 +161,7 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
         keep_completions=keep_completions,
         max_think_tokens=args.max_think_tokens,
         max_answer_tokens=args.max_answer_tokens,
+        keep_rows=keep_rows,
     )
     if alpha is None:
         result["n_params"] = count_parameters(model)
@@ -182,7 +190,9 @@ def main(argv=None) -> int:
 
     from gan_cot.efficiency import against_base
 
-    result = evaluate_model(args.model, args, task, examples, keep_completions=args.show, alpha=args.alpha)
+    result = evaluate_model(args.model, args, task, examples, keep_completions=args.show, alpha=args.alpha,
+                            keep_rows=args.experiment is not None)  # fmt: skip
+    rows = result.pop("rows", None)
     for c in result.pop("completions", []):
         print(
             f"--- {c['question']}\n{c['completion']}\n(answer {c['answer']}, {'correct' if c['correct'] else 'wrong'})"
@@ -224,9 +234,24 @@ def main(argv=None) -> int:
             f" (thinking {_fmt(result.get('thinking_compression'), '.3f')}), AES {_fmt(result['aes'], '.3f')}",
             flush=True,
         )
+    if args.experiment is not None:
+        result["run_id"] = log_run(args, task, result, rows)
     if args.json:
         print_json(result)
     return 0
+
+
+def log_run(args, task, result: dict, rows: list[dict]) -> str:
+    """The evaluation as a finished run of ``--experiment`` (its base figures: ``--base``'s, or its own)."""
+    from gan_cot import tracking
+
+    tracking.setup(args.experiment, args.mlflow_dir)
+    prefix = "base_" if args.base is not None else ""
+    base = {k: result.get(prefix + k) for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")}
+    params = {"model": args.model, "split": args.split, "n": args.n, "max_think_tokens": args.max_think_tokens,
+              "max_answer_tokens": args.max_answer_tokens, "format": args.format, "samples": args.samples}  # fmt: skip
+    final = {"accuracy": result["accuracy"], "tokens": result["mean_tokens"]}
+    return tracking.log_eval_run(args.method, args.seed, args.task, task, base, final, rows, params)
 
 
 if __name__ == "__main__":

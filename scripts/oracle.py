@@ -61,24 +61,6 @@ def train_granularity(cfg, task, tok, examples, granularity: str, steps: int, se
     return model
 
 
-def log_run(method: str, seed: int, cfg, task, base: dict, final: dict, rows: list[dict], params: dict) -> str:
-    import mlflow
-
-    from gan_cot import tracking
-
-    with mlflow.start_run(run_name=tracking.run_name(method, seed)) as run:
-        mlflow.set_tags({"method": method, "seed": str(seed), "task": cfg.task})
-        mlflow.log_params(params)
-        tracking.log_task_inputs(task, cfg.task, seed, len(rows))
-        figures = {f"base_{k}": base[k] for k in ("accuracy", "mean_tokens")}
-        figures |= {"final_accuracy": final["accuracy"], "final_mean_tokens": final["tokens"]}
-        if base.get("mean_minimal_tokens"):
-            figures["final_tokens_vs_minimal"] = final["tokens"] / base["mean_minimal_tokens"]
-        mlflow.log_metrics(figures)
-        tracking.log_eval_rows(rows)
-    return run.info.run_id
-
-
 def format_table(levels: list[int], granularities, test_levels: dict, base_levels: dict, choice: dict) -> str:
     head = ["level", "n", "base", *granularities, "choice"]
     cells = [head]
@@ -149,11 +131,14 @@ def main(argv=None) -> int:
     tracking.setup(args.experiment or f"oracle-{cfg.task}", args.mlflow_dir)
     params = {"steps": steps, "val_n": args.val_n, "tolerance": args.tolerance, "config": str(args.config)}
     base_res = base["test"][0]
-    run_ids = {f"sft-{g}": log_run(f"sft-{g}", args.seed, cfg, task, base_res, oracle.summary(r), r, params)
-               for g, r in rows["test"].items()}  # fmt: skip
-    choice_params = {f"choice_level_{d}": g for d, g in choice.items()}
-    run_ids["oracle"] = log_run("oracle", args.seed, cfg, task, base_res, figures["oracle"], limit,
-                                params | choice_params)  # fmt: skip
+
+    def log_run(method: str, final: dict, rows: list[dict], extra: dict | None = None) -> str:
+        return tracking.log_eval_run(method, args.seed, cfg.task, task, base_res, final, rows, params | (extra or {}))
+
+    run_ids = {f"sft-{g}": log_run(f"sft-{g}", oracle.summary(r), r) for g, r in rows["test"].items()}
+    run_ids["oracle"] = log_run(
+        "oracle", figures["oracle"], limit, {f"choice_level_{d}": g for d, g in choice.items()}
+    )
     result = {
         "task": cfg.task, "seed": args.seed, "steps": steps, "val_n": args.val_n, "eval_n": eval_n,
         "choice": {str(d): g for d, g in choice.items()}, "figures": figures,

@@ -14,6 +14,7 @@ leak into the next), seed by seed; outputs go to ``OUTPUT_ROOT/seed<S>/<method>`
 - ``pruned-sft``: gan-cot's warm start alone (``train_adv.py --warm-start-only``);
 - the baselines: ``scripts/train_baseline.py --config configs/baselines/NAME.yaml``; the chain-rewriting recipes
   (c3ot, tokenskip, implicit-cot, system1-distill, step-skip) start from the base, as their papers do;
+- ``base``: the base itself (``scripts/evaluate.py --experiment``), the reference row;
 - ``oracle``: ``scripts/oracle.py`` (built-in tasks with granularities; the limit row), once, at the first seed.
 
 Like for like: every run gets the seed, the experiment, the store, the task, the base model, the adapter size, the
@@ -56,7 +57,7 @@ OURS = {  # gan-cot and its ablations: overrides of the config
 WARM = ["srs", "dpo", "grpo-kimi", "grpo-o1pruner", "grpo-shorterbetter", "grpo-l1"]  # fine-tune from a warm start
 RECIPES = ["c3ot", "tokenskip", "implicit-cot", "system1-distill", "step-skip"]  # rewrite chains; from the base
 BASELINES = [*WARM, "budget-forcing", "merge", *RECIPES]
-METHODS = [*OURS, "pruned-sft", *BASELINES, "oracle"]
+METHODS = ["base", *OURS, "pruned-sft", *BASELINES, "oracle"]
 
 
 def settings(config: str | Path) -> dict:
@@ -68,6 +69,7 @@ def settings(config: str | Path) -> dict:
     sampled = cfg.sft.pool_questions and cfg.sft.pool_source == "samples"
     return {
         "task": cfg.task, "data": cfg.data, "model": cfg.model, "lora_r": cfg.lora.r, "lora_alpha": cfg.lora.alpha,
+        "format": cfg.format,
         "think_tokens": cfg.eval_budgets[0], "answer_tokens": cfg.eval_budgets[1],
         "rollouts": (cfg.sft.pool_questions * cfg.sft.pool_samples if sampled else 0)
         + cfg.rounds * cfg.rollout.questions * cfg.rollout.group_size,
@@ -120,6 +122,12 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
         deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
         cmd = [deepspeed, "--num_gpus", "1", str(REPO_ROOT / "scripts/train_adv.py"), "--config", str(args.config)]
         return cmd + (["--warm-start-only"] if name == "pruned-sft" else []) + common + OURS.get(name, [])
+    if name == "base":  # the base itself, on the seed's questions with the same budget: the reference row
+        cmd = [sys.executable, str(REPO_ROOT / "scripts/evaluate.py"), "--model", shared["model"], "--task"]
+        cmd += [shared["task"], "--n", str(args.eval_n), "--seed", str(seed), "--format", shared["format"]]
+        cmd += ["--max-think-tokens", str(shared["think_tokens"]), "--max-answer-tokens", str(shared["answer_tokens"])]
+        cmd += ["--data", shared["data"]] if shared["data"] else []
+        return cmd + ["--experiment", args.experiment, "--mlflow-dir", args.mlflow_dir, "--json"]
     if name == "oracle":
         cmd = [sys.executable, str(REPO_ROOT / "scripts/oracle.py"), "--config", str(args.config), "--seed", str(seed)]
         cmd += ["--experiment", args.experiment, "--mlflow-dir", args.mlflow_dir, "--eval-n", str(args.eval_n)]
@@ -325,6 +333,10 @@ def main(argv=None) -> int:
                 rows = [sys.executable, str(Path(__file__).resolve()), "--rows-for", str(run_dir)]
                 rc = subprocess.call(rows, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
         seconds = round(time.time() - t0, 1)
+        if rc == 0 and m == "base":  # evaluate.py writes no folder: keep its JSON line as the run's result.json
+            run_dir.mkdir(parents=True, exist_ok=True)
+            last = log.read_text().strip().splitlines()[-1]
+            (run_dir / "result.json").write_text(json.dumps(json.loads(last) | {"wall_seconds": seconds}, indent=2))
         results[f"{m}/seed{s}"] = {"ok": rc == 0, "seconds": seconds, "log": str(log)}
         print(f"    {'done' if rc == 0 else f'FAILED (exit {rc}), see the log'} in {seconds:.0f} s", flush=True)
     compare = [sys.executable, str(REPO_ROOT / "scripts/compare_runs.py"), "--experiment", args.experiment]

@@ -114,3 +114,29 @@ def test_evaluate_script_with_base_reports_figures_against_it(tmp_path, tiny_mod
     assert out["mean_thinking_tokens"] + out["mean_answer_tokens"] == pytest.approx(out["mean_tokens"])
     assert out["base_acu"] == out["acu"]
     assert out["aes"] is None or out["aes"] == 0.0  # undefined when the untrained base never answers right
+
+
+def test_an_evaluation_logged_as_a_run_is_a_row_compare_runs_reads(tmp_path, tiny_model_dir):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import mlflow
+
+    from gan_cot import tracking
+
+    root = Path(__file__).resolve().parents[1]
+    store = tmp_path / "mlruns"
+    cmd = [sys.executable, "scripts/evaluate.py", "--model", str(tiny_model_dir), "--n", "4", "--max-new-tokens", "8",
+           "--seed", "2", "--experiment", "comparison-x", "--mlflow-dir", str(store), "--json"]  # fmt: skip
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=root)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    mlflow.set_tracking_uri(tracking.tracking_uri(store))
+    run = mlflow.tracking.MlflowClient().get_run(out["run_id"])
+    assert run.info.status == "FINISHED" and run.info.run_name == tracking.run_name("base", 2)
+    assert run.data.tags["method"] == "base" and run.data.tags["seed"] == "2"
+    assert run.data.metrics["final_accuracy"] == out["accuracy"] == run.data.metrics["base_accuracy"]
+    rows = tracking.load_eval_rows(out["run_id"])
+    assert len(rows) == 4 and sum(r["tokens"] for r in rows) / 4 == pytest.approx(out["mean_tokens"])

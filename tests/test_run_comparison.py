@@ -30,7 +30,10 @@ def test_dry_run_gives_every_method_and_seed_the_same_store_eval_task_and_budget
     assert [m for m, s in cmds if s == 3] == methods and [m for m, s in cmds if s == 4] == methods[:-1]  # oracle once
     for (m, seed), cmd in cmds.items():
         assert f"{store}" in cmd and "50" in cmd and "comparison-ledger" in cmd
-        if m != "oracle":
+        if m == "base":  # the base on the seed's questions, with gan-cot's budget and format
+            assert f"--seed {seed}" in cmd and "--model models/ledger-verbose-base --task ledger" in cmd
+            assert "--max-think-tokens 160 --max-answer-tokens 8" in cmd and "--format hash" in cmd
+        elif m != "oracle":
             assert f"seed={seed}" in cmd and f"output_dir={tmp_path / f'seed{seed}' / m}" in cmd
         if m in run_comparison.BASELINES:
             assert (

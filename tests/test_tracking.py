@@ -66,3 +66,24 @@ def test_round_metrics_are_grouped_by_phase():
     assert grouped("val_accuracy") == "eval/val_accuracy" and grouped("warmup_sft_loss") == "warmup/sft_loss"
     assert grouped("pool_size") == "warmup/pool_size"
     assert grouped("final_accuracy") == "final_accuracy" and grouped("klx") == "klx"  # summary and unknown names stay
+
+
+def test_the_rounds_bar_names_the_stage_that_runs_and_the_stage_clock_times_it(tmp_path):
+    from types import SimpleNamespace
+
+    from gan_cot.run_logger import RunLogger
+    from gan_cot.trainer import StageClock
+
+    logger = RunLogger(SimpleNamespace(rounds=3), tmp_path, active=True, log=lambda m: None)
+    clock = StageClock(on_start=lambda stage: logger.stage(0, stage))
+    with clock("rollout"):
+        assert logger.bar.desc.startswith("round 0 (rollout)") and logger.bar.n == 0
+    with clock("rollout"):  # a stage run twice adds up
+        pass
+    assert set(clock.seconds) == {"time_rollout"} and clock.seconds["time_rollout"] >= 0
+    logger.progress(0, {"rollout_accuracy": 0.5})
+    assert logger.bar.desc.startswith("rounds") and logger.bar.n == 1
+    logger.close_bar()
+    quiet = RunLogger(SimpleNamespace(rounds=3), tmp_path, active=False)
+    quiet.stage(0, "rollout")  # another process than the main one draws nothing
+    assert quiet.bar is None
