@@ -91,7 +91,7 @@ def default_reference(methods: Sequence[str]) -> str | None:
     """The method the others are marked against when none is named: gan-cot's default, else the first gan-cot one,
     else the first."""
     ours = [m for m in methods if m.startswith("gan-cot")]
-    for name in ("gan-cot-gate", "gan-cot"):
+    for name in ("gan-cot",):
         if name in methods:
             return name
     return (ours or list(methods) or [None])[0]

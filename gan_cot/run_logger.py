@@ -1,7 +1,7 @@
 """Every MLflow call of a training run: one MLflow run per training run, resumed with it, marked FAILED when it
 stops on an error. Only the main process logs; on the others every method does nothing.
 
-What a user sees in the MLflow UI: the run is named by method and seed (``gan-cot-gate-seed0``), its inputs are the
+What a user sees in the MLflow UI: the run is named by method and seed (``gan-cot-seed0``), its inputs are the
 task's splits (:func:`gan_cot.tracking.log_task_inputs`), and its metrics are grouped by the phase that measured them
 (:data:`PHASES`: ``rollout/``, ``update/``, ``discriminator/``, ``gate/``, ``eval/``, ``warmup/``, and ``time/``: each
 stage's wall-clock seconds), which the UI draws as sections. The summary figures (``base_*``, ``final_*``, ``n_params``) stay ungrouped: the runs table's columns.

@@ -110,7 +110,7 @@ def flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 def run_name(method: str, seed: int) -> str:
-    """A run's name in the UI: its method and seed (``gan-cot-gate-seed0``)."""
+    """A run's name in the UI: its method and seed (``gan-cot-seed0``)."""
     return f"{method}-seed{seed}"
 
 

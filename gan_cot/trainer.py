@@ -115,7 +115,8 @@ class AdversarialTrainer:
         self.engine = ENGINES[cfg.rollout.engine](cfg)
 
     def method(self) -> str:
-        """The run's ``method`` tag: gan-cot (or gan-cot-length for the ablation) and the gate's suffix."""
+        """The run's ``method`` tag: gan-cot (or gan-cot-length for the ablation) and the gate's suffix (none for the
+        default's learned gate, ``-nogate``, ``-alpha0.5``), as run_comparison.py names its rows."""
         base = "gan-cot" if self.cfg.credit.mode == "discriminator" else "gan-cot-length"
         return base + self.gate.method_suffix
 

@@ -7,7 +7,7 @@ tags, dataset inputs, a round's metrics, the final figures) to a fresh store, pl
 MLflow makes one (no kind tag) for contrast, starts the UI the README's way, and has Chromium render:
 
 - the README's link (``#/experiments?workflowType=machine_learning``) and the experiment's page through it: they
-  must open on the runs (the run's name ``gan-cot-gate-gold-seed0`` is listed), not on an empty GenAI traces page;
+  must open on the runs (the run's name ``gan-cot-gold-seed0`` is listed), not on an empty GenAI traces page;
 - the run's model-metrics page: the metrics must stand in sections by phase (``rollout``, ``update``,
   ``discriminator``, ``gate``, ``eval``);
 - the run's overview: the dataset inputs (``ledger/test``, ``ledger/train``) must be listed.
@@ -44,7 +44,7 @@ CHROMIUM_FLAGS = [  # what works on these machines (no GPU, no sandbox as root, 
     "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
 ]  # fmt: skip
 PHASES = ("rollout", "update", "discriminator", "gate", "eval")
-RUN_NAME = "gan-cot-gate-gold-seed0"  # the demo run: configs/tiny.yaml refreshes on gold labels
+RUN_NAME = "gan-cot-gold-seed0"  # the demo run: configs/tiny.yaml refreshes on gold labels
 
 
 def find_chromium() -> str | None:
@@ -62,7 +62,7 @@ def log_demo_run(store: Path) -> dict:
     out = store.parent / "run"
     cfg = load_config(AdvConfig, REPO_ROOT / "configs/tiny.yaml", [f"mlflow_dir={store}", f"output_dir={out}"])
     logger = RunLogger(cfg, out, active=True, log=lambda m: None)
-    run_id = logger.start(None, False, "gan-cot-gate")
+    run_id = logger.start(None, False, "gan-cot")
     logger.metrics({"pool_size": 64.0, "warmup_sft_loss": 0.9})
     logger.metrics({"base_accuracy": 0.9, "base_mean_tokens": 80.0})
     for r in range(3):

@@ -2,7 +2,7 @@
 tokens and AES, the differences the intervals allow, and the Pareto plot.
 
     python scripts/compare_runs.py                                   # experiment gan-cot in mlruns/
-    python scripts/compare_runs.py --experiment comparison-ledger-hard --reference gan-cot-gate --json
+    python scripts/compare_runs.py --experiment comparison-ledger-hard --reference gan-cot --json
     python scripts/compare_runs.py --experiment NAME --mlflow-dir DIR --output pareto.png --per-run
 
 Reads the project's store (the SQLite store in ``mlruns/``, or ``MLFLOW_TRACKING_URI`` when set and no

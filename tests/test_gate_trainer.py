@@ -53,7 +53,7 @@ def test_gate_trains_logs_alpha_and_is_saved_with_the_adapter(tmp_path, gate_con
     run = _client(store).get_run(result["run_id"])
     levels = [k for k in run.data.metrics if k.startswith("gate/alpha_difficulty_")]
     assert levels, run.data.metrics.keys()
-    assert "final_alpha_mean" in run.data.metrics and run.data.tags["method"] == "gan-cot-gate-gold"
+    assert "final_alpha_mean" in run.data.metrics and run.data.tags["method"] == "gan-cot-gold"
     assert run.data.params["gate.kind"] == "learned"
 
     adapter = tmp_path / "out" / "adapter"

@@ -40,7 +40,7 @@ class NoGate:
     """The plain adapter: alpha 1 for every question."""
 
     kind = "none"
-    method_suffix = ""
+    method_suffix = "-nogate"  # the default (the learned gate) is plain gan-cot
 
     def attach(self, model, hidden_size: int, seed: int) -> None:
         pass
@@ -112,7 +112,7 @@ class LearnedGate(NoGate):
     """A categorical gate over ``cfg.choices``, trained by its clipped score-function loss (see the module doc)."""
 
     kind = "learned"
-    method_suffix = "-gate"
+    method_suffix = ""
 
     def __init__(self, cfg):
         self.cfg = cfg
