@@ -111,8 +111,13 @@ def comparison_block(experiment: str, store: str | None, meta_dir: Path) -> str 
         load = meta.get("load_average") or [None, None]
         lines += [
             f"- `{meta.get('command', 'scripts/run_comparison.py')}`: seeds {meta.get('seeds')}, "
-            f"{_f(meta.get('wall_seconds'), '.0f')} s on the 2-core CPU, load average {_f(load[0], '.1f')} at the start "
-            f"and {_f(load[1], '.1f')} at the end."
+            f"{_f(meta.get('wall_seconds'), '.0f')} s on the 2-core CPU"
+            + (
+                f" (its runs {meta['run_seconds']:.0f} s in all, those kept by `--resume` included)"
+                if meta.get("run_seconds")
+                else ""
+            )
+            + f", load average {_f(load[0], '.1f')} at the start and {_f(load[1], '.1f')} at the end."
         ]
     lines += [""] if lines else []
     lines += [

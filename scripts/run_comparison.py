@@ -349,6 +349,7 @@ def main(argv=None) -> int:
         print(proc.stderr.strip(), file=sys.stderr)
     record = {"experiment": args.experiment, "command": "python scripts/run_comparison.py " + " ".join(argv or sys.argv[1:]),
               "seeds": seeds, "eval_n": args.eval_n, "runs": results, "wall_seconds": round(time.time() - started, 1),
+              "run_seconds": round(sum(r["seconds"] or 0 for r in results.values()), 1),
               "load_average": [load_start, os.getloadavg()[0]], "compare": summary}  # fmt: skip
     (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
     if args.json:
