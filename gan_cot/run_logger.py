@@ -26,6 +26,9 @@ PHASES: dict[str, tuple[str, ...]] = {
     "warmup": ("pool_", "warmup_"),
     "time": ("time_",),  # wall-clock seconds of each stage (gan_cot.trainer.StageClock)
 }
+WALL_CLOCK = "time/"
+"""The phase of wall-clock seconds: the only metrics two runs of the same seed do not share (reproducibility checks
+leave them out)."""
 DROPPED = (
     "rollout_",
     "disc_",

@@ -86,11 +86,14 @@ def experiment_runs(store: Path, experiment: str) -> list[dict]:
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
         return []
+    from gan_cot.run_logger import WALL_CLOCK
+
     runs = []
     for run in client.search_runs([exp.experiment_id]):
         history = {
             key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
             for key in run.data.metrics
+            if not key.startswith(WALL_CLOCK)  # seconds differ between any two runs
         }
         runs.append({"run_id": run.info.run_id, "status": run.info.status, "metrics": history})
     return runs
