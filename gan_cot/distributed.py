@@ -16,6 +16,13 @@ class NonFiniteLoss(RuntimeError):
     """Too many non-finite losses in a row; the run stops with a checkpoint."""
 
 
+def free_port() -> int:
+    """A local TCP port nobody listens on now (a process group's rendezvous, a launcher's ``--master_port``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def init_distributed() -> tuple[int, int]:
     """Rank and world size; a plain ``python`` run becomes a one-process group (gloo on a CPU, NCCL on GPUs)."""
     import deepspeed
@@ -25,9 +32,7 @@ def init_distributed() -> tuple[int, int]:
     pid, port = os.environ.get("GAN_COT_SOLO_GROUP", ":").split(":")
     inherited = port == os.environ.get("MASTER_PORT") and pid != str(os.getpid())
     if "RANK" not in os.environ or inherited:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         os.environ["GAN_COT_SOLO_GROUP"] = f"{os.getpid()}:{port}"
     if not torch.distributed.is_initialized():

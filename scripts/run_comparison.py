@@ -221,12 +221,9 @@ def with_free_port(cmd: list[str]) -> list[str]:
     training run on the machine); other commands are returned as they are."""
     if Path(cmd[0]).name != "deepspeed" or "--master_port" in cmd:
         return cmd
-    import socket
+    from gan_cot.distributed import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return [cmd[0], "--master_port", str(port), *cmd[1:]]
+    return [cmd[0], "--master_port", str(free_port()), *cmd[1:]]
 
 
 def finished(run_dir: Path, args) -> bool:

@@ -141,3 +141,19 @@ def test_discriminator_records_are_gold_labelled_and_include_merges(task):
     records = task_records(task, "validation", 100, seed=0)
     assert records and all(gold_labels(task.problem(r), r.steps) == r.labels for r in records)
     assert any(":" in s and "," not in s for r in records for s in r.steps)  # merged steps
+
+
+def test_every_granularity_works_in_the_r1_format(train):
+    from gan_cot.formats import get_format
+
+    task = LedgerHardTask(seed=0)
+    task.format = get_format("r1")  # paragraph steps, </think>, the answer boxed
+    for ex in train[:100]:
+        for g in GRANULARITIES:
+            chain = task.format.render(task.granular_steps(ex, g), ex.answer)
+            assert task.verify(chain, ex)
+            if g != "direct":  # a direct answer has no step to replay
+                assert task.final_counts(chain, ex)[ex.meta["target"]] == int(ex.answer)
+            steps = [s.text for s in task.format.steps(chain)]
+            assert steps == task.granular_steps(ex, g)
+            assert set(task.gold_labels(ex, steps)) <= {"useful", "redundant"}
