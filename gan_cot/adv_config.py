@@ -138,6 +138,13 @@ class SFTConfig:
     pool_temperature: float | None = field(
         None, help="sampling temperature of a sampled pool (null: rollout.temperature)"
     )
+    prune_by: Literal["policy", "discriminator"] = field(
+        "policy",
+        help="sft.source: pruned, the warm-start pool's reference chains: policy (a step is cut only when the policy "
+        "still answers without it, the labels of discriminator.labels=policy with its label_* thresholds) or "
+        "discriminator (p(useful) below prune_threshold); the rounds' own chains are pruned by the discriminator, "
+        "which learns the policy's labels",
+    )
     prune_threshold: float | None = field(
         0.8,
         help="sft.source: pruned keeps a step when the discriminator's p(useful) is at least this (null: when useful "
@@ -171,14 +178,37 @@ class DiscriminatorRunConfig:
         "adversarial", help="adversarial: refresh on new samples each round; frozen: plug and play"
     )
     refresh_steps: int = field(4, help="discriminator steps per round in adversarial mode")
-    labels: Literal["auto", "gold"] = field(
-        "auto", help="labels for the refresh: auto (from rollouts of each prefix) or gold (the task's oracle)"
+    labels: Literal["policy", "auto", "gold"] = field(
+        "policy",
+        help="labels for the refresh: policy (a step is redundant only if the current policy still answers without "
+        "it: the rest of its chain does not lean on the step; gan_cot/discriminator/policy_labels.py), auto (rollouts "
+        "of each prefix) or gold (the task's oracle, an ablation)",
+    )
+    label_lean: float = field(
+        0.1,
+        help="policy labels: a step is useful when the policy's NLL per token of the rest of the chain (later steps "
+        "and answer) rises by more than this many nats without it",
+    )
+    label_stop: float = field(
+        2.0,
+        help="policy labels: ... or when the end-of-thinking marker's NLL rises by more than this many nats without "
+        "it (the policy needs the step to know it is done)",
+    )
+    label_wrong: float = field(
+        0.1,
+        help="policy labels: a step is wrong when the answer's log-prob per token rises by more than this without it",
+    )
+    warmup_steps: int = field(
+        100,
+        help="policy labels: discriminator steps on the warm-start pool's labels before round 0, so the step credit "
+        "of the first rounds already scores what this policy needs (0: none)",
     )
     lr: float = field(5e-4, help="discriminator learning rate")
     label_chains: int = field(
         16,
-        help="auto labels: chains of each round labelled (a random subset; 0: all). The cost per round is "
-        "label_chains x (steps + 1) x label_rollouts continuations of up to the rollout's budgets",
+        help="policy and auto labels: chains of each round labelled (a random subset; 0: all). The cost per round is "
+        "label_chains x (steps + 1) forward passes (policy) or x label_rollouts continuations of up to the rollout's "
+        "budgets (auto)",
     )
     label_rollouts: int = field(4, help="auto labels: continuations sampled from every prefix of a labelled chain")
 
@@ -267,6 +297,21 @@ class GateConfig:
 
 
 @dataclass
+class GuardConfig:
+    margin: float | None = field(
+        0.04,
+        help="no run ends worse than its base: when the validation accuracy falls more than this below the base's, "
+        "the warm start backs off its pruning (unpruned targets, from the initial adapter) and a round is rolled back "
+        "to the last state that passed (null: no guard)",
+    )
+    n: int = field(200, help="validation questions of each guard check (the base is measured on the same ones)")
+    every: int = field(0, help="a guard check every N rounds (0: after the warm start and at the end only)")
+
+    def __post_init__(self):
+        check_bounds(self, "guard", ("n",), ("every", "margin"))
+
+
+@dataclass
 class AdvConfig(RunConfig):
     output_dir: str = field("outputs/adv/default", help="run folder: checkpoints, final adapter, result.json")
     rounds: int = field(20, help="rounds of the loop")
@@ -280,6 +325,7 @@ class AdvConfig(RunConfig):
     sft: SFTConfig = field(default_factory=SFTConfig, help="the SFT pool, its warm start and the rounds' SFT")
     discriminator: DiscriminatorRunConfig = field(default_factory=DiscriminatorRunConfig, help="discriminator")
     gate: GateConfig = field(default_factory=GateConfig, help="alpha gate: learned, fixed (CoT-Valve) or none")
+    guard: GuardConfig = field(default_factory=GuardConfig, help="the base-accuracy guard")
 
     def __post_init__(self):
         check_bounds(self, "", ("rounds", "max_nan_steps"), ("checkpoint_every",))

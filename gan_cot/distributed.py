@@ -133,9 +133,9 @@ class Strategy:
 
     # -- saving ---------------------------------------------------------------------------------------
 
-    def gathered(self, trainable_only: bool = False):
+    def gathered(self, trainable_only: bool = False, modify: bool = False):
         """A context in which the model's parameters (or only the trainable ones) are whole on every process: ZeRO-3
-        partitions them."""
+        partitions them. With ``modify``, what the main process writes into them is partitioned back on exit."""
         params = [
             p for p in self.model.parameters() if hasattr(p, "ds_id") and (p.requires_grad or not trainable_only)
         ]
@@ -143,7 +143,7 @@ class Strategy:
             return contextlib.nullcontext()
         import deepspeed
 
-        return deepspeed.zero.GatheredParameters(params, modifier_rank=None)
+        return deepspeed.zero.GatheredParameters(params, modifier_rank=0 if modify else None)
 
     @contextlib.contextmanager
     def for_generation(self):

@@ -1,8 +1,10 @@
 """The SFT pool: one target chain per training question, the warm start that fills it and trains on it before
 round 0, and the few SFT steps on it in every round.
 
-A target is a chain the discriminator pruned (``sft.source: pruned``: steps kept at ``p(useful) >=
-sft.prune_threshold``, and only if the answer still verifies) or left whole (``shortest_correct``). The warm-start
+A target is a pruned chain (``sft.source: pruned``: a reference step is cut only when the policy still answers without
+it, ``sft.prune_by: policy``, or when the discriminator's ``p(useful) < sft.prune_threshold``; a round's own chain is
+cut by the discriminator, which learns the policy's labels; and only if the answer still verifies) or left whole
+(``shortest_correct``). The warm-start
 chains are the task's reference chains (``sft.pool_source: reference``, nothing sampled) or the policy's own
 correct samples (``samples``). A few hundred pruned targets get memorised and the policy collapses; a pool of
 thousands does not. Unless ``sft.pool_frozen``, a round's shorter correct chain replaces a question's target.
@@ -38,6 +40,7 @@ class SFTPool:
         self.task = task
         self.examples = examples
         self.targets: dict[int, list[int]] = {}
+        self.records: list = []  # the reference chains' policy labels of the last fill (sft.prune_by: policy)
         self._prompt_ids: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
@@ -74,21 +77,34 @@ class SFTPool:
             if best is None or len(ids) < len(best):
                 self.targets[c.example_index] = ids
 
-    def fill_from_references(self, idx: list[int], disc, strategy) -> dict:
-        """Each question's reference chain, pruned by the discriminator (``sft.source: pruned``) as a sampled chain
-        would be; a chain whose pruned answer no longer verifies stays whole."""
-        prune = self.cfg.sft.source == "pruned"
+    def fill_from_references(self, idx: list[int], disc, strategy, labeler=None, prune: bool = True) -> dict:
+        """Each question's reference chain, pruned (``sft.source: pruned`` and ``prune``): by ``labeler`` (``sft.prune_by:
+        policy``: a callable (examples, steps) -> labels that says what the policy still answers without each step;
+        the records are kept in :attr:`records` for the discriminator to learn) or by the discriminator, as a sampled
+        chain would be. A chain whose pruned answer no longer verifies stays whole."""
+        from gan_cot.discriminator.data import StepRecord
+
+        prune = prune and self.cfg.sft.source == "pruned"
+        by_policy = prune and labeler is not None
         kept = [0.0, 0.0, 0.0, 0.0]  # targets, their tokens, reference steps, steps kept
         chunk = max(1, self.cfg.rollout.batch_size)
+        self.records = []
         for b in progress(range(0, len(idx), chunk), "pool (reference chains)", strategy):
             exs = [self.examples[i] for i in idx[b : b + chunk]]
             steps = [[t.strip() for t in ex.steps] for ex in exs]
-            probs = disc.score([self.task.prompt(ex) for ex in exs], steps) if prune else [None] * len(exs)
-            for i, ex, st, p in zip(idx[b : b + chunk], exs, steps, probs):
-                keep = st if p is None else useful_steps(st, p, self.cfg.sft.prune_threshold)
+            if by_policy:
+                labels = labeler(exs, steps)
+                self.records += [StepRecord(ex.question, st, lab) for ex, st, lab in zip(exs, steps, labels)]
+                keeps = [[t for t, lab in zip(st, ls) if lab == "useful"] for st, ls in zip(steps, labels)]
+            elif prune:
+                probs = disc.score([self.task.prompt(ex) for ex in exs], steps)
+                keeps = [useful_steps(st, p, self.cfg.sft.prune_threshold) for st, p in zip(steps, probs)]
+            else:
+                keeps = steps
+            for i, ex, st, keep in zip(idx[b : b + chunk], exs, steps, keeps):
                 text = self.task.format.render(keep, ex.answer)
                 if not keep or not self.task.verify(text, ex):
-                    text = self.task.format.render(st, ex.answer)
+                    keep, text = st, self.task.format.render(st, ex.answer)
                 self.targets[i] = self.encode(text)
                 kept = [a + b for a, b in zip(kept, [1.0, len(self.targets[i]), len(st), len(keep)])]
         n, tokens, ref_steps, kept_steps = strategy.sum(kept)
@@ -119,12 +135,13 @@ class SFTPool:
             "pool_rollout_tokens": tokens / max(chains, 1.0),
         }
 
-    def fill(self, n: int, disc, sample_and_score, strategy) -> dict:
+    def fill(self, n: int, disc, sample_and_score, strategy, labeler=None, prune: bool = True) -> dict:
         """Targets for the first ``n`` training questions (this process's share, the same count on every one)."""
         n = min(n, len(self.examples))
         idx = list(range(n - n % strategy.world))[strategy.rank :: strategy.world]
+        self.targets = {}
         if self.cfg.sft.pool_source == "reference":
-            return self.fill_from_references(idx, disc, strategy)
+            return self.fill_from_references(idx, disc, strategy, labeler, prune)
         return self.fill_from_samples(idx, sample_and_score, strategy)
 
     # -- training ---------------------------------------------------------------------------------------

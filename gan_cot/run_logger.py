@@ -19,7 +19,11 @@ from gan_cot.steps import LABELS
 # phase -> the metric names it claims (a name ending in "_" claims every name it starts)
 PHASES: dict[str, tuple[str, ...]] = {
     "rollout": ("rollout_",),  # scoring: the round's chains, accuracy and tokens
-    "discriminator": ("disc_", "frac_"),  # the refresh (F1 before it, its loss); its verdict on the round's steps
+    "discriminator": (
+        "disc_",
+        "frac_",
+        "label_frac_",
+    ),  # the refresh (F1 before it, its loss); its verdict on the round's steps
     "update": ("policy_loss", "pg_loss", "kl", "clip_frac", "ratio", "sft_loss", "lr"),
     "gate": ("gate_", "alpha_"),
     "eval": ("val_",),
@@ -44,7 +48,9 @@ def method_tag(method: str, cfg) -> str:
     if not method.startswith("gan-cot"):
         return method
     d = cfg.discriminator
-    return method + ("-frozen" if d.mode == "frozen" else "-gold" if d.labels == "gold" else "")
+    return method + (
+        "-frozen" if d.mode == "frozen" else "-gold" if d.labels == "gold" else "-auto" if d.labels == "auto" else ""
+    )
 
 
 def grouped(name: str) -> str:

@@ -33,6 +33,7 @@ from gan_cot.checkpoint import Checkpoints, atomic_dir, seed_everything, write_j
 from gan_cot.distributed import NonFiniteLoss, Strategy, init_distributed
 from gan_cot.gate import build_gate
 from gan_cot.generation import ENGINES
+from gan_cot.guard import Guard
 from gan_cot.models import resolve_dtype
 from gan_cot.pool import SFTPool
 from gan_cot.rollout import rollout
@@ -113,6 +114,7 @@ class AdversarialTrainer:
         self.checkpoints = Checkpoints(self.out / "checkpoints", self.strategy)
         self.logger = RunLogger(cfg, self.out, self.strategy.is_main, self.log)
         self.engine = ENGINES[cfg.rollout.engine](cfg)
+        self.guard = Guard(cfg.guard, self.strategy, self.log)
 
     def method(self) -> str:
         """The run's ``method`` tag: gan-cot (or gan-cot-length for the ablation) and the gate's suffix (none for the
@@ -137,6 +139,8 @@ class AdversarialTrainer:
                 self.logger.round(r, self.run_round(r))
                 if cfg.checkpoint_every and (r + 1) % cfg.checkpoint_every == 0 and r + 1 < cfg.rounds:
                     self.save_checkpoint(r)
+            if self.guard.active:
+                self.logger.metrics({f"final_{k}": v for k, v in self.guard_check("the end").items()})
         except NonFiniteLoss as e:
             self.logger.fail()
             if r is None:
@@ -159,6 +163,7 @@ class AdversarialTrainer:
             "n": final["n"],
             "seed": cfg.seed,
             "credit_mode": cfg.credit.mode,
+            "guard_actions": self.guard.actions,
             "wall_seconds": round(time.time() - started, 1),
             **self.gate.result(final),
         }
@@ -191,6 +196,9 @@ class AdversarialTrainer:
             metrics.update(self.refresh(batch, scores))
         metrics.update(rollout_stats(batch, scores, self.strategy))
         metrics.update(self.gate.round_metrics(batch, self.train_examples, self.strategy))
+        if self.guard.active and cfg.guard.every and (r + 1) % cfg.guard.every == 0:
+            with clock("guard"):
+                metrics.update(self.guard_check(f"round {r}"))
         if cfg.eval.every and (r + 1) % cfg.eval.every == 0:
             with clock("eval"):
                 ev = self.evaluate("validation", cfg.eval.round_n)
@@ -223,27 +231,88 @@ class AdversarialTrainer:
         return batch, score(batch, self.disc, self.task, self.train_examples, self.cfg, self.gate)
 
     def warm_start(self) -> dict:
-        """Before round 0: fill the SFT pool (``sft.pool_questions``), then ``sft.warmup_steps`` SFT steps on it."""
+        """Before round 0: fill the SFT pool (``sft.pool_questions``), teach the discriminator the pool's policy labels,
+        then ``sft.warmup_steps`` SFT steps on it. The guard then checks the warm-started policy on held-out questions
+        against its base; when it fell, the pruning backs off one rung (discriminator -> policy labels -> no pruning)
+        and the warm start runs again from the initial adapter."""
         cfg = self.cfg.sft
-        out = {}
+        out: dict[str, float] = {}
         clock = StageClock()
-        if cfg.pool_questions:
-            with clock("pool"):
-                out.update(self.pool.fill(cfg.pool_questions, self.disc, self.sample_and_score, self.strategy))
-            if self.strategy.is_main:
-                self.log("pool: " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(out.items())))
-        with clock("warm_start"):
-            warm = self.pool.train(self.strategy, self.gate, -1, cfg.warmup_steps, cfg.lr)
-        if warm:
-            out["warmup_sft_loss"] = warm["sft_loss"]
-            if self.strategy.is_main:
-                self.log(f"warm-up: {cfg.warmup_steps} SFT steps, sft_loss {warm['sft_loss']:.3g}")
+        rungs = {"discriminator": ["discriminator", "policy", "none"], "policy": ["policy", "none"]}[cfg.prune_by]
+        if cfg.source != "pruned" or cfg.pool_source != "reference":
+            rungs = [cfg.prune_by]  # nothing to back off to: the pool is not pruned reference chains
+        for rung, prune_by in enumerate(rungs):
+            if cfg.pool_questions:
+                with clock("pool"):
+                    labeler = self.policy_labeler() if prune_by == "policy" else None
+                    out.update(
+                        self.pool.fill(cfg.pool_questions, self.disc, self.sample_and_score, self.strategy, labeler,
+                                       prune=prune_by != "none")
+                    )  # fmt: skip
+                    out.update(self.discriminator_warmup())
+                if self.strategy.is_main:
+                    self.log(f"pool ({prune_by}): " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(out.items())))
+            with clock("warm_start"):
+                warm = self.pool.train(self.strategy, self.gate, -1, cfg.warmup_steps, cfg.lr)
+            if warm:
+                out["warmup_sft_loss"] = warm["sft_loss"]
+                if self.strategy.is_main:
+                    self.log(f"warm-up: {cfg.warmup_steps} SFT steps, sft_loss {warm['sft_loss']:.3g}")
+            if not self.guard.active or rung == len(rungs) - 1:
+                break
+            with clock("guard"):
+                accuracy = self.validation_accuracy()
+            out["warmup_val_accuracy"] = accuracy
+            if self.guard.passes(accuracy):
+                self.guard.keep(accuracy)
+                break
+            self.guard.say(
+                f"guard: the warm start pruned by {prune_by} reaches {accuracy:.3f} on validation, below the base's "
+                f"{self.guard.base_accuracy:.3f} by more than {self.guard.margin}: backing off to {rungs[rung + 1]}"
+            )
+            self.guard.restore(self.guard.good)
+            out["warmup_backoff"] = rung + 1.0
         return out | clock.seconds
+
+    def policy_labeler(self):
+        """(examples, steps) -> what the current policy still answers without each step (the pool's pruning)."""
+        from gan_cot.discriminator.refresh import policy_records
+
+        def label(examples, steps):
+            with self.strategy.for_generation():
+                records = policy_records(
+                    self.strategy.model, self.tokenizer, self.task, examples, steps, self.cfg.discriminator
+                )
+            return [r.labels for r in records]
+
+        return label
+
+    def discriminator_warmup(self) -> dict:
+        """``discriminator.warmup_steps`` steps on the pool's policy labels (adversarial mode), so the first rounds'
+        step credit and pruning already score what this policy needs."""
+        import random
+
+        from gan_cot.discriminator.refresh import train_on
+
+        d = self.cfg.discriminator
+        if d.mode != "adversarial" or not d.warmup_steps or not self.pool.records:
+            return {}
+        records = self.pool.records
+        counts = {lab: sum(r.labels.count(lab) for r in records) for lab in ("useful", "redundant", "wrong")}
+        total = max(1, sum(counts.values()))
+        loss = train_on(self.disc, records, d, self.strategy, random.Random(self.cfg.seed), d.warmup_steps)
+        return {"warmup_disc_loss": loss, **{f"pool_label_frac_{k}": v / total for k, v in counts.items()}}
+
+    def validation_accuracy(self) -> float:
+        return self.evaluate("validation", self.cfg.guard.n)["accuracy"]
+
+    def guard_check(self, where: str) -> dict:
+        return self.guard.check(self.validation_accuracy(), where)
 
     def refresh(self, batch, scores) -> dict:
         from gan_cot.discriminator.refresh import refresh_discriminator
 
-        with self.strategy.for_generation() if self.cfg.discriminator.labels == "auto" else contextlib.nullcontext():
+        with self.strategy.for_generation() if self.cfg.discriminator.labels != "gold" else contextlib.nullcontext():
             return refresh_discriminator(
                 self.disc, batch, scores, self.train_examples, self.task, self.cfg.discriminator, self.strategy.model,
                 self.tokenizer, self.strategy, seed=len(self.pool) + self.strategy.rank, rollout_cfg=self.cfg.rollout,
@@ -292,10 +361,18 @@ class AdversarialTrainer:
         """The base model (adapter off) on the test questions, once per run (a resumed run reads it back)."""
         path = self.out / "base_eval.json"
         if resumed and path.exists():
-            return json.loads(path.read_text())
+            base = json.loads(path.read_text())
+            self.guard.base_accuracy = base.get("val_accuracy")
+            self.guard.keep(float("nan"))  # the resumed state: what a later failure rolls back to
+            return base
         model = self.strategy.model
         with model.disable_adapter():
             base = self.evaluate("test", self.cfg.eval.n, policy=model)
+            if self.guard.active:
+                base["val_accuracy"] = self.evaluate("validation", self.cfg.guard.n, policy=model)["accuracy"]
+        if self.guard.active:  # the initial adapter adds nothing yet: the base is the first state that passes
+            self.guard.base_accuracy = base["val_accuracy"]
+            self.guard.keep(base["val_accuracy"])
         if self.strategy.is_main:
             write_json(path, base)
             n_params = sum(p.numel() for p in model.get_base_model().parameters())

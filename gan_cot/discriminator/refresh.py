@@ -1,10 +1,13 @@
-"""The discriminator refresh of adversarial mode: label the policy's new chains (the task's gold labels, or
-automatic labels from rollouts of every prefix), measure how well the discriminator judged them, then train it on
-them for a few steps. Gradients are averaged across processes, so every copy stays identical."""
+"""The discriminator refresh of adversarial mode: label the policy's new chains (``policy``: what the current policy
+still answers without each step, :mod:`gan_cot.discriminator.policy_labels`; ``auto``: rollouts of every prefix; or
+the task's ``gold`` labels), measure how well the discriminator judged them, then train it on them for a few steps.
+Gradients are averaged across processes, so every copy stays identical."""
 
 from __future__ import annotations
 
 import random
+import time
+from collections import Counter
 
 import torch
 
@@ -13,11 +16,14 @@ from gan_cot.steps import LABELS
 
 
 def step_records(chains, examples, task, cfg, policy, tokenizer, rollout_cfg) -> list[StepRecord]:
-    """One record per chain (chains with steps only): ``gold`` labels from the task, or ``auto`` labels from
-    ``discriminator.label_rollouts`` continuations of every prefix, each with the rollout's budgets."""
+    """One record per chain (chains with steps only): ``gold`` labels from the task, ``policy`` labels from the
+    policy's own likelihoods (:func:`policy_records`), or ``auto`` labels from ``discriminator.label_rollouts``
+    continuations of every prefix, each with the rollout's budgets."""
     exs = [examples[c.example_index] for c in chains]
     if cfg.labels == "gold":
         return [StepRecord(ex.question, c.steps, task.gold_labels(ex, c.steps)) for ex, c in zip(exs, chains)]
+    if cfg.labels == "policy":
+        return policy_records(policy, tokenizer, task, exs, [c.steps for c in chains], cfg)
     from gan_cot.discriminator.labels import AutoLabelConfig, label_chains
 
     auto_cfg = AutoLabelConfig(
@@ -28,36 +34,33 @@ def step_records(chains, examples, task, cfg, policy, tokenizer, rollout_cfg) ->
     return [StepRecord(ex.question, c.steps, a.labels) for ex, c, a in zip(exs, chains, auto)]
 
 
-def refresh_discriminator(
-    disc, rollout, scores, examples, task, cfg, policy, tokenizer, strategy, seed: int, rollout_cfg
-) -> dict:
-    """Returns the discriminator's F1 on this round's chains measured before the refresh (``disc_f1``,
-    ``disc_acc``) and the last refresh loss (``disc_loss``). Automatic labels cover ``cfg.label_chains`` chains
-    drawn at random (seeded by ``seed``). A frozen discriminator with automatic labels is left alone: nothing is
-    labelled."""
-    from gan_cot.discriminator.train import discriminator_loss, step_metrics
+def policy_label_config(cfg):
+    from gan_cot.discriminator.policy_labels import PolicyLabelConfig
 
-    with_steps = [(c, p) for c, p in zip(rollout.chains, scores.probs) if c.steps]
-    if not with_steps or (cfg.mode != "adversarial" and cfg.labels != "gold"):
-        return {}
-    rng = random.Random(seed)
-    if cfg.labels == "auto" and 0 < cfg.label_chains < len(with_steps):
-        with_steps = rng.sample(with_steps, cfg.label_chains)
-    records = step_records([c for c, _ in with_steps], examples, task, cfg, policy, tokenizer, rollout_cfg)
-    stats = {}
-    if with_steps[0][1] is not None:
-        gold = [lab for r in records for lab in r.labels]
-        pred = [LABELS[int(k)] for _, p in with_steps for k in p.argmax(-1)]
-        m = step_metrics(gold, pred)
-        stats = {"disc_f1": m["macro_f1"], "disc_acc": m["accuracy"]}
-    if cfg.mode != "adversarial":
-        return stats
-    # a fresh optimizer per refresh: each refresh is a short fine-tune, and no optimizer state has to survive a
-    # checkpoint
+    return PolicyLabelConfig(lean=cfg.label_lean, wrong=cfg.label_wrong, stop=cfg.label_stop)
+
+
+def policy_records(policy, tokenizer, task, examples, chains: list[list[str]], cfg) -> list[StepRecord]:
+    """Records whose labels say what ``policy`` still answers without each step (``discriminator.label_*``)."""
+    from gan_cot.discriminator.policy_labels import step_lean
+
+    leans = step_lean(
+        policy, tokenizer, task.format, [task.prompt(ex) for ex in examples], chains, [ex.answer for ex in examples],
+        policy_label_config(cfg),
+    )  # fmt: skip
+    return [StepRecord(ex.question, steps, lean.labels) for ex, steps, lean in zip(examples, chains, leans)]
+
+
+def train_on(disc, records, cfg, strategy, rng, steps: int) -> float | None:
+    """``steps`` discriminator steps on random batches of ``records`` (a fresh optimizer: each refresh is a short
+    fine-tune, and no optimizer state has to survive a checkpoint); returns the last loss."""
+    from gan_cot.discriminator.train import discriminator_loss
+
     params = [p for p in disc.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     disc.model.train()
-    for _ in range(cfg.refresh_steps):
+    loss = None
+    for _ in range(steps):
         batch = rng.sample(records, min(32, len(records)))
         loss, _ = discriminator_loss(disc, batch)
         loss.backward()
@@ -65,6 +68,38 @@ def refresh_discriminator(
         torch.nn.utils.clip_grad_norm_(disc.model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
-        stats["disc_loss"] = loss.item()
     disc.model.eval()
+    return None if loss is None else loss.item()
+
+
+def refresh_discriminator(
+    disc, rollout, scores, examples, task, cfg, policy, tokenizer, strategy, seed: int, rollout_cfg
+) -> dict:
+    """Returns the discriminator's F1 on this round's chains measured before the refresh (``disc_f1``,
+    ``disc_acc``) and the last refresh loss (``disc_loss``). Automatic labels cover ``cfg.label_chains`` chains
+    drawn at random (seeded by ``seed``). A frozen discriminator with automatic labels is left alone: nothing is
+    labelled."""
+    from gan_cot.discriminator.train import step_metrics
+
+    with_steps = [(c, p) for c, p in zip(rollout.chains, scores.probs) if c.steps]
+    if not with_steps or (cfg.mode != "adversarial" and cfg.labels != "gold"):
+        return {}
+    rng = random.Random(seed)
+    if cfg.labels != "gold" and 0 < cfg.label_chains < len(with_steps):
+        with_steps = rng.sample(with_steps, cfg.label_chains)
+    started = time.perf_counter()
+    records = step_records([c for c, _ in with_steps], examples, task, cfg, policy, tokenizer, rollout_cfg)
+    stats = {"time_label": time.perf_counter() - started}
+    if with_steps[0][1] is not None:
+        gold = [lab for r in records for lab in r.labels]
+        pred = [LABELS[int(k)] for _, p in with_steps for k in p.argmax(-1)]
+        m = step_metrics(gold, pred)
+        stats.update({"disc_f1": m["macro_f1"], "disc_acc": m["accuracy"]})
+    if cfg.mode != "adversarial":
+        return stats
+    counts = Counter(lab for r in records for lab in r.labels)
+    stats.update({f"label_frac_{lab}": counts[lab] / max(1, sum(counts.values())) for lab in LABELS})
+    loss = train_on(disc, records, cfg, strategy, rng, cfg.refresh_steps)
+    if loss is not None:
+        stats["disc_loss"] = loss
     return stats

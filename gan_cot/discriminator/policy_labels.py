@@ -1,0 +1,164 @@
+"""Step labels relative to the policy that has to answer: a step is redundant only if the policy still gets there
+without it.
+
+A step that tells a reader nothing new (``skip: Cal buys 7``, restating a quantity before using it) can still be
+what keeps a model on track. Content labels (gold, or a discriminator trained on them) cannot see that; this labeler
+asks the policy. For step i of a chain with answer ``a``:
+
+* **lean** ``d_i``: the policy's mean negative log-likelihood per token of the rest of the chain (the later steps and
+  the answer line) with step i deleted, minus the same with it. When later steps lean on the step, the rest becomes
+  less likely without it (``d_i > 0``). One forward pass of the whole chain gives every ``with`` term; one pass per
+  deleted step gives the ``without`` terms (batched; a chain of n steps costs n + 1 sequences).
+* **answer gain** ``g_i``: the change of the mean log-probability of the answer's own tokens when the step is
+  deleted (from the same passes).
+
+Labels (:func:`labels_from_lean`): **useful** when ``d_i > lean`` (the rest leans on it); **wrong** when the answer
+gets more likely without it (``g_i > wrong``) or the rest does by more than ``lean`` (``d_i < -lean``); **redundant**
+otherwise. The measurement is a ranking under the current policy; :class:`PolicyLabeler` then confirms a pruned
+chain by letting the policy continue it (:meth:`PolicyLabeler.confirm`), and the trainer re-estimates the labels on
+the policy's own chains every round.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass
+
+import torch
+
+from gan_cot.models import render_prompt
+
+
+@dataclass
+class PolicyLabelConfig:
+    lean: float = 0.1  # nats/token the rest of the chain must lose without a step for the step to be useful
+    wrong: float = 0.1  # nats/token the answer must gain without a step for the step to be wrong
+    stop: float = 2.0  # nats the end-of-thinking marker must lose without a step for the step to be useful
+    batch_size: int = 64  # sequences per forward pass
+    max_logits: int = 2**25  # positions x vocabulary per forward pass (bounds the logits' memory)
+
+
+@dataclass
+class StepLean:
+    """What the policy says of each step of one chain."""
+
+    lean: list[float]  # d_i: NLL/token of the rest without the step minus with it
+    answer_gain: list[float]  # g_i: answer log-prob/token without the step minus with it
+    stop_loss: list[float]  # the end marker's NLL (summed) without the step minus with it
+    labels: list[str]
+
+
+def labels_from_lean(lean: list[float], gain: list[float], stop: list[float], cfg: PolicyLabelConfig) -> list[str]:
+    """The decision rule: per-step lean, answer gain and stop loss -> useful / redundant / wrong."""
+    out = []
+    for d, g, m in zip(lean, gain, stop):
+        if d > cfg.lean or m > cfg.stop:
+            out.append("useful")
+        elif g > cfg.wrong or d < -cfg.lean:
+            out.append("wrong")
+        else:
+            out.append("redundant")
+    return out
+
+
+@torch.no_grad()
+def suffix_logprobs(policy, tokenizer, texts: list[str], starts: list[list[int]], cfg: PolicyLabelConfig):
+    """For each ``texts[k]`` and each character offset in ``starts[k]``: (sum, count) of the policy's log-probs of
+    the tokens that end after the offset (the token that holds the offset and every later one). One forward pass per
+    text, right-padded batches."""
+    device = next(policy.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    vocab = policy.get_output_embeddings().weight.shape[0]
+    enc = [tokenizer(t, add_special_tokens=False, return_offsets_mapping=True) for t in texts]
+    order = sorted(range(len(texts)), key=lambda k: len(enc[k]["input_ids"]))  # similar lengths share a batch
+    out: list[list[tuple[float, int]]] = [[] for _ in texts]
+    i = 0
+    while i < len(order):
+        width = len(enc[order[min(i + cfg.batch_size, len(order)) - 1]]["input_ids"])
+        rows = max(1, min(cfg.batch_size, cfg.max_logits // max(1, width * vocab)))
+        batch = order[i : i + rows]
+        width = max(len(enc[k]["input_ids"]) for k in batch)
+        ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, k in enumerate(batch):
+            row = enc[k]["input_ids"]
+            ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+            mask[r, : len(row)] = 1
+        logits = policy(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+        logp = torch.log_softmax(logits[:, :-1].float(), -1)
+        picked = torch.gather(logp, -1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()  # token t+1's log-prob
+        for r, k in enumerate(batch):
+            offsets = [e for _, e in enc[k]["offset_mapping"]]
+            n = len(offsets)
+            lp = picked[r, : n - 1]
+            for start in starts[k]:
+                first = max(1, bisect.bisect_right(offsets, start))
+                seg = lp[first - 1 :]
+                out[k].append((float(seg.sum()), int(seg.numel())))
+        i += len(batch)
+    return out
+
+
+def _mean(sum_count: tuple[float, int]) -> float:
+    s, n = sum_count
+    return s / n if n else 0.0
+
+
+def step_lean(policy, tokenizer, fmt, questions: list[str], chains: list[list[str]], answers: list[str],
+              cfg: PolicyLabelConfig | None = None) -> list[StepLean]:  # fmt: skip
+    """Lean, answer gain and label of every step of every chain under ``policy`` (see the module docstring).
+
+    ``questions`` are the task's prompts (rendered here with the policy's chat template), ``fmt`` the chain format
+    the policy writes (:mod:`gan_cot.formats`), ``answers`` the right answers.
+    """
+    cfg = cfg or PolicyLabelConfig()
+    texts, starts, index = [], [], []  # index: (chain, -1 for the whole chain or the deleted step)
+    for c, (q, steps, a) in enumerate(zip(questions, chains, answers)):
+        if not steps:
+            continue
+        prompt = render_prompt(tokenizer, q)
+        tails = [fmt.render(steps[i + 1 :], a) for i in range(len(steps))]
+        ends = [len(fmt.render([], a)), len(_answer_tail(fmt, a))]  # the end marker on, the answer on
+        full = prompt + fmt.render(steps, a)
+        texts.append(full)
+        starts.append([len(full) - n for n in ends] + [len(full) - len(t) for t in tails])
+        index.append((c, -1))
+        for i in range(len(steps)):
+            without = prompt + fmt.render(steps[:i] + steps[i + 1 :], a)
+            texts.append(without)
+            starts.append([len(without) - n for n in ends] + [len(without) - len(tails[i])])
+            index.append((c, i))
+    sums = suffix_logprobs(policy, tokenizer, texts, starts, cfg)
+    whole: dict[int, list] = {}
+    deleted: dict[tuple[int, int], list] = {}
+    for (c, i), s in zip(index, sums):
+        if i < 0:
+            whole[c] = s
+        else:
+            deleted[(c, i)] = s
+    out = []
+    for c, steps in enumerate(chains):
+        if not steps:
+            out.append(StepLean([], [], [], []))
+            continue
+        w = whole[c]
+        lean, gain, stop = [], [], []
+        for i in range(len(steps)):
+            d = deleted[(c, i)]
+            lean.append(_mean(_rest(w[2 + i], w[0], w[1])) - _mean(_rest(d[2], d[0], d[1])))
+            gain.append(_mean(d[1]) - _mean(w[1]))
+            stop.append((w[0][0] - w[1][0]) - (d[0][0] - d[1][0]))
+        out.append(StepLean(lean, gain, stop, labels_from_lean(lean, gain, stop, cfg)))
+    return out
+
+
+def _rest(rest: tuple[float, int], marker: tuple[float, int], answer: tuple[float, int]) -> tuple[float, int]:
+    """The rest of a chain without the end-of-thinking marker's tokens: the later steps and the answer. The marker is
+    written out of habit (a policy that always checks before it answers expects a check there), so it is left out."""
+    return rest[0] - marker[0] + answer[0], rest[1] - marker[1] + answer[1]
+
+
+def _answer_tail(fmt, answer: str) -> str:
+    """The end of a rendered chain from the answer itself on (the answer's tokens and what closes it)."""
+    rendered = fmt.render([], answer)
+    return rendered[rendered.rfind(answer) :]
