@@ -19,15 +19,13 @@ from gan_cot.steps import LABELS
 # phase -> the metric names it claims (a name ending in "_" claims every name it starts)
 PHASES: dict[str, tuple[str, ...]] = {
     "rollout": ("rollout_",),  # scoring: the round's chains, accuracy and tokens
-    "discriminator": (
-        "disc_",
-        "frac_",
-        "label_frac_",
-    ),  # the refresh (F1 before it, its loss); its verdict on the round's steps
+    # the refresh (F1 before it, its loss, the labels it learned); its verdict on the round's steps
+    "discriminator": ("disc_", "frac_", "label_frac_"),
     "update": ("policy_loss", "pg_loss", "kl", "clip_frac", "ratio", "sft_loss", "lr"),
     "gate": ("gate_", "alpha_"),
     "eval": ("val_",),
     "warmup": ("pool_", "warmup_"),
+    "guard": ("guard_",),  # the base-accuracy guard's checks (gan_cot.guard)
     "time": ("time_",),  # wall-clock seconds of each stage (gan_cot.trainer.StageClock)
 }
 WALL_CLOCK = "time/"
@@ -39,6 +37,7 @@ DROPPED = (
     "gate_",
     "warmup_",
     "time_",
+    "guard_",
 )  # said by the phase already: rollout/tokens, not rollout/rollout_tokens
 
 

@@ -1,0 +1,193 @@
+"""Policy-relative step labels: a step is redundant only if the policy still answers without it; the pool prunes by
+them; the guard keeps a run from ending below its base."""
+
+import contextlib
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_cot.adv_config import AdvConfig
+from gan_cot.config import load_config
+from gan_cot.discriminator.policy_labels import PolicyLabelConfig, labels_from_lean, step_lean, suffix_logprobs
+from gan_cot.models import load_model, load_tokenizer, render_prompt
+from gan_cot.tasks.ledger_hard import LedgerHardTask
+
+ROOT = Path(__file__).resolve().parents[1]
+HARD_BASE = ROOT / "models" / "ledger-hard-verbose-base"
+
+
+@pytest.fixture(scope="module")
+def hard_base():
+    return load_model(str(HARD_BASE), dtype=torch.float32), load_tokenizer(str(HARD_BASE))
+
+
+def test_the_rule_reads_lean_stop_and_answer_gain():
+    cfg = PolicyLabelConfig(lean=0.1, stop=2.0, wrong=0.1)
+    lean, gain, stop = [0.5, 0.0, 0.0, 0.0, -0.3], [0.0, 0.0, 0.0, 0.4, 0.0], [0.0, 0.0, 3.0, 0.0, 0.0]
+    assert labels_from_lean(lean, gain, stop, cfg) == ["useful", "redundant", "useful", "wrong", "wrong"]
+
+
+def test_suffix_logprobs_match_a_direct_computation(hard_base):
+    policy, tok = hard_base
+    task = LedgerHardTask(seed=0)
+    ex = task.examples("validation", 1)[0]
+    text = render_prompt(tok, task.prompt(ex)) + task.format.render(ex.steps, ex.answer)
+    start = text.rfind("####")
+    [[(total, count)]] = suffix_logprobs(policy, tok, [text], [[start]], PolicyLabelConfig(batch_size=1))
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = torch.tensor([enc["input_ids"]])
+    with torch.no_grad():
+        logp = torch.log_softmax(policy(input_ids=ids).logits[0, :-1].float(), -1)
+    first = next(t for t, (_, e) in enumerate(enc["offset_mapping"]) if e > start)
+    expected = sum(float(logp[t - 1, ids[0, t]]) for t in range(first, ids.shape[1]))
+    assert count == ids.shape[1] - first and count > 0
+    assert total == pytest.approx(expected, abs=1e-4)
+
+
+def test_a_content_redundant_step_the_policy_needs_is_kept_and_one_it_does_not_is_dropped(hard_base):
+    """On ledger-hard the gold labels call ``skip: Cal buys 7`` redundant (it tells a reader nothing), but the shipped
+    base loses its place in the question without it; a restatement it does not need."""
+    policy, tok = hard_base
+    task = LedgerHardTask(seed=0)
+    exs = task.examples("validation", 40)
+    chains = [[s.strip() for s in ex.steps] for ex in exs]
+    leans = step_lean(policy, tok, task.format, [task.prompt(e) for e in exs], chains, [e.answer for e in exs])
+    by_kind: dict[str, list[str]] = {}
+    for ex, lean in zip(exs, leans):
+        assert len(lean.labels) == len(ex.steps)
+        kinds = ex.meta["kinds"]
+        last = max((i for i, k in enumerate(kinds) if k in ("update", "merge", "line")), default=-1)
+        for i, (kind, gold, label) in enumerate(zip(kinds, ex.labels, lean.labels)):
+            if kind == "skip" and i < last:
+                assert gold == "redundant"  # content: nothing new for a reader
+            by_kind.setdefault("skip-needed" if kind == "skip" and i < last else kind, []).append(label)
+    needed = by_kind["skip-needed"]
+    assert len(needed) >= 40 and needed.count("useful") / len(needed) >= 0.85
+    restates = by_kind["restate"]
+    assert len(restates) >= 20 and restates.count("redundant") / len(restates) >= 0.8
+    updates = by_kind["update"]
+    assert updates.count("useful") / len(updates) >= 0.95
+
+
+def test_the_pool_prunes_by_what_the_policy_needs(hard_base):
+    """sft.prune_by=policy: the reference chain loses its restatements, checks and detours, keeps its needed skips,
+    and every target still verifies."""
+    from gan_cot.discriminator.refresh import policy_records
+    from gan_cot.pool import SFTPool
+
+    policy, tok = hard_base
+    cfg = load_config(AdvConfig, ROOT / "configs" / "ledger-hard.yaml", ["rollout.batch_size=8"])
+    task = cfg.make_task()
+    examples = task.examples("train", 16)
+    pool = SFTPool(cfg, tok, task, examples)
+
+    def labeler(exs, steps):
+        return [r.labels for r in policy_records(policy, tok, task, exs, steps, cfg.discriminator)]
+
+    strategy = type("One", (), {"is_main": False, "sum": staticmethod(lambda v: v)})()
+    stats = pool.fill_from_references(list(range(16)), None, strategy, labeler)
+    assert stats["pool_size"] == 16 and 0.5 < stats["pool_steps_kept"] < 1.0
+    assert len(pool.records) == 16
+    kept = {"skip": 0, "restate": 0}
+    total = {"skip": 0, "restate": 0}
+    for i, ids in pool.targets.items():
+        text = tok.decode(ids, skip_special_tokens=True)
+        assert task.verify(text, examples[i])
+        lines = set(text.split("\n"))
+        for step, kind in zip(examples[i].steps, examples[i].meta["kinds"]):
+            if kind in kept:
+                total[kind] += 1
+                kept[kind] += step.strip() in lines
+    assert total["skip"] >= 20 and kept["skip"] / total["skip"] >= 0.8
+    assert total["restate"] >= 10 and kept["restate"] / total["restate"] <= 0.3
+
+
+class _Strategy:
+    """The part of the DeepSpeed strategy the guard uses, on a plain module (one process, no ZeRO)."""
+
+    is_main = True
+
+    def __init__(self, model):
+        self.model = model
+
+    def gathered(self, trainable_only=False, modify=False):
+        return contextlib.nullcontext()
+
+
+def test_the_guard_rolls_back_to_the_last_state_that_passed():
+    from gan_cot.guard import Guard
+
+    model = torch.nn.Linear(3, 3)
+    model.bias.requires_grad_(False)
+    said = []
+    guard = Guard(load_config(AdvConfig, None, ["guard.margin=0.05"]).guard, _Strategy(model), said.append)
+    guard.base_accuracy = 0.8
+    start = model.weight.detach().clone()
+    assert guard.check(0.78, "warm start")["guard_rollback"] == 0.0  # within the margin: kept
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    moved = model.weight.detach().clone()
+    assert guard.check(0.9, "round 0")["guard_rollback"] == 0.0
+    with torch.no_grad():
+        model.weight.mul_(-3.0)
+    out = guard.check(0.7, "round 1")  # below 0.8 - 0.05: back to the state of round 0
+    assert out["guard_rollback"] == 1.0 and torch.equal(model.weight, moved)
+    assert not torch.equal(model.weight, start)
+    assert len(said) == 1 and "round 1" in said[0] and "0.700" in said[0] and "rolled back" in said[0]
+    guard.margin = None
+    assert guard.check(0.0, "off") == {}
+
+
+@pytest.mark.slow
+def test_a_warm_start_below_the_base_backs_off_its_pruning(tmp_path, tiny_config, monkeypatch):
+    """Forced: the warm-started policy measures below its base on validation, so the guard backs the pool off to
+    unpruned chains, says so and logs it, and the run still finishes."""
+    from gan_cot.trainer import AdversarialTrainer
+
+    cfg = tiny_config(
+        tmp_path, "sft.source=pruned", "sft.pool_questions=8", "sft.warmup_steps=2", "sft.prune_by=policy",
+        "discriminator.labels=policy", "discriminator.warmup_steps=2", "guard.margin=0.1",
+    )  # fmt: skip
+    trainer = AdversarialTrainer(cfg, log=lambda m: None)
+    calls = []
+
+    def fake_validation_accuracy():
+        calls.append(len(calls))
+        return 1.0 if len(calls) == 1 else 0.0  # the base, then every check of the adapter
+
+    monkeypatch.setattr(trainer, "validation_accuracy", fake_validation_accuracy)
+    original = trainer.evaluate
+
+    def evaluate(split, n, policy=None):
+        out = original(split, n, policy)
+        if split == "validation" and policy is not None:  # the base's measurement
+            out["accuracy"] = fake_validation_accuracy()
+        return out
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    result = trainer.train()
+    assert any("backing off to none" in a for a in result["guard_actions"])
+    assert any("the end" in a and "rolled back" in a for a in result["guard_actions"])
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    data = mlflow.tracking.MlflowClient().get_run(result["run_id"]).data.metrics
+    assert data["warmup/backoff"] == 1.0 and data["warmup/pool_steps_kept"] == 1.0
+    assert data["final_guard_rollback"] == 1.0 and data["final_guard_val_accuracy"] == 0.0
+
+
+@pytest.mark.parametrize("fmt_name", ["hash", "r1"])
+def test_labels_work_in_both_chain_formats_on_any_tokenizer(tiny_model_dir, fmt_name):
+    """Nothing in the labeler knows the toy: GSM8K-style steps with LaTeX, in either format, on the tiny policy."""
+    from gan_cot.formats import get_format
+
+    policy, tok = load_model(str(tiny_model_dir), dtype=torch.float32), load_tokenizer(str(tiny_model_dir))
+    chains = [["Natalia sold 48 / 2 = 24 clips in May.", "She sold 48 + 24 = 72 clips.", "So $72$ in all."], ["x"]]
+    leans = step_lean(policy, tok, get_format(fmt_name), ["How many clips?", "What is x?"], chains, ["72", "1,234"])
+    for steps, lean in zip(chains, leans):
+        assert len(lean.labels) == len(lean.lean) == len(lean.stop_loss) == len(steps)
+        assert all(math.isfinite(v) for v in lean.lean + lean.answer_gain + lean.stop_loss)
+        assert set(lean.labels) <= {"useful", "redundant", "wrong"}
+    assert step_lean(policy, tok, get_format(fmt_name), ["q"], [[]], ["1"])[0].labels == []
