@@ -148,7 +148,8 @@ def preflight(cfg) -> None:
         if cfg.discriminator.labels == "gold" and not hasattr(task, "gold_labels"):
             raise UsageError(
                 f"discriminator.labels=gold needs a task with gold step labels (ledger); task {cfg.task} has "
-                "none: set discriminator.labels=auto (automatic labels from rollouts)"
+                "none: set discriminator.labels=policy (what the policy still answers without each step) or "
+                "discriminator.labels=auto (automatic labels from rollouts)"
             )
         Discriminator.check_config(cfg.discriminator)
     except (ValueError, DiscriminatorSourceError) as e:
