@@ -25,7 +25,10 @@ DEFAULT_STORE = REPO_ROOT / "mlruns"
 KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's "model training" kind (the other is genai_development)
 ROWS_ARTIFACT = "eval/test_rows.json"
-ROW_KEYS = ("id", "difficulty", "correct", "tokens")
+BASE_ROWS_ARTIFACT = "eval/base_rows.json"  # the base model's rows on the same questions
+TABLE_ARTIFACT = "eval/test_table.json"  # both, as a table the UI shows
+PARETO_ARTIFACT = "eval/pareto_point"  # .json and .png: the run against its base
+ROW_KEYS = ("id", "difficulty", "correct", "tokens", "alpha")  # alpha: the gate's choice, where gated
 
 
 def tracking_uri(store_dir: str | Path | None = None) -> str:
@@ -142,11 +145,13 @@ def log_task_inputs(task, task_name: str, seed: int, eval_n: int | None, train_n
     mlflow.log_input(train, context="training")
 
 
-def log_eval_rows(rows: list[dict]) -> None:
-    """The final evaluation's per-question rows (:data:`ROW_KEYS`) as the active run's ``eval/test_rows.json``."""
+def log_eval_rows(rows: list[dict], artifact: str = ROWS_ARTIFACT) -> None:
+    """An evaluation's per-question rows (:data:`ROW_KEYS`; ``alpha`` only where a gate chose one) as the active
+    run's ``artifact`` (default the final evaluation's ``eval/test_rows.json``)."""
     import mlflow
 
-    mlflow.log_dict({"rows": [{k: r.get(k) for k in ROW_KEYS} for r in rows]}, ROWS_ARTIFACT)
+    keep = [{k: r.get(k) for k in ROW_KEYS if k != "alpha" or r.get("alpha") is not None} for r in rows]
+    mlflow.log_dict({"rows": keep}, artifact)
 
 
 def log_eval_run(method: str, seed: int, task_name: str, task, base: dict, final: dict, rows: list[dict],
@@ -174,6 +179,96 @@ def load_eval_rows(run_id: str) -> list[dict] | None:
     import mlflow
 
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{ROWS_ARTIFACT}")["rows"]
+        with quiet_downloads():
+            return mlflow.artifacts.load_dict(f"runs:/{run_id}/{ROWS_ARTIFACT}")["rows"]
     except Exception:  # no such artifact: MLflow raises its own or an OSError, depending on the store
         return None
+
+
+@contextlib.contextmanager
+def quiet_downloads():
+    """No "Downloading artifacts" progress bar while reading a small artifact back (MLflow draws one per download, and
+    on a local store it can be left at 0% on the console)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    prior = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if prior is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = prior
+
+
+def log_eval_table(rows: list[dict], base_rows: list[dict] | None = None) -> None:
+    """The final evaluation as a table the UI's artifact view shows (``eval/test_table.json``): one row per question,
+    its outcome and tokens, the gate's alpha where gated, and the base model's outcome and tokens beside them."""
+    import mlflow
+
+    base = {r["id"]: r for r in base_rows or []}
+    table = {k: [r.get(k) for r in rows] for k in ROW_KEYS if k != "alpha" or any(r.get(k) is not None for r in rows)}
+    if base:
+        table["base_correct"] = [base.get(r["id"], {}).get("correct") for r in rows]
+        table["base_tokens"] = [base.get(r["id"], {}).get("tokens") for r in rows]
+    with warnings.catch_warnings():  # MLflow's hints on integer and string columns: ours have no missing values
+        warnings.simplefilter("ignore")
+        mlflow.log_table(table, artifact_file=TABLE_ARTIFACT)
+
+
+def pareto_point(rows: list[dict], base_rows: list[dict] | None, base: dict, n_boot: int = 1000) -> dict:
+    """The run's point on the accuracy/tokens plane with its 95% intervals over questions (from ``rows``), and its
+    base's (from ``base_rows``, else the ``base`` figures without an interval); AES and compression against it."""
+    from gan_cot.comparison import RunFigures, bootstrap
+    from gan_cot.efficiency import aes, compression_rate
+
+    def point(r: list[dict]) -> dict:
+        ci = bootstrap([RunFigures("run", None, "run", None, None, rows=r)], n_boot=n_boot)
+        return {f: ci[f].as_dict() for f in ("accuracy", "tokens")}
+
+    final = point(rows)
+    if base_rows:
+        before = point(base_rows)
+    else:
+        before = {
+            f: {"mean": base.get(k), "lo": None, "hi": None}
+            for f, k in (("accuracy", "accuracy"), ("tokens", "mean_tokens"))
+        }
+    acc, tok = final["accuracy"]["mean"], final["tokens"]["mean"]
+    b_acc, b_tok = before["accuracy"]["mean"], before["tokens"]["mean"]
+    return {"final": final, "base": before, "n": len(rows), "aes": aes(acc, tok, b_acc, b_tok),
+            "compression": compression_rate(tok, b_tok)}  # fmt: skip
+
+
+def log_pareto_point(rows: list[dict], base_rows: list[dict] | None = None, base: dict | None = None) -> dict:
+    """The run's :func:`pareto_point` as ``eval/pareto_point.json`` and a plot of it (``eval/pareto_point.png``: the
+    base, the run, 95% bars over questions); returns the point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    p = pareto_point(rows, base_rows, base or {})
+    mlflow.log_dict(p, PARETO_ARTIFACT + ".json")
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    try:
+        for name, key, style in (("base", "base", "xk"), ("this run", "final", "or")):
+            a, t = p[key]["accuracy"], p[key]["tokens"]
+            if None in (a["mean"], t["mean"]):
+                continue
+            bars = {}
+            if a["lo"] is not None:
+                bars = {"xerr": [[t["mean"] - t["lo"]], [t["hi"] - t["mean"]]],
+                        "yerr": [[a["mean"] - a["lo"]], [a["hi"] - a["mean"]]]}  # fmt: skip
+            ax.errorbar(t["mean"], a["mean"], fmt=style, capsize=3, label=name, **bars)
+        ax.set_xlabel("mean tokens per answer (fewer is better); bars: 95% interval over questions")
+        ax.set_ylabel("accuracy")
+        aes_text = "-" if p["aes"] is None else f"{p['aes']:.3f}"
+        ax.set_title(f"{p['n']} test questions; AES against the base {aes_text}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        mlflow.log_figure(fig, PARETO_ARTIFACT + ".png")
+    finally:
+        plt.close(fig)
+    return p
