@@ -136,7 +136,7 @@ def comparison_block(experiment: str, store: str | None, meta_dir: Path) -> str 
             f = m.figures
             marks = compare_runs._marks(m, ref)
             cells = [compare_runs._cell(f[x], s) for x, s in (("accuracy", ".3f"), ("tokens", ".1f"), ("aes", ".3f"))]
-            seeds = ",".join(str(s) for s in m.seeds)
+            seeds = ",".join("-" if s is None else str(s) for s in m.seeds)
             n = "-" if m.n_questions is None else m.n_questions
             lines.append(
                 f"| {m.method} | {seeds} | {n} | " + " | ".join(cells) + f" | {marks} | {'*' if m.pareto else ''} |"
