@@ -178,12 +178,16 @@ class RunLogger:
         base_rows = (base or {}).get("rows")
         if base_rows:
             tracking.log_eval_rows(base_rows, tracking.BASE_ROWS_ARTIFACT)
+        point = None
         if rows:
             tracking.log_eval_rows(rows)
             tracking.log_eval_table(rows, base_rows)
-            tracking.log_pareto_point(rows, base_rows, base)
+            point = tracking.log_pareto_point(rows, base_rows, base)
+        mlflow.set_tag("mlflow.note.content", tracking.summary_note(final, base, point))
         mlflow.log_artifacts(str(adapter), artifact_path="adapter")
+        experiment_id = mlflow.active_run().info.experiment_id
         mlflow.end_run()
+        self.log(f"the run in the MLflow UI (started as README.md says): {tracking.runs_url(experiment_id)}")
 
     def fail(self) -> None:
         """Close the run as FAILED (a run stopped by an error is left out of comparisons)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -22,8 +23,15 @@ from pathlib import Path
 from gan_cot.cli import REPO_ROOT, check_writable_dir
 
 DEFAULT_STORE = REPO_ROOT / "mlruns"
+UI = "http://127.0.0.1:5000"  # where ``mlflow ui`` serves by default
 KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's "model training" kind (the other is genai_development)
+VIEW_KEY = "summary"  # the shared view the runs list opens with (:func:`runs_url`)
+VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
+SUMMARY_COLUMNS = (  # the runs list's columns in that view: what a run is compared on, then its method and seed
+    "metrics.`final_accuracy`", "metrics.`final_mean_tokens`", "metrics.`base_accuracy`", "metrics.`base_mean_tokens`",
+    "metrics.`final_tokens_vs_minimal`", "tags.`method`", "tags.`seed`", "tags.`task`", "attributes.`Dataset`",
+)  # fmt: skip
 ROWS_ARTIFACT = "eval/test_rows.json"
 BASE_ROWS_ARTIFACT = "eval/base_rows.json"  # the base model's rows on the same questions
 TABLE_ARTIFACT = "eval/test_table.json"  # both, as a table the UI shows
@@ -67,17 +75,79 @@ def setup(experiment: str, store_dir: str | Path | None = None) -> str:
     uri = check_store(store_dir)
     mlflow.set_tracking_uri(uri)
     with _store_lock(uri):  # runs started together on a new store would race on its tables and the experiment
+        relocate_artifacts(uri)
         found = mlflow.get_experiment_by_name(experiment)
+        tags = {KIND_TAG: EXPERIMENT_KIND, VIEW_TAG: summary_view()}
         if found is not None:
             exp_id = found.experiment_id
-            if KIND_TAG not in found.tags:  # an experiment made before the kind was set; a user's own kind stays
-                mlflow.MlflowClient().set_experiment_tag(exp_id, KIND_TAG, EXPERIMENT_KIND)
+            for key, value in tags.items():  # an experiment made before these were set; a user's own kind stays
+                if key not in found.tags or (key == VIEW_TAG and found.tags[key] != value):
+                    mlflow.MlflowClient().set_experiment_tag(exp_id, key, value)
         else:
-            exp_id = mlflow.create_experiment(
-                experiment, artifact_location=_artifact_root(uri), tags={KIND_TAG: EXPERIMENT_KIND}
-            )
+            exp_id = mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri), tags=tags)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def relocate_artifacts(uri: str) -> int:
+    """Point a moved local store at its own ``artifacts/`` folder; returns the number of records changed.
+
+    MLflow records every artifact location as an absolute path (a relative one is resolved against the working
+    directory), so a checkout that moved would lose its runs' artifacts. An experiment whose location is an
+    ``.../artifacts`` folder that no longer exists, while this store's ``artifacts/`` does, is rewritten to it, with
+    its runs (and logged models). A store that did not move, or a server's, is left alone."""
+    if not uri.startswith("sqlite:///"):
+        return 0
+    import sqlite3
+
+    db = Path(uri[len("sqlite:///") :])
+    new = db.parent / "artifacts"
+    if not db.exists() or not new.is_dir():
+        return 0
+    try:
+        return _relocate(db, new)
+    except sqlite3.Error:  # a store this process cannot write: read it as it is
+        return 0
+
+
+def _relocate(db: Path, new: Path) -> int:
+    import sqlite3
+    from urllib.parse import unquote, urlparse
+
+    changed = 0
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con, con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:
+            return 0
+        olds = set()
+        for (location,) in con.execute("SELECT DISTINCT artifact_location FROM experiments"):
+            path = Path(unquote(urlparse(location).path)) if location and location.startswith("file://") else None
+            if path is not None and path.name == "artifacts" and path != new and not path.exists():
+                olds.add(location)
+        for old in olds:
+            target = new.as_uri()
+            changed += con.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?", (target, old)
+            ).rowcount
+            for table, column in (("runs", "artifact_uri"), ("logged_models", "artifact_location")):
+                if table in tables:
+                    changed += con.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                        (target, len(old) + 1, len(old) + 1, old + "/"),
+                    ).rowcount
+    return changed
+
+
+def summary_view() -> str:
+    """The runs list's view (an MLflow shared view state, kept as an experiment tag): the summary figures as columns,
+    every run shown in the charts."""
+    return json.dumps({"selectedColumns": list(SUMMARY_COLUMNS), "runsHiddenMode": "SHOW_ALL"})
+
+
+def runs_url(experiment_id: str, ui: str = UI) -> str:
+    """The link that opens an experiment's runs in the model-training view with the summary columns (``mlflow ui``
+    started as the module docstring says; MLflow 3's UI otherwise opens on a GenAI traces page in a new browser)."""
+    return f"{ui}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
 
 
 @contextlib.contextmanager
@@ -272,3 +342,38 @@ def log_pareto_point(rows: list[dict], base_rows: list[dict] | None = None, base
     finally:
         plt.close(fig)
     return p
+
+
+def summary_note(final: dict, base: dict | None, point: dict | None) -> str:
+    """A run's description (``mlflow.note.content``, the first thing its page shows): its final figures against the
+    base, with 95% intervals over questions where the per-question rows gave them, and where the rest is."""
+
+    def fig(key: str, name: str, spec: str) -> str:
+        ci = (point or {}).get(key, {}).get(name) or {}
+        value = ci.get("mean", final.get("accuracy" if name == "accuracy" else "mean_tokens"))
+        if value is None:
+            return "-"
+        bars = f" [{ci['lo']:{spec}}, {ci['hi']:{spec}}]" if ci.get("lo") is not None else ""
+        return f"{value:{spec}}{bars}"
+
+    base = base or {}
+    lines = [
+        "| | accuracy | tokens per answer |",
+        "|---|---|---|",
+        f"| this run | {fig('final', 'accuracy', '.3f')} | {fig('final', 'tokens', '.1f')} |",
+    ]
+    if base.get("accuracy") is not None:
+        b = (point or {}).get("base", {})
+        acc = b.get("accuracy", {}).get("mean", base["accuracy"])
+        tok = b.get("tokens", {}).get("mean", base.get("mean_tokens"))
+        lines.append(f"| base | {acc:.3f} | {tok:.1f} |")
+    n = (point or {}).get("n") or final.get("n")
+    aes_value = (point or {}).get("aes")
+    lines += [
+        "",
+        (f"{n} test questions; " if n else "") + "brackets: 95% interval over questions"
+        + (f"; AES against the base {aes_value:.3f}" if aes_value is not None else "") + ".",
+        f"Per question: `{TABLE_ARTIFACT}` (artifacts); against the base: `{PARETO_ARTIFACT}.png`; "
+        "per round: the charts of the `eval/` (validation) and `rollout/` sections.",
+    ]  # fmt: skip
+    return "\n".join(lines)

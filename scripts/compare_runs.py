@@ -86,14 +86,15 @@ def open_experiment(name: str, store_dir: str | None):
     """Point MLflow at the store and return the experiment; a missing store or experiment is a UsageError."""
     import mlflow
 
-    from gan_cot.tracking import tracking_uri
+    from gan_cot import tracking
 
-    uri = tracking_uri(store_dir)
+    uri = tracking.tracking_uri(store_dir)
     db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
     if db is not None and not db.exists():
         raise UsageError(
             f"no MLflow store at {db.parent} (no {db.name}); pass --mlflow-dir or set MLFLOW_TRACKING_URI"
         )
+    tracking.relocate_artifacts(uri)  # a store that moved with its checkout still finds its artifacts
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:

@@ -201,3 +201,26 @@ def test_a_trained_run_logs_its_rows_and_compare_runs_gives_it_an_interval(tmp_p
     assert script.main(argv) == 0
     (method,) = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["methods"]
     assert method["rows"] and method["n"] == cfg.eval.n and method["accuracy"]["lo"] is not None
+
+
+def test_a_moved_store_keeps_its_artifacts(store, capsys):
+    """MLflow records absolute artifact paths: a store moved with its checkout is pointed at its own artifacts/ the
+    next time it is opened, so the per-question rows (and the intervals) are still found."""
+    import shutil
+
+    import mlflow
+
+    from gan_cot import tracking
+
+    moved = store["tmp"] / "elsewhere" / "mlruns"
+    moved.parent.mkdir()
+    shutil.move(str(store["dir"]), str(moved))
+    script = _load_script()
+    argv = ["--experiment", "exp", "--mlflow-dir", str(moved), "--output", str(store["tmp"] / "p.png"), "--json",
+            "--boot", "50"]  # fmt: skip
+    assert script.main(argv) == 0
+    methods = {m["method"]: m for m in json.loads(capsys.readouterr().out.strip().splitlines()[-1])["methods"]}
+    assert methods["adv"]["rows"] and methods["adv"]["n"] == 200
+    run = mlflow.get_run(store["adv"][0])
+    assert run.info.artifact_uri.startswith((moved / "artifacts").as_uri() + "/")
+    assert tracking.relocate_artifacts(tracking.tracking_uri(moved)) == 0  # moved once: nothing more to do
