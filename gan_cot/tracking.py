@@ -5,10 +5,15 @@ MLflow 3 no longer accepts a bare ``./mlruns`` file store by default, so the loc
 
     mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
 
-What the UI shows: every experiment is made (or marked) a model-training experiment (:data:`EXPERIMENT_KIND`), so the
-UI opens on its runs rather than on an empty traces page; runs are named by method and seed (:func:`run_name`); each
-run records the task's splits as its dataset inputs (:func:`log_task_inputs`) and, where the run keeps them, the
-per-question rows of its final evaluation (:func:`log_eval_rows`, read back by :func:`load_eval_rows`).
+then the link :func:`runs_url` gives (a training run prints it at its end).
+
+What the UI shows: every experiment is made (or marked) a model-training experiment (:data:`EXPERIMENT_KIND`) and
+carries a view of its runs list with the summary figures as columns (:func:`summary_view`), which that link opens;
+runs are named by method and seed (:func:`run_name`); each run records the task's splits as its dataset inputs
+(:func:`log_task_inputs`) and, where the run keeps them, the per-question rows of its final evaluation
+(:func:`log_eval_rows`, read back by :func:`load_eval_rows`), a table of them beside the base's
+(:func:`log_eval_table`), its point against the base (:func:`log_pareto_point`) and a summary as its description
+(:func:`summary_note`). A store that moved keeps its artifacts (:func:`relocate_artifacts`).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ VIEW_KEY = "summary"  # the shared view the runs list opens with (:func:`runs_ur
 VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
 SUMMARY_COLUMNS = (  # the runs list's columns in that view: what a run is compared on, then its method and seed
     "metrics.`final_accuracy`", "metrics.`final_mean_tokens`", "metrics.`base_accuracy`", "metrics.`base_mean_tokens`",
-    "metrics.`final_tokens_vs_minimal`", "tags.`method`", "tags.`seed`", "tags.`task`", "attributes.`Dataset`",
+    "metrics.`final_tokens_vs_minimal`", "tags.`method`", "tags.`seed`", "tags.`task`",
 )  # fmt: skip
 ROWS_ARTIFACT = "eval/test_rows.json"
 BASE_ROWS_ARTIFACT = "eval/base_rows.json"  # the base model's rows on the same questions

@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import re
 import shutil
@@ -44,6 +45,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 from gan_cot.cli import REPO_ROOT, fail, print_json
 from gan_cot.tracking import runs_url
@@ -55,7 +57,10 @@ CHROMIUM_FLAGS = [  # what works on these machines (no GPU, no sandbox as root, 
 PHASES = ("rollout", "update", "discriminator", "gate", "eval")
 RUN_NAME = "gan-cot-gold-seed0"  # the demo run: configs/tiny.yaml refreshes on gold labels
 QUESTION = "ledger-question-"  # the demo run's question ids, as its per-question table shows them
-SUMMARY = ("final_accuracy", "final_mean_tokens", "base_accuracy")  # columns of the runs list in the documented view
+SUMMARY = ("final_accuracy", "final_mean_tokens", "base_accuracy")
+VAL = (
+    "eval/val_accuracy"  # the validation curve: one point per round  # columns of the runs list in the documented view
+)
 
 
 def _load(name: str):
@@ -88,7 +93,7 @@ def log_demo_run(store: Path) -> dict:
     for r in range(3):
         logger.round(r, {"rollout_accuracy": 0.8, "rollout_tokens": 60.0 - r, "policy_loss": 0.1, "kl": 0.01,
                          "sft_loss": 0.5, "lr": 1e-3, "disc_f1": 0.7, "frac_useful": 0.5, "alpha_mean": 0.9,
-                         "gate_loss": 0.0, "val_accuracy": 0.85})  # fmt: skip
+                         "gate_loss": 0.0, "val_accuracy": 0.8 + 0.05 * r})  # fmt: skip
     adapter = out / "adapter"
     adapter.mkdir(parents=True, exist_ok=True)
     (adapter / "adapter_config.json").write_text("{}")
@@ -151,9 +156,9 @@ def render(chromium: str, url: str, png: Path, wait_ms: int) -> str:
     profile = tempfile.mkdtemp(prefix="chromium-")
     try:
         common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={wait_ms}"]
+        common.append("--window-size=1400,1000")  # the DOM of what the screenshot shows: wide tables render more
         dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=300).stdout
-        subprocess.run([*common, "--window-size=1400,1000", f"--screenshot={png}", url], capture_output=True,
-                       timeout=300)  # fmt: skip
+        subprocess.run([*common, f"--screenshot={png}", url], capture_output=True, timeout=300)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     return dom
@@ -185,8 +190,12 @@ def run_checks(output: Path, wait_ms: int = 15000) -> list[dict]:
         "the README's link lists the experiment in the model-training view": (
             f"{base}{ml}", lambda t: "gan-cot" in t and "Model training" in t, True),
         "the experiment opens on its runs": (f"{base}/{ids['experiment']}{ml}", lambda t: RUN_NAME in t, True),
-        "metrics in sections by phase, the validation curve among them": (
-            f"{run}/model-metrics", lambda t: all(p in t for p in PHASES) and "val_accuracy" in t, True),
+        "metrics in sections by phase, the validation curve's among them": (
+            f"{run}/model-metrics", lambda t: all(p in t for p in PHASES) and re.search(r"\beval \(1\)", t), True),
+        "the validation curve, round by round": (
+            f"http://127.0.0.1:{port}/#/metric/?runs={json.dumps([ids['run']])}&metric={quote(json.dumps(VAL))}"
+            f"&experiments={json.dumps([ids['experiment']])}&plot_metric_keys={quote(json.dumps([VAL]))}&x_axis=step",
+            lambda t: VAL in t and "Step" in t, True),
         "the run's summary (figures against the base) on its overview, before its metrics list": (
             run, lambda t: "this run" in t and "0.900" in t and t.find("this run") < t.find("final_accuracy"), True),
         "dataset inputs on the run's overview": (
