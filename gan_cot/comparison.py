@@ -12,6 +12,11 @@ Two methods differ on a figure only where their intervals do not overlap (a cons
 intervals are reported as "no difference", even where a paired test might separate them). AES is taken against
 each run's base figures, a constant of the comparison (every method is scored against the same base on the same
 questions).
+
+An interval comes only from per-question outcomes. Runs are first split by the questions they were scored on
+(:class:`QuestionSet`: the task and the number of questions; a run without rows is in a set of its own), and only
+methods of the same set are compared or put on one Pareto front. A method whose runs logged no rows is shown with
+its mean over seeds and no interval, and is compared with nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +46,28 @@ class RunFigures:
     base_accuracy: float | None = None
     base_tokens: float | None = None
     tokens_vs_minimal: float | None = None
-    rows: list[dict] | None = None  # id, correct, tokens (difficulty where known)
+    rows: list[dict] | None = None  # id, correct, tokens (difficulty, alpha where known)
+    task: str | None = None  # the run's ``task`` tag
+
+    @property
+    def questions(self) -> QuestionSet:
+        return QuestionSet(self.task, len(self.rows) if self.rows else None)
+
+
+@dataclass(frozen=True, order=True)
+class QuestionSet:
+    """What a run was scored on, as far as a comparison can tell: its task and number of questions (``n`` None: the run
+    logged no per-question rows). Runs of one set and seed share their questions; a generated task draws each seed's
+    own questions, so seeds of one set may differ in which questions, never in how many."""
+
+    task: str | None
+    n: int | None
+
+    @property
+    def label(self) -> str:
+        if self.n is None:
+            return "no per-question rows"
+        return f"{self.task or 'task not tagged'}, {self.n} questions"
 
 
 @dataclass(frozen=True)
@@ -62,7 +88,7 @@ class MethodSummary:
     method: str
     runs: list[RunFigures]
     figures: dict[str, Interval] = field(default_factory=dict)
-    n_questions: int = 0
+    questions: QuestionSet = QuestionSet(None, None)
     tokens_vs_minimal: float | None = None
     pareto: bool = False
 
@@ -71,9 +97,13 @@ class MethodSummary:
         return sorted({r.seed for r in self.runs}, key=str)
 
     @property
-    def approximate(self) -> bool:
-        """Some run has no per-question rows: its questions are rebuilt from its aggregates (see :func:`_matrix`)."""
-        return any(r.rows is None for r in self.runs)
+    def n_questions(self) -> int | None:
+        return self.questions.n
+
+    @property
+    def has_rows(self) -> bool:
+        """Its figures have intervals (every run logged its per-question rows)."""
+        return self.questions.n is not None
 
 
 def group_by_method(runs: Sequence[RunFigures]) -> dict[str, list[RunFigures]]:
@@ -97,28 +127,15 @@ def default_reference(methods: Sequence[str]) -> str | None:
     return (ours or list(methods) or [None])[0]
 
 
-def _matrix(runs: list[RunFigures]) -> tuple[np.ndarray, np.ndarray]:
-    """``correct`` and ``tokens`` as [runs, questions] arrays over the questions every run with rows answered.
+def _paired(runs: list[RunFigures]) -> bool:
+    """Whether every run answered the same questions (then a replicate draws the same question indices for all)."""
+    return len({frozenset(row["id"] for row in r.rows) for r in runs}) == 1
 
-    A run without rows (logged before rows were kept) is rebuilt from its aggregates: round(accuracy x N) correct
-    answers and its mean tokens on every question; its intervals then miss the per-question spread of tokens.
-    """
-    with_rows = [r for r in runs if r.rows]
-    ids = None
-    for r in with_rows:
-        mine = [row["id"] for row in r.rows]
-        ids = mine if ids is None else [i for i in ids if i in set(mine)]
-    n = len(ids) if ids is not None else 500
-    correct, tokens = np.zeros((len(runs), n)), np.zeros((len(runs), n))
-    for k, r in enumerate(runs):
-        if r.rows:
-            by_id = {row["id"]: row for row in r.rows}
-            correct[k] = [float(by_id[i]["correct"]) for i in ids]
-            tokens[k] = [float(by_id[i]["tokens"]) for i in ids]
-        else:
-            correct[k, : int(round((r.accuracy or 0.0) * n))] = 1.0
-            tokens[k] = r.tokens or 0.0
-    return correct, tokens
+
+def _per_question(run: RunFigures, ids: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A run's ``correct`` and ``tokens`` per question, in the order of ``ids`` (default: its own)."""
+    rows = run.rows if ids is None else [{row["id"]: row for row in run.rows}[i] for i in ids]
+    return np.array([float(x["correct"]) for x in rows]), np.array([float(x["tokens"]) for x in rows])
 
 
 def _aes_rows(acc: np.ndarray, tok: np.ndarray, runs: list[RunFigures]) -> np.ndarray:
@@ -131,34 +148,17 @@ def _aes_rows(acc: np.ndarray, tok: np.ndarray, runs: list[RunFigures]) -> np.nd
     return out
 
 
-def _own_rows(runs: list[RunFigures]) -> list[tuple[np.ndarray, np.ndarray]] | None:
-    """Each run's own (correct, tokens) per question when the runs with rows share no question (a generated task
-    draws its questions from the run's seed), else None."""
-    with_rows = [r for r in runs if r.rows]
-    if len(with_rows) < 2 or set.intersection(*({row["id"] for row in r.rows} for r in with_rows)):
-        return None
-    n = min(len(r.rows) for r in with_rows)
-    out = []
-    for r in runs:
-        if r.rows:
-            out.append(
-                (np.array([float(x["correct"]) for x in r.rows]), np.array([float(x["tokens"]) for x in r.rows]))
-            )
-        else:
-            c = np.zeros(n)
-            c[: int(round((r.accuracy or 0.0) * n))] = 1.0
-            out.append((c, np.full(n, r.tokens or 0.0)))
-    return out
-
-
 def bootstrap(runs: list[RunFigures], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> dict[str, Interval]:
-    """Mean and bootstrap interval of accuracy, tokens and AES over ``runs`` (one method's seeds): see the module
-    docstring. Runs that answered the same questions resample the same question indices; runs whose questions differ
-    (one set per seed) each resample their own."""
+    """Mean and bootstrap interval of accuracy, tokens and AES over ``runs`` (one method's seeds, every one with its
+    per-question rows: ValueError otherwise): see the module docstring. Runs that answered the same questions resample
+    the same question indices; runs whose questions differ (one set per seed) each resample their own."""
+    missing = [r.run_id for r in runs if not r.rows]
+    if missing:
+        raise ValueError(f"no interval without per-question rows: runs {', '.join(missing)} have none")
     rng = np.random.default_rng(seed)
-    own = _own_rows(runs)
-    if own is None:
-        correct, tokens = _matrix(runs)
+    if _paired(runs):
+        ids = [row["id"] for row in runs[0].rows]
+        correct, tokens = (np.stack(a) for a in zip(*(_per_question(r, ids) for r in runs)))
         s, n = correct.shape
         seeds = rng.integers(0, s, size=(n_boot, s)) if s > 1 else np.zeros((n_boot, 1), dtype=int)
         questions = rng.integers(0, n, size=(n_boot, n))
@@ -166,6 +166,7 @@ def bootstrap(runs: list[RunFigures], n_boot: int = 2000, level: float = 0.95, s
         tok = np.stack([tokens[seeds[b]][:, questions[b]].mean(1) for b in range(n_boot)])
         point_acc, point_tok = correct.mean(1), tokens.mean(1)
     else:
+        own = [_per_question(r) for r in runs]
         s = len(runs)
         seeds = rng.integers(0, s, size=(n_boot, s))
         acc, tok = np.zeros((n_boot, s)), np.zeros((n_boot, s))
@@ -196,26 +197,77 @@ def bootstrap(runs: list[RunFigures], n_boot: int = 2000, level: float = 0.95, s
         }
 
 
+def _point(runs: list[RunFigures]) -> dict[str, Interval]:
+    """The mean over seeds of each run's own figures, without an interval (runs without per-question rows)."""
+
+    def mean(values) -> Interval:
+        values = [v for v in values if v is not None]
+        return Interval(float(np.mean(values)) if values else None, None, None)
+
+    return {
+        "accuracy": mean(r.accuracy for r in runs),
+        "tokens": mean(r.tokens for r in runs),
+        "aes": mean(aes(r.accuracy, r.tokens, r.base_accuracy, r.base_tokens) for r in runs),
+    }
+
+
 def summarize(runs: Sequence[RunFigures], n_boot: int = 2000, seed: int = 0) -> list[MethodSummary]:
-    """One :class:`MethodSummary` per method, its intervals filled and the Pareto front of the means marked."""
+    """One :class:`MethodSummary` per question set and method (sets with rows first, the largest first), its figures
+    filled (intervals only from per-question rows) and the Pareto front of the means of each set marked."""
+    by_set: dict[QuestionSet, list[RunFigures]] = {}
+    for r in runs:
+        by_set.setdefault(r.questions, []).append(r)
     out = []
-    for method, group in group_by_method(runs).items():
-        own = _own_rows(group)
-        n_questions = min(len(c) for c, _ in own) if own else _matrix(group)[0].shape[1]
-        s = MethodSummary(method, group, bootstrap(group, n_boot, seed=seed), n_questions=n_questions)
-        tvm = [r.tokens_vs_minimal for r in group if r.tokens_vs_minimal is not None]
-        s.tokens_vs_minimal = float(np.mean(tvm)) if tvm else None
-        out.append(s)
-    front = set(pareto_front([(m.figures["tokens"].mean, m.figures["accuracy"].mean) for m in out]))
-    for i, m in enumerate(out):
-        m.pareto = i in front
+    for questions in sorted(by_set, key=lambda q: (q.n is None, -(q.n or 0), q.task or "")):
+        summaries = []
+        for method, group in group_by_method(by_set[questions]).items():
+            figures = bootstrap(group, n_boot, seed=seed) if questions.n is not None else _point(group)
+            s = MethodSummary(method, group, figures, questions=questions)
+            tvm = [r.tokens_vs_minimal for r in group if r.tokens_vs_minimal is not None]
+            s.tokens_vs_minimal = float(np.mean(tvm)) if tvm else None
+            summaries.append(s)
+        front = set(pareto_front([(m.figures["tokens"].mean, m.figures["accuracy"].mean) for m in summaries]))
+        for i, m in enumerate(summaries):
+            m.pareto = i in front and questions.n is not None
+        out += summaries
     return out
 
 
-def compare(a: MethodSummary, b: MethodSummary, figure: str) -> int:
-    """+1 when ``a`` is better than ``b`` on ``figure`` beyond both intervals, -1 when worse, 0: no difference."""
+def question_warnings(summaries: Sequence[MethodSummary]) -> list[str]:
+    """What a reader must know before reading the table side by side, one line each: runs without per-question rows
+    (no interval, compared with nothing), runs scored on question sets of different tasks or sizes (compared only
+    within a set), and runs of one set and seed that answered different questions."""
+    out = []
+    sets = list(dict.fromkeys(m.questions for m in summaries if m.has_rows))
+    if len(sets) > 1:
+        listed = "; ".join(f"{q.label}: " + ", ".join(m.method for m in summaries if m.questions == q) for q in sets)
+        out.append(f"runs scored on {len(sets)} different question sets, compared only within a set ({listed})")
+    bare = [r for m in summaries if not m.has_rows for r in m.runs]
+    if bare:
+        names = ", ".join(f"{r.method} seed {'-' if r.seed is None else r.seed} ({r.run_id[:8]})" for r in bare)
+        out.append(f"runs without per-question rows ({len(bare)}), shown without an interval and compared with "
+                   f"nothing: {names}")  # fmt: skip
+    for q in sets:
+        by_seed: dict = {}
+        for m in summaries:
+            if m.questions == q:
+                for r in m.runs:
+                    by_seed.setdefault(r.seed, {}).setdefault(frozenset(row["id"] for row in r.rows), []).append(r)
+        for s, groups in by_seed.items():
+            if len(groups) > 1:
+                methods = " / ".join(",".join(r.method for r in g) for g in groups.values())
+                out.append(f"{q.label}, seed {s}: runs answered different questions ({methods}); their difference "
+                           "mixes questions with methods")  # fmt: skip
+    return out
+
+
+def compare(a: MethodSummary, b: MethodSummary, figure: str) -> int | None:
+    """+1 when ``a`` is better than ``b`` on ``figure`` beyond both intervals, -1 when worse, 0: no difference; None
+    when they cannot be compared (different question sets, or a figure without an interval)."""
     x, y = a.figures[figure], b.figures[figure]
-    if x.mean is None or y.mean is None or x.overlaps(y):
+    if a.questions != b.questions or None in (x.mean, y.mean, x.lo, y.lo):
+        return None
+    if x.overlaps(y):
         return 0
     return BETTER[figure] * (1 if x.mean > y.mean else -1)
 
@@ -229,5 +281,12 @@ def differences(summaries: Sequence[MethodSummary]) -> list[dict]:
                 sign = compare(a, b, figure)
                 if sign:
                     better, worse = (a, b) if sign > 0 else (b, a)
-                    out.append({"better": better.method, "worse": worse.method, "figure": figure})
+                    out.append(
+                        {
+                            "better": better.method,
+                            "worse": worse.method,
+                            "figure": figure,
+                            "questions": a.questions.label,
+                        }
+                    )
     return out

@@ -62,14 +62,15 @@ def base_params(c: dict) -> int:
     return layers * per_layer + embeddings + h
 
 
-def estimate(cfg, world: int = 1) -> dict:
-    """The dry run's figures for a training config on ``world`` GPUs (one node)."""
+def estimate(cfg, world: int = 1, device: str = "cuda") -> dict:
+    """The dry run's figures for a training config on ``world`` GPUs (one node), or with ``device="cpu"`` on this
+    machine's CPU (``policy.dtype: auto`` is float32 there, as the run would be)."""
     from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
     from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
 
     c = model_config(cfg.model)
     stage = json.loads(Path(cfg.deepspeed).read_text()).get("zero_optimization", {}).get("stage", 0)
-    bf16 = cfg.policy.dtype != "float32"  # auto is bfloat16 on GPUs
+    bf16 = cfg.policy.dtype == "bfloat16" or (cfg.policy.dtype == "auto" and device != "cpu")  # auto: bf16 on GPUs
     wbytes = 2 if bf16 else 4
     n_base, n_lora = base_params(c), lora_params(c, cfg.lora.r, list(cfg.lora.target_modules))
     base = n_base * wbytes / (world if stage == 3 else 1)
@@ -99,6 +100,7 @@ def estimate(cfg, world: int = 1) -> dict:
         "lora_params": n_lora,
         "zero_stage": stage,
         "gpus": world,
+        "device": device,
         "dtype": "bfloat16" if bf16 else "float32",
         "gradient_checkpointing": cfg.policy.gradient_checkpointing,
         "gib_per_gpu": {
@@ -114,14 +116,24 @@ def estimate(cfg, world: int = 1) -> dict:
     }
 
 
+def _count(n: int) -> str:
+    """1.78B, 2.6M, 911.4k: a parameter count at a readable scale."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.{2 if unit == 'B' else 1}f}{unit}"
+    return str(n)
+
+
 def format_estimate(e: dict) -> str:
     g = e["gib_per_gpu"]
     t = e["tokens_per_round"]
+    on_gpu = e.get("device", "cuda") != "cpu"
+    where = f"{e['gpus']} GPU(s)" if on_gpu else "the CPU (no GPU here; --gpus N sizes a GPU run)"
     lines = [
-        f"model {e['model']}: {e['base_params'] / 1e9:.2f}B parameters, LoRA adapter {e['lora_params'] / 1e6:.1f}M",
-        f"ZeRO stage {e['zero_stage']} on {e['gpus']} GPU(s), {e['dtype']}, gradient checkpointing "
+        f"model {e['model']}: {_count(e['base_params'])} parameters, LoRA adapter {_count(e['lora_params'])}",
+        f"ZeRO stage {e['zero_stage']} on {where}, {e['dtype']}, gradient checkpointing "
         f"{'on' if e['gradient_checkpointing'] else 'off'}",
-        f"memory per GPU (GiB): base weights {g['base_weights']:.1f}, adapter states {g['adapter_states']:.2f}, "
+        f"memory {'per GPU' if on_gpu else 'of the process'} (GiB): base weights {g['base_weights']:.1f}, adapter states {g['adapter_states']:.2f}, "
         f"update activations {g['update_activations']:.1f} + logits {g['update_logits']:.1f} "
         f"(micro-batch of {e['micro_batch_tokens']} tokens), rollout KV cache {g['rollout_kv_cache']:.1f}; "
         f"peak about {g['total']:.1f}",

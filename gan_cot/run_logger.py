@@ -161,9 +161,12 @@ class RunLogger:
                 {k: [row.get(k) for row in rows] for k in keys}, artifact_file=f"samples/round-{r:05d}.json"
             )
 
-    def finish(self, final: dict, adapter: Path, rows: list[dict] | None = None) -> None:
+    def finish(self, final: dict, adapter: Path, rows: list[dict] | None = None, base: dict | None = None) -> None:
         """The final figures (``final_*``), the adapter, and the per-question rows of the final evaluation when given
-        (``eval/test_rows.json``: what ``compare_runs.py`` bootstraps its intervals from)."""
+        (``eval/test_rows.json``: what ``compare_runs.py`` bootstraps its intervals from). ``base``: the base model's
+        evaluation on the same questions (its figures, and its ``rows`` where kept: ``eval/base_rows.json``). With
+        rows, also a table of both for the UI's artifact view (``eval/test_table.json``) and the run's point against
+        its base on the accuracy/tokens plane (``eval/pareto_point.json`` and ``.png``)."""
         if not self.active:
             return
         import mlflow
@@ -172,10 +175,19 @@ class RunLogger:
 
         self.close_bar()
         self.metrics({k: v for k, v in final.items() if isinstance(v, float)}, prefix="final_")
+        base_rows = (base or {}).get("rows")
+        if base_rows:
+            tracking.log_eval_rows(base_rows, tracking.BASE_ROWS_ARTIFACT)
+        point = None
         if rows:
             tracking.log_eval_rows(rows)
+            tracking.log_eval_table(rows, base_rows)
+            point = tracking.log_pareto_point(rows, base_rows, base)
+        mlflow.set_tag("mlflow.note.content", tracking.summary_note(final, base, point))
         mlflow.log_artifacts(str(adapter), artifact_path="adapter")
+        experiment_id = mlflow.active_run().info.experiment_id
         mlflow.end_run()
+        self.log(f"the run in the MLflow UI (started as README.md says): {tracking.runs_url(experiment_id)}")
 
     def fail(self) -> None:
         """Close the run as FAILED (a run stopped by an error is left out of comparisons)."""

@@ -5,16 +5,22 @@ MLflow 3 no longer accepts a bare ``./mlruns`` file store by default, so the loc
 
     mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --default-artifact-root mlruns/artifacts
 
-What the UI shows: every experiment is made (or marked) a model-training experiment (:data:`EXPERIMENT_KIND`), so the
-UI opens on its runs rather than on an empty traces page; runs are named by method and seed (:func:`run_name`); each
-run records the task's splits as its dataset inputs (:func:`log_task_inputs`) and, where the run keeps them, the
-per-question rows of its final evaluation (:func:`log_eval_rows`, read back by :func:`load_eval_rows`).
+then the link :func:`runs_url` gives (a training run prints it at its end).
+
+What the UI shows: every experiment is made (or marked) a model-training experiment (:data:`EXPERIMENT_KIND`) and
+carries a view of its runs list with the summary figures as columns (:func:`summary_view`), which that link opens;
+runs are named by method and seed (:func:`run_name`); each run records the task's splits as its dataset inputs
+(:func:`log_task_inputs`) and, where the run keeps them, the per-question rows of its final evaluation
+(:func:`log_eval_rows`, read back by :func:`load_eval_rows`), a table of them beside the base's
+(:func:`log_eval_table`), its point against the base (:func:`log_pareto_point`) and a summary as its description
+(:func:`summary_note`). A store that moved keeps its artifacts (:func:`relocate_artifacts`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -22,10 +28,20 @@ from pathlib import Path
 from gan_cot.cli import REPO_ROOT, check_writable_dir
 
 DEFAULT_STORE = REPO_ROOT / "mlruns"
+UI = "http://127.0.0.1:5000"  # where ``mlflow ui`` serves by default
 KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's "model training" kind (the other is genai_development)
+VIEW_KEY = "summary"  # the shared view the runs list opens with (:func:`runs_url`)
+VIEW_TAG = "mlflow.sharedViewState." + VIEW_KEY
+SUMMARY_COLUMNS = (  # the runs list's columns in that view: what a run is compared on, then its method and seed
+    "metrics.`final_accuracy`", "metrics.`final_mean_tokens`", "metrics.`base_accuracy`", "metrics.`base_mean_tokens`",
+    "metrics.`final_tokens_vs_minimal`", "tags.`method`", "tags.`seed`", "tags.`task`",
+)  # fmt: skip
 ROWS_ARTIFACT = "eval/test_rows.json"
-ROW_KEYS = ("id", "difficulty", "correct", "tokens")
+BASE_ROWS_ARTIFACT = "eval/base_rows.json"  # the base model's rows on the same questions
+TABLE_ARTIFACT = "eval/test_table.json"  # both, as a table the UI shows
+PARETO_ARTIFACT = "eval/pareto_point"  # .json and .png: the run against its base
+ROW_KEYS = ("id", "difficulty", "correct", "tokens", "alpha")  # alpha: the gate's choice, where gated
 
 
 def tracking_uri(store_dir: str | Path | None = None) -> str:
@@ -64,17 +80,79 @@ def setup(experiment: str, store_dir: str | Path | None = None) -> str:
     uri = check_store(store_dir)
     mlflow.set_tracking_uri(uri)
     with _store_lock(uri):  # runs started together on a new store would race on its tables and the experiment
+        relocate_artifacts(uri)
         found = mlflow.get_experiment_by_name(experiment)
+        tags = {KIND_TAG: EXPERIMENT_KIND, VIEW_TAG: summary_view()}
         if found is not None:
             exp_id = found.experiment_id
-            if KIND_TAG not in found.tags:  # an experiment made before the kind was set; a user's own kind stays
-                mlflow.MlflowClient().set_experiment_tag(exp_id, KIND_TAG, EXPERIMENT_KIND)
+            for key, value in tags.items():  # an experiment made before these were set; a user's own kind stays
+                if key not in found.tags or (key == VIEW_TAG and found.tags[key] != value):
+                    mlflow.MlflowClient().set_experiment_tag(exp_id, key, value)
         else:
-            exp_id = mlflow.create_experiment(
-                experiment, artifact_location=_artifact_root(uri), tags={KIND_TAG: EXPERIMENT_KIND}
-            )
+            exp_id = mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri), tags=tags)
     mlflow.set_experiment(experiment_id=exp_id)
     return exp_id
+
+
+def relocate_artifacts(uri: str) -> int:
+    """Point a moved local store at its own ``artifacts/`` folder; returns the number of records changed.
+
+    MLflow records every artifact location as an absolute path (a relative one is resolved against the working
+    directory), so a checkout that moved would lose its runs' artifacts. An experiment whose location is an
+    ``.../artifacts`` folder that no longer exists, while this store's ``artifacts/`` does, is rewritten to it, with
+    its runs (and logged models). A store that did not move, or a server's, is left alone."""
+    if not uri.startswith("sqlite:///"):
+        return 0
+    import sqlite3
+
+    db = Path(uri[len("sqlite:///") :])
+    new = db.parent / "artifacts"
+    if not db.exists() or not new.is_dir():
+        return 0
+    try:
+        return _relocate(db, new)
+    except sqlite3.Error:  # a store this process cannot write: read it as it is
+        return 0
+
+
+def _relocate(db: Path, new: Path) -> int:
+    import sqlite3
+    from urllib.parse import unquote, urlparse
+
+    changed = 0
+    with contextlib.closing(sqlite3.connect(db, timeout=60)) as con, con:
+        tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "experiments" not in tables:
+            return 0
+        olds = set()
+        for (location,) in con.execute("SELECT DISTINCT artifact_location FROM experiments"):
+            path = Path(unquote(urlparse(location).path)) if location and location.startswith("file://") else None
+            if path is not None and path.name == "artifacts" and path != new and not path.exists():
+                olds.add(location)
+        for old in olds:
+            target = new.as_uri()
+            changed += con.execute(
+                "UPDATE experiments SET artifact_location = ? WHERE artifact_location = ?", (target, old)
+            ).rowcount
+            for table, column in (("runs", "artifact_uri"), ("logged_models", "artifact_location")):
+                if table in tables:
+                    changed += con.execute(
+                        f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ?",
+                        (target, len(old) + 1, len(old) + 1, old + "/"),
+                    ).rowcount
+    return changed
+
+
+def summary_view() -> str:
+    """The runs list's view (an MLflow shared view state, kept as an experiment tag): the summary figures as columns,
+    every run shown in the charts."""
+    return json.dumps({"selectedColumns": list(SUMMARY_COLUMNS), "runsHiddenMode": "SHOW_ALL"})
+
+
+def runs_url(experiment_id: str, ui: str = UI) -> str:
+    """The link that opens an experiment's runs in the model-training view with the summary columns (``mlflow ui``
+    started as the module docstring says; MLflow 3's UI otherwise opens on a GenAI traces page in a new browser)."""
+    return f"{ui}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
 
 
 @contextlib.contextmanager
@@ -142,11 +220,13 @@ def log_task_inputs(task, task_name: str, seed: int, eval_n: int | None, train_n
     mlflow.log_input(train, context="training")
 
 
-def log_eval_rows(rows: list[dict]) -> None:
-    """The final evaluation's per-question rows (:data:`ROW_KEYS`) as the active run's ``eval/test_rows.json``."""
+def log_eval_rows(rows: list[dict], artifact: str = ROWS_ARTIFACT) -> None:
+    """An evaluation's per-question rows (:data:`ROW_KEYS`; ``alpha`` only where a gate chose one) as the active
+    run's ``artifact`` (default the final evaluation's ``eval/test_rows.json``)."""
     import mlflow
 
-    mlflow.log_dict({"rows": [{k: r.get(k) for k in ROW_KEYS} for r in rows]}, ROWS_ARTIFACT)
+    keep = [{k: r.get(k) for k in ROW_KEYS if k != "alpha" or r.get("alpha") is not None} for r in rows]
+    mlflow.log_dict({"rows": keep}, artifact)
 
 
 def log_eval_run(method: str, seed: int, task_name: str, task, base: dict, final: dict, rows: list[dict],
@@ -174,6 +254,131 @@ def load_eval_rows(run_id: str) -> list[dict] | None:
     import mlflow
 
     try:
-        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{ROWS_ARTIFACT}")["rows"]
+        with quiet_downloads():
+            return mlflow.artifacts.load_dict(f"runs:/{run_id}/{ROWS_ARTIFACT}")["rows"]
     except Exception:  # no such artifact: MLflow raises its own or an OSError, depending on the store
         return None
+
+
+@contextlib.contextmanager
+def quiet_downloads():
+    """No "Downloading artifacts" progress bar while reading a small artifact back (MLflow draws one per download, and
+    on a local store it can be left at 0% on the console)."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    prior = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if prior is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = prior
+
+
+def log_eval_table(rows: list[dict], base_rows: list[dict] | None = None) -> None:
+    """The final evaluation as a table the UI's artifact view shows (``eval/test_table.json``): one row per question,
+    its outcome and tokens, the gate's alpha where gated, and the base model's outcome and tokens beside them."""
+    import mlflow
+
+    base = {r["id"]: r for r in base_rows or []}
+    table = {k: [r.get(k) for r in rows] for k in ROW_KEYS if k != "alpha" or any(r.get(k) is not None for r in rows)}
+    if base:
+        table["base_correct"] = [base.get(r["id"], {}).get("correct") for r in rows]
+        table["base_tokens"] = [base.get(r["id"], {}).get("tokens") for r in rows]
+    with warnings.catch_warnings():  # MLflow's hints on integer and string columns: ours have no missing values
+        warnings.simplefilter("ignore")
+        mlflow.log_table(table, artifact_file=TABLE_ARTIFACT)
+
+
+def pareto_point(rows: list[dict], base_rows: list[dict] | None, base: dict, n_boot: int = 1000) -> dict:
+    """The run's point on the accuracy/tokens plane with its 95% intervals over questions (from ``rows``), and its
+    base's (from ``base_rows``, else the ``base`` figures without an interval); AES and compression against it."""
+    from gan_cot.comparison import RunFigures, bootstrap
+    from gan_cot.efficiency import aes, compression_rate
+
+    def point(r: list[dict]) -> dict:
+        ci = bootstrap([RunFigures("run", None, "run", None, None, rows=r)], n_boot=n_boot)
+        return {f: ci[f].as_dict() for f in ("accuracy", "tokens")}
+
+    final = point(rows)
+    if base_rows:
+        before = point(base_rows)
+    else:
+        before = {
+            f: {"mean": base.get(k), "lo": None, "hi": None}
+            for f, k in (("accuracy", "accuracy"), ("tokens", "mean_tokens"))
+        }
+    acc, tok = final["accuracy"]["mean"], final["tokens"]["mean"]
+    b_acc, b_tok = before["accuracy"]["mean"], before["tokens"]["mean"]
+    return {"final": final, "base": before, "n": len(rows), "aes": aes(acc, tok, b_acc, b_tok),
+            "compression": compression_rate(tok, b_tok)}  # fmt: skip
+
+
+def log_pareto_point(rows: list[dict], base_rows: list[dict] | None = None, base: dict | None = None) -> dict:
+    """The run's :func:`pareto_point` as ``eval/pareto_point.json`` and a plot of it (``eval/pareto_point.png``: the
+    base, the run, 95% bars over questions); returns the point."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mlflow
+
+    p = pareto_point(rows, base_rows, base or {})
+    mlflow.log_dict(p, PARETO_ARTIFACT + ".json")
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=100)
+    try:
+        for name, key, style in (("base", "base", "xk"), ("this run", "final", "or")):
+            a, t = p[key]["accuracy"], p[key]["tokens"]
+            if None in (a["mean"], t["mean"]):
+                continue
+            bars = {}
+            if a["lo"] is not None:
+                bars = {"xerr": [[t["mean"] - t["lo"]], [t["hi"] - t["mean"]]],
+                        "yerr": [[a["mean"] - a["lo"]], [a["hi"] - a["mean"]]]}  # fmt: skip
+            ax.errorbar(t["mean"], a["mean"], fmt=style, capsize=3, label=name, **bars)
+        ax.set_xlabel("mean tokens per answer (fewer is better); bars: 95% interval over questions")
+        ax.set_ylabel("accuracy")
+        aes_text = "-" if p["aes"] is None else f"{p['aes']:.3f}"
+        ax.set_title(f"{p['n']} test questions; AES against the base {aes_text}")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=8)
+        mlflow.log_figure(fig, PARETO_ARTIFACT + ".png")
+    finally:
+        plt.close(fig)
+    return p
+
+
+def summary_note(final: dict, base: dict | None, point: dict | None) -> str:
+    """A run's description (``mlflow.note.content``, the first thing its page shows): its final figures against the
+    base, with 95% intervals over questions where the per-question rows gave them, and where the rest is."""
+
+    def fig(key: str, name: str, spec: str) -> str:
+        ci = (point or {}).get(key, {}).get(name) or {}
+        value = ci.get("mean", final.get("accuracy" if name == "accuracy" else "mean_tokens"))
+        if value is None:
+            return "-"
+        bars = f" [{ci['lo']:{spec}}, {ci['hi']:{spec}}]" if ci.get("lo") is not None else ""
+        return f"{value:{spec}}{bars}"
+
+    base = base or {}
+    lines = [
+        "| | accuracy | tokens per answer |",
+        "|---|---|---|",
+        f"| this run | {fig('final', 'accuracy', '.3f')} | {fig('final', 'tokens', '.1f')} |",
+    ]
+    if base.get("accuracy") is not None:
+        b = (point or {}).get("base", {})
+        acc = b.get("accuracy", {}).get("mean", base["accuracy"])
+        tok = b.get("tokens", {}).get("mean", base.get("mean_tokens"))
+        lines.append(f"| base | {acc:.3f} | {tok:.1f} |")
+    n = (point or {}).get("n") or final.get("n")
+    aes_value = (point or {}).get("aes")
+    lines += [
+        "",
+        (f"{n} test questions; " if n else "") + "brackets: 95% interval over questions"
+        + (f"; AES against the base {aes_value:.3f}" if aes_value is not None else "") + ".",
+        f"Per question: `{TABLE_ARTIFACT}` (artifacts); against the base: `{PARETO_ARTIFACT}.png`; "
+        "per round: the charts of the `eval/` (validation) and `rollout/` sections.",
+    ]  # fmt: skip
+    return "\n".join(lines)

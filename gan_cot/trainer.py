@@ -39,6 +39,7 @@ from gan_cot.pool import SFTPool
 from gan_cot.rollout import rollout
 from gan_cot.run_logger import RunLogger
 from gan_cot.scoring import rollout_stats, score
+from gan_cot.tracking import ROW_KEYS
 from gan_cot.update import policy_update
 
 
@@ -150,7 +151,7 @@ class AdversarialTrainer:
         except BaseException:
             self.logger.fail()
             raise
-        final = self.evaluate("test", cfg.eval.n)
+        final = self.evaluate("test", cfg.eval.n, keep_rows=True)
         result = {
             "run_id": self.run_id,
             "output_dir": str(self.out),
@@ -171,7 +172,7 @@ class AdversarialTrainer:
         if self.strategy.is_main:
             self.disc.save_pretrained(self.out / "discriminator")
             write_json(self.out / "result.json", result, indent=2)
-            self.logger.finish(final, adapter)
+            self.logger.finish(final, adapter, rows=final["rows"], base=base)
         self.save_checkpoint(cfg.rounds - 1)
         return result
 
@@ -330,9 +331,10 @@ class AdversarialTrainer:
         return None if self.cfg.sft.lr is None else self.cfg.sft.lr * factor
 
     @torch.no_grad()
-    def evaluate(self, split: str, n: int, policy=None) -> dict:
+    def evaluate(self, split: str, n: int, policy=None, keep_rows: bool = False) -> dict:
         """Greedy accuracy and tokens on ``n`` questions of ``split``, sharded over processes and gathered, of the
-        policy as it answers (through its gate) or of ``policy``."""
+        policy as it answers (through its gate) or of ``policy``; ``keep_rows``: with ``rows``, every question's id,
+        difficulty, correctness, tokens and (gated) alpha, gathered from every process."""
         from gan_cot.evaluate import evaluate, flat_alpha_stats
 
         s = self.strategy
@@ -343,7 +345,7 @@ class AdversarialTrainer:
         with s.for_generation():
             res = evaluate(
                 policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=s.is_main,
-                max_think_tokens=think, max_answer_tokens=answer, keep_rows=gated_eval,
+                max_think_tokens=think, max_answer_tokens=answer, keep_rows=gated_eval or keep_rows,
                 batch_size=self.cfg.eval.batch_size,
             )  # fmt: skip
         keys = ["accuracy", "mean_tokens", "mean_minimal_tokens", "mean_thinking_tokens", "mean_answer_tokens"]
@@ -355,6 +357,8 @@ class AdversarialTrainer:
         if gated_eval:
             rows = s.gather([(row["alpha"], row["difficulty"]) for row in res["rows"]])
             out.update(flat_alpha_stats([a for a, _ in rows], [d for _, d in rows]))
+        if keep_rows:
+            out["rows"] = s.gather([{k: row[k] for k in ROW_KEYS if k in row} for row in res["rows"]])
         return out
 
     def base_evaluation(self, resumed: bool) -> dict:
@@ -367,7 +371,7 @@ class AdversarialTrainer:
             return base
         model = self.strategy.model
         with model.disable_adapter():
-            base = self.evaluate("test", self.cfg.eval.n, policy=model)
+            base = self.evaluate("test", self.cfg.eval.n, policy=model, keep_rows=True)
             if self.guard.active:
                 base["val_accuracy"] = self.evaluate("validation", self.cfg.guard.n, policy=model)["accuracy"]
         if self.guard.active:  # the initial adapter adds nothing yet: the base is the first state that passes

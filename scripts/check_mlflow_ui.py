@@ -3,14 +3,20 @@
     python scripts/check_mlflow_ui.py --output outputs/mlflow-ui --json     # needs Debian's chromium
 
 Logs one run the way a training run does (:class:`gan_cot.run_logger.RunLogger` on ``configs/tiny.yaml``: its name,
-tags, dataset inputs, a round's metrics, the final figures) to a fresh store, plus an experiment made the way
-MLflow makes one (no kind tag) for contrast, starts the UI the README's way, and has Chromium render:
+tags, dataset inputs, three rounds' metrics with a validation evaluation, the final figures with per-question rows of
+the run and its base) to a fresh store, compares it (``compare_runs.py`` attaches its plot), plus an experiment made
+the way MLflow makes one (no kind tag) for contrast, starts the UI the README's way, and has Chromium render:
 
+- the link a run prints and the README documents (:func:`gan_cot.tracking.runs_url`): the experiment's runs, with
+  the summary figures (``final_accuracy``, ``final_mean_tokens``, ``base_accuracy``) as columns;
 - the README's link (``#/experiments?workflowType=machine_learning``) and the experiment's page through it: they
   must open on the runs (the run's name ``gan-cot-gold-seed0`` is listed), not on an empty GenAI traces page;
 - the run's model-metrics page: the metrics must stand in sections by phase (``rollout``, ``update``,
-  ``discriminator``, ``gate``, ``eval``);
-- the run's overview: the dataset inputs (``ledger/test``, ``ledger/train``) must be listed.
+  ``discriminator``, ``gate``, ``eval``), the validation curve (``eval/val_accuracy``) among them;
+- the run's overview: its summary (the final figures against the base) before its metrics list, and the dataset
+  inputs (``ledger/test``, ``ledger/train``);
+- the run's artifacts: the per-question table (``eval/test_table.json``), its point against the base
+  (``eval/pareto_point.png``) and the comparison's plot (``comparison/pareto.png``).
 
 Two pages are recorded, not required: the experiment's plain link, and the experiment made without a kind. MLflow
 3.17's UI decides between its GenAI and model-training views by a switch kept in the browser (GenAI for a new
@@ -25,6 +31,9 @@ The exit code is 1 when a check fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import re
 import shutil
@@ -36,8 +45,10 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 from gan_cot.cli import REPO_ROOT, fail, print_json
+from gan_cot.tracking import runs_url
 
 CHROMIUM_FLAGS = [  # what works on these machines (no GPU, no sandbox as root, no network beyond loopback)
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -45,6 +56,20 @@ CHROMIUM_FLAGS = [  # what works on these machines (no GPU, no sandbox as root, 
 ]  # fmt: skip
 PHASES = ("rollout", "update", "discriminator", "gate", "eval")
 RUN_NAME = "gan-cot-gold-seed0"  # the demo run: configs/tiny.yaml refreshes on gold labels
+QUESTION = "ledger-question-"  # the demo run's question ids, as its per-question table shows them
+SUMMARY = ("final_accuracy", "final_mean_tokens", "base_accuracy")
+VAL = (
+    "eval/val_accuracy"  # the validation curve: one point per round  # columns of the runs list in the documented view
+)
+
+
+def _load(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def find_chromium() -> str | None:
@@ -68,12 +93,20 @@ def log_demo_run(store: Path) -> dict:
     for r in range(3):
         logger.round(r, {"rollout_accuracy": 0.8, "rollout_tokens": 60.0 - r, "policy_loss": 0.1, "kl": 0.01,
                          "sft_loss": 0.5, "lr": 1e-3, "disc_f1": 0.7, "frac_useful": 0.5, "alpha_mean": 0.9,
-                         "gate_loss": 0.0, "val_accuracy": 0.85})  # fmt: skip
+                         "gate_loss": 0.0, "val_accuracy": 0.8 + 0.05 * r})  # fmt: skip
     adapter = out / "adapter"
     adapter.mkdir(parents=True, exist_ok=True)
     (adapter / "adapter_config.json").write_text("{}")
-    logger.finish({"accuracy": 0.9, "mean_tokens": 40.0}, adapter, rows=[{"id": "q0", "correct": True, "tokens": 40}])
+    rows = [{"id": f"{QUESTION}{i}", "difficulty": i % 3, "correct": i % 10 != 0, "tokens": 40 + i % 5, "alpha": 1.0}
+            for i in range(20)]  # fmt: skip
+    base = {"accuracy": 0.95, "mean_tokens": 80.0,
+            "rows": [{"id": r["id"], "difficulty": r["difficulty"], "correct": True, "tokens": 80} for r in rows]}  # fmt: skip
+    logger.finish({"accuracy": 0.9, "mean_tokens": 42.0, "n": 20}, adapter, rows=rows, base=base)
     exp_id = mlflow.get_run(run_id).info.experiment_id
+    # the comparison's plot, attached to the runs of the reference method (here the only one)
+    compare = _load("compare_runs")
+    compare.main(["--experiment", cfg.experiment, "--mlflow-dir", str(store), "--output", str(out / "pareto.png"),
+                  "--boot", "50"])  # fmt: skip
     bare = mlflow.MlflowClient().create_experiment("made-without-kind")
     return {"experiment": exp_id, "run": run_id, "bare": bare}
 
@@ -123,9 +156,9 @@ def render(chromium: str, url: str, png: Path, wait_ms: int) -> str:
     profile = tempfile.mkdtemp(prefix="chromium-")
     try:
         common = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--virtual-time-budget={wait_ms}"]
+        common.append("--window-size=1400,1000")  # the DOM of what the screenshot shows: wide tables render more
         dom = subprocess.run([*common, "--dump-dom", url], capture_output=True, text=True, timeout=300).stdout
-        subprocess.run([*common, "--window-size=1400,1000", f"--screenshot={png}", url], capture_output=True,
-                       timeout=300)  # fmt: skip
+        subprocess.run([*common, f"--screenshot={png}", url], capture_output=True, timeout=300)
     finally:
         shutil.rmtree(profile, ignore_errors=True)
     return dom
@@ -143,19 +176,36 @@ def run_checks(output: Path, wait_ms: int = 15000) -> list[dict]:
     output.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="mlflow-ui-"))
     store = work / "mlruns"
-    ids = log_demo_run(store)
+    with contextlib.redirect_stdout(io.StringIO()):  # the demo run's and the comparison's own lines
+        ids = log_demo_run(store)
     port = free_port()
     ui = start_ui(store, port, output / "mlflow-ui.log")
     base = f"http://127.0.0.1:{port}/#/experiments"
     ml = "?workflowType=machine_learning"
+    run = f"{base}/{ids['experiment']}/runs/{ids['run']}"
     pages = {  # name: (url, check, required)
+        "the documented link opens the experiment's runs with the summary metrics as columns": (
+            runs_url(ids["experiment"], f"http://127.0.0.1:{port}"),
+            lambda t: RUN_NAME in t and all(c in t for c in SUMMARY), True),
         "the README's link lists the experiment in the model-training view": (
             f"{base}{ml}", lambda t: "gan-cot" in t and "Model training" in t, True),
         "the experiment opens on its runs": (f"{base}/{ids['experiment']}{ml}", lambda t: RUN_NAME in t, True),
-        "metrics in sections by phase": (
-            f"{base}/{ids['experiment']}/runs/{ids['run']}/model-metrics", lambda t: all(p in t for p in PHASES), True),
-        "dataset inputs on the run's overview": (f"{base}/{ids['experiment']}/runs/{ids['run']}",
-                                                 lambda t: "ledger/test" in t and ("ledger/train" in t or "+1" in t), True),
+        "metrics in sections by phase, the validation curve's among them": (
+            f"{run}/model-metrics", lambda t: all(p in t for p in PHASES) and re.search(r"\beval \(1\)", t), True),
+        "the validation curve, round by round": (
+            f"http://127.0.0.1:{port}/#/metric/?runs={json.dumps([ids['run']])}&metric={quote(json.dumps(VAL))}"
+            f"&experiments={json.dumps([ids['experiment']])}&plot_metric_keys={quote(json.dumps([VAL]))}&x_axis=step",
+            lambda t: VAL in t and "Step" in t, True),
+        "the run's summary (figures against the base) on its overview, before its metrics list": (
+            run, lambda t: "this run" in t and "0.900" in t and t.find("this run") < t.find("final_accuracy"), True),
+        "dataset inputs on the run's overview": (
+            run, lambda t: "ledger/test" in t and ("ledger/train" in t or "+1" in t), True),
+        "the per-question table among the run's artifacts": (
+            f"{run}/artifacts/eval/test_table.json", lambda t: f"{QUESTION}0" in t and "base_correct" in t, True),
+        "the run's point against its base among its artifacts": (
+            f"{run}/artifacts/eval/pareto_point.png", lambda t: "pareto_point.png" in t, True),
+        "the comparison's plot attached to the run": (
+            f"{run}/artifacts/comparison/pareto.png", lambda t: "comparison" in t and "pareto.png" in t, True),
         "(recorded) the plain link of the experiment, new browser: runs listed": (
             f"{base}/{ids['experiment']}", lambda t: RUN_NAME in t, False),
         "(recorded) an experiment without the kind, plain link: runs listed": (

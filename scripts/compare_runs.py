@@ -9,18 +9,25 @@ Reads the project's store (the SQLite store in ``mlruns/``, or ``MLFLOW_TRACKING
 ``--mlflow-dir`` is given), groups the finished runs by their ``method`` tag (else their ``credit.mode`` param, else
 their name) and prints one row per method:
 
-- runs: the seeds that ran; accuracy, tokens and AES: the mean over seeds and a bootstrap 95% interval over
-  questions and seeds (:mod:`gan_cot.comparison`; a run without per-question rows is rebuilt from its aggregates
-  and the row is marked ``~``); ``vs_minimal``: tokens over the task's minimal chains;
+- runs: the seeds that ran; n: the questions each run answered; accuracy, tokens and AES: the mean over seeds and a
+  bootstrap 95% interval over questions and seeds (:mod:`gan_cot.comparison`), computed only from the runs'
+  per-question rows: a method whose runs logged none shows its mean and no interval; ``vs_minimal``: tokens over the
+  task's minimal chains;
 - ``vs REF``: for each of accuracy, tokens and AES, ``+`` where the row is better than the reference method beyond
-  both intervals, ``-`` where worse, ``=`` where the intervals overlap (no difference);
+  both intervals, ``-`` where worse, ``=`` where the intervals overlap (no difference), ``?`` where there is no
+  interval to compare;
 - front: ``*`` on the accuracy/tokens Pareto front of the means.
 
-Then every pair of methods the intervals separate, and the plot: means with 95% error bars, the front, the base,
-and the ``oracle`` row (``scripts/oracle.py``) as the limit. The plot is written as a PNG and logged to a small run
-named ``compare`` (tag ``method=compare``, never listed itself). ``--per-run`` adds the old one-row-per-run table.
-With ``--json`` the last line is one JSON object: ``{"experiment", "reference", "methods", "differences", "runs",
-"plot", "compare_run_id"}``.
+Runs are compared only with runs scored on the same questions (the same task and number of questions): each such
+set gets a table of its own, headed ``questions: TASK, N questions``, and every reason not to read two rows side by
+side (several question sets, runs without rows, one seed scored on different questions) is a ``WARNING:`` line
+before the tables.
+
+Then every pair of methods the intervals separate, and the plot of the largest question set: means with 95% error
+bars, the front, the base, and the ``oracle`` row (``scripts/oracle.py``) as the limit. The plot is written as a PNG
+and attached to the reference method's runs as ``comparison/pareto.png``. ``--per-run`` adds one row per run. With
+``--json`` the last line is one JSON object: ``{"experiment", "reference", "warnings", "methods", "differences",
+"runs", "plot", "plot_runs"}``.
 """
 
 from __future__ import annotations
@@ -31,11 +38,21 @@ import sys
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json
-from gan_cot.comparison import FIGURES, ORACLE, RunFigures, compare, default_reference, differences, summarize
+from gan_cot.comparison import (
+    FIGURES,
+    ORACLE,
+    RunFigures,
+    compare,
+    default_reference,
+    differences,
+    question_warnings,
+    summarize,
+)
 from gan_cot.efficiency import acu, aes, compression_rate
 
 DEFAULT_OUTPUT = REPO_ROOT / "outputs" / "compare" / "pareto.png"
-COMPARE_METHOD = "compare"
+COMPARE_METHOD = "compare"  # the tag of the plot's own run in older stores: never listed as a method
+PLOT_ARTIFACT = "comparison"  # the folder of a run's artifacts that holds the comparison's plot
 RUN_COLUMNS = [  # (key, header, format) of --per-run
     ("run", "run", "s"),
     ("method", "method", "s"),
@@ -69,14 +86,15 @@ def open_experiment(name: str, store_dir: str | None):
     """Point MLflow at the store and return the experiment; a missing store or experiment is a UsageError."""
     import mlflow
 
-    from gan_cot.tracking import tracking_uri
+    from gan_cot import tracking
 
-    uri = tracking_uri(store_dir)
+    uri = tracking.tracking_uri(store_dir)
     db = Path(uri[len("sqlite:///") :]) if uri.startswith("sqlite:///") else None
     if db is not None and not db.exists():
         raise UsageError(
             f"no MLflow store at {db.parent} (no {db.name}); pass --mlflow-dir or set MLFLOW_TRACKING_URI"
         )
+    tracking.relocate_artifacts(uri)  # a store that moved with its checkout still finds its artifacts
     mlflow.set_tracking_uri(uri)
     exp = mlflow.get_experiment_by_name(name)
     if exp is None:
@@ -109,6 +127,7 @@ def run_row(run) -> dict:
         "run_name": run.info.run_name,
         "method": method,
         "seed": seed if seed is not None else "-",
+        "task": tags.get("task") or params.get("task"),
         "accuracy": accuracy,
         "mean_tokens": tokens,
         "tokens_vs_minimal": _number(run, "final_tokens_vs_minimal"),
@@ -142,20 +161,36 @@ def run_figures(row: dict) -> RunFigures:
     return RunFigures(
         method=row["method"], seed=seed, run_id=row["run_id"], accuracy=row["accuracy"], tokens=row["mean_tokens"],
         base_accuracy=row["base_accuracy"], base_tokens=row["base_mean_tokens"],
-        tokens_vs_minimal=row["tokens_vs_minimal"], rows=load_eval_rows(row["run_id"]),
+        tokens_vs_minimal=row["tokens_vs_minimal"], rows=load_eval_rows(row["run_id"]), task=row["task"],
     )  # fmt: skip
 
 
 def _cell(interval, spec: str) -> str:
     if interval.mean is None:
         return "-"
+    if interval.lo is None:
+        return f"{interval.mean:{spec}} (no CI)"
     return f"{interval.mean:{spec}} [{interval.lo:{spec}}, {interval.hi:{spec}}]"
 
 
 def _marks(m, ref) -> str:
     if ref is None or m is ref:
         return "ref" if m is ref else ""
-    return "".join({1: "+", -1: "-", 0: "="}[compare(m, ref, f)] for f in FIGURES)
+    return "".join({1: "+", -1: "-", 0: "=", None: "?"}[compare(m, ref, f)] for f in FIGURES)
+
+
+def by_question_set(summaries) -> dict:
+    """The summaries of each question set, in the order :func:`gan_cot.comparison.summarize` gives them."""
+    out: dict = {}
+    for m in summaries:
+        out.setdefault(m.questions, []).append(m)
+    return out
+
+
+def reference_of(summaries, name: str | None):
+    """The reference row among one question set's summaries: ``name`` where the set has it, else the default."""
+    by_name = {m.method: m for m in summaries}
+    return by_name.get(name) or by_name.get(default_reference(list(by_name)))
 
 
 def format_table(cells: list[list[str]], left: int = 1) -> str:
@@ -173,7 +208,7 @@ def method_table(summaries, ref) -> str:
     for m in summaries:
         f = m.figures
         cells.append([
-            m.method + ("~" if m.approximate else ""), str(len(m.runs)), str(m.n_questions), _cell(f["accuracy"], ".3f"),
+            m.method, str(len(m.runs)), "-" if m.n_questions is None else str(m.n_questions), _cell(f["accuracy"], ".3f"),
             _cell(f["tokens"], ".1f"), _cell(f["aes"], ".3f"),
             "-" if m.tokens_vs_minimal is None else f"{m.tokens_vs_minimal:.3f}", _marks(m, ref),
             "*" if m.pareto else "",
@@ -196,6 +231,7 @@ def plot_pareto(summaries, rows: list[dict], output: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    summaries = [m for m in summaries if m.has_rows]
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100)
     try:
         for m in summaries:
@@ -215,7 +251,7 @@ def plot_pareto(summaries, rows: list[dict], output: Path, title: str) -> Path:
         if any(m.method == ORACLE for m in summaries):
             ax.plot([], [], "*", color="tab:green", ms=10, label="oracle (limit)")
         if not summaries:
-            ax.text(0.5, 0.5, "no finished runs with accuracy and tokens", ha="center", transform=ax.transAxes)
+            ax.text(0.5, 0.5, "no finished runs with per-question rows", ha="center", transform=ax.transAxes)
         ax.set_xlabel("mean tokens per answer (fewer is better); bars: 95% interval")
         ax.set_ylabel("accuracy")
         ax.set_title(title)
@@ -231,14 +267,15 @@ def plot_pareto(summaries, rows: list[dict], output: Path, title: str) -> Path:
     return output
 
 
-def log_compare_run(experiment_id: str, plot: Path, n_runs: int) -> str:
-    """A small run named ``compare`` holding the plot; returns its id."""
+def attach_plot(plot: Path, run_ids: list[str]) -> list[str]:
+    """The plot as ``comparison/pareto.png`` of each of ``run_ids`` (the reference method's runs: where a reader of
+    the comparison looks), not as a run of its own; returns the ids it was attached to."""
     import mlflow
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name="compare", tags={"method": COMPARE_METHOD}) as run:
-        mlflow.log_metric("n_runs", n_runs)
-        mlflow.log_artifact(str(plot))
-    return run.info.run_id
+    client = mlflow.MlflowClient()
+    for run_id in run_ids:
+        client.log_artifact(run_id, str(plot), artifact_path=PLOT_ARTIFACT)
+    return list(run_ids)
 
 
 def main(argv=None) -> int:
@@ -252,36 +289,48 @@ def main(argv=None) -> int:
         fail(str(e))
     rows = collect_runs(exp.experiment_id)
     summaries = summarize([run_figures(r) for r in rows], n_boot=args.boot)
-    by_name = {m.method: m for m in summaries}
-    if args.reference is not None and args.reference not in by_name:
-        fail(f"--reference {args.reference}: no such method in {exp.name}; methods: {', '.join(by_name) or '(none)'}")
-    ref = by_name.get(args.reference or default_reference(list(by_name)))
+    names = {m.method for m in summaries}
+    if args.reference is not None and args.reference not in names:
+        listed = ", ".join(sorted(names)) or "(none)"
+        fail(f"--reference {args.reference}: no such method in {exp.name}; methods: {listed}")
+    sets = by_question_set(summaries)
+    refs = {q: reference_of(group, args.reference) for q, group in sets.items() if q.n is not None}
+    ref = next(iter(refs.values()), None)  # the largest question set's: the plot's
     diffs = differences(summaries)
-    print(f"experiment {exp.name}: {len(rows)} finished runs, {len(summaries)} methods")
-    print(method_table(summaries, ref))
-    print(f"differences beyond the 95% intervals ({len(diffs)}; any other pair: no difference):")
+    warnings = question_warnings(summaries)
+    print(f"experiment {exp.name}: {len(rows)} finished runs, {len(names)} methods, {len(sets)} question sets")
+    for w in warnings:
+        print(f"WARNING: {w}")
+    for q, group in sets.items():
+        print(f"questions: {q.label}")
+        print(method_table(group, refs.get(q)))
+    print(f"differences beyond the 95% intervals ({len(diffs)}; any other pair of one question set: no difference):")
     for d in diffs:
-        print(f"  {d['figure']}: {d['better']} better than {d['worse']}")
+        where = f" ({d['questions']})" if len(refs) > 1 else ""
+        print(f"  {d['figure']}: {d['better']} better than {d['worse']}{where}")
     if args.per_run:
         print(run_table(rows))
+    main_set = next((q for q in sets if q.n is not None), None)
     try:
-        plot = plot_pareto(summaries, rows, output, f"{exp.name}: accuracy vs tokens")
+        plot = plot_pareto(sets.get(main_set, []), rows, output, f"{exp.name}: accuracy vs tokens"
+                           + (f" ({main_set.label})" if main_set else ""))  # fmt: skip
     except OSError as e:
         fail(f"cannot write the plot to {output} ({e.strerror}); choose another path with --output")
-    compare_id = log_compare_run(exp.experiment_id, plot, len(rows))
-    print(f"plot: {plot} (logged to run {compare_id[:8]})", flush=True)
+    plot_runs = attach_plot(plot, [r.run_id for r in ref.runs]) if ref is not None else []
+    where = f"attached to the {len(plot_runs)} runs of {ref.method} as {PLOT_ARTIFACT}/{plot.name}" if ref else ""
+    print(f"plot: {plot}" + (f" ({where})" if where else ""), flush=True)
     if args.json:
         methods = [
             {"method": m.method, "seeds": m.seeds, "runs": [r.run_id for r in m.runs], "n": m.n_questions,
-             **{f: m.figures[f].as_dict() for f in FIGURES}, "tokens_vs_minimal": m.tokens_vs_minimal,
-             "pareto": m.pareto, "approximate": m.approximate}
+             "questions": m.questions.label, "rows": m.has_rows, **{f: m.figures[f].as_dict() for f in FIGURES},
+             "tokens_vs_minimal": m.tokens_vs_minimal, "pareto": m.pareto}
             for m in summaries
         ]  # fmt: skip
-        keep = ("run_id", "run_name", "method", "seed", "accuracy", "mean_tokens", "tokens_vs_minimal",
+        keep = ("run_id", "run_name", "method", "seed", "task", "accuracy", "mean_tokens", "tokens_vs_minimal",
                 "base_accuracy", "base_mean_tokens", "n_params", "compression", "acu", "aes")  # fmt: skip
-        print_json({"experiment": exp.name, "reference": ref.method if ref else None, "methods": methods,
-                    "differences": diffs, "runs": [{k: r[k] for k in keep} for r in rows], "plot": str(plot),
-                    "compare_run_id": compare_id})  # fmt: skip
+        print_json({"experiment": exp.name, "reference": ref.method if ref else None, "warnings": warnings,
+                    "methods": methods, "differences": diffs, "runs": [{k: r[k] for k in keep} for r in rows],
+                    "plot": str(plot), "plot_runs": plot_runs})  # fmt: skip
     return 0
 
 

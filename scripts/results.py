@@ -93,7 +93,7 @@ def comparison_block(experiment: str, store: str | None, meta_dir: Path) -> str 
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     import compare_runs
 
-    from gan_cot.comparison import FIGURES, compare, default_reference, differences, summarize
+    from gan_cot.comparison import differences, question_warnings, summarize
 
     try:
         exp = compare_runs.open_experiment(experiment, store)
@@ -103,7 +103,6 @@ def comparison_block(experiment: str, store: str | None, meta_dir: Path) -> str 
     summaries = summarize([compare_runs.run_figures(r) for r in rows])
     if not summaries:
         return None
-    ref = {m.method: m for m in summaries}.get(default_reference([m.method for m in summaries]))
     metas = [json.loads(p.read_text()) for p in [meta_dir / "summary.json", *sorted(meta_dir.glob("*/summary.json"))]
              if p.exists()]  # fmt: skip
     lines = []
@@ -119,20 +118,29 @@ def comparison_block(experiment: str, store: str | None, meta_dir: Path) -> str 
             )
             + f", load average {_f(load[0], '.1f')} at the start and {_f(load[1], '.1f')} at the end."
         ]
-    lines += [""] if lines else []
-    lines += [
-        f"| method | seeds | n | accuracy [95% CI] | tokens [95% CI] | AES [95% CI] | vs {ref.method if ref else '-'} "
-        "(acc, tokens, AES) | front |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for m in summaries:
-        f = m.figures
-        marks = "ref" if m is ref else "".join({1: "+", -1: "-", 0: "="}[compare(m, ref, x)] for x in FIGURES)
-        cells = [f"{f[x].mean:{s}} [{f[x].lo:{s}}, {f[x].hi:{s}}]" if f[x].mean is not None else "-"
-                 for x, s in (("accuracy", ".3f"), ("tokens", ".1f"), ("aes", ".3f"))]  # fmt: skip
-        seeds = ",".join(str(s) for s in m.seeds)
-        lines.append(f"| {m.method}{' ~' if m.approximate else ''} | {seeds} | {m.n_questions} | " + " | ".join(cells)
-                     + f" | {marks} | {'*' if m.pareto else ''} |")  # fmt: skip
+    for w in question_warnings(summaries):
+        lines += ["", f"> **Warning**: {w}"]
+    sets = compare_runs.by_question_set(summaries)
+    for q, group in sets.items():
+        ref = compare_runs.reference_of(group, None) if q.n is not None else None
+        if len(sets) > 1:
+            lines += ["", f"Questions: {q.label}.", ""]
+        elif lines:
+            lines += [""]
+        lines += [
+            f"| method | seeds | n | accuracy [95% CI] | tokens [95% CI] | AES [95% CI] | vs {ref.method if ref else '-'} "
+            "(acc, tokens, AES) | front |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m in group:
+            f = m.figures
+            marks = compare_runs._marks(m, ref)
+            cells = [compare_runs._cell(f[x], s) for x, s in (("accuracy", ".3f"), ("tokens", ".1f"), ("aes", ".3f"))]
+            seeds = ",".join("-" if s is None else str(s) for s in m.seeds)
+            n = "-" if m.n_questions is None else m.n_questions
+            lines.append(
+                f"| {m.method} | {seeds} | {n} | " + " | ".join(cells) + f" | {marks} | {'*' if m.pareto else ''} |"
+            )
     diffs = differences(summaries)
     pairs: dict[tuple[str, str], list[str]] = {}
     for d in diffs:  # one line per pair of methods: which figure each is better on

@@ -23,16 +23,26 @@ import sys
 from pathlib import Path
 
 from gan_cot.cli import REPO_ROOT, UsageError, check_model_path, check_writable_dir, fail, print_json
-from gan_cot.config import ConfigError, load_config
+from gan_cot.config import ConfigError, describe, load_config
 from gan_cot.discriminator.card import parse_label_map
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "default.yaml"
 
 
+KEYS_WHERE = (
+    "Every key, sections' included (lora.r, policy.lr, sft.warmup_steps, ...), has its default and help text in\n"
+    "gan_cot/adv_config.py (the trainer's) and gan_cot/run_config.py (task, data, seed, model, lora, eval, ...)."
+)
+
+
 def main(argv=None) -> int:
+    from gan_cot.adv_config import AdvConfig
+
     p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="config keys (key=value overrides; a section's keys are dotted, as in policy.lr=5e-4):\n"
+        + describe(AdvConfig) + "\n\n" + KEYS_WHERE,
+    )  # fmt: skip
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="YAML config (default: configs/default.yaml)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, dotted for sections (loss.kl_coef=0.05)")
     p.add_argument("--discriminator", default=None, help="use this discriminator frozen (plug-and-play mode)")
@@ -50,15 +60,18 @@ def main(argv=None) -> int:
     )
     p.add_argument(
         "--dry-run", action="store_true",
-        help="print the model's size, the memory per GPU for the config's ZeRO stage and the tokens of a round; stop",
+        help="print the model's size, the memory (per GPU, or on a CPU) for the config's ZeRO stage and the tokens of "
+        "a round; stop",
     )  # fmt: skip
-    p.add_argument("--gpus", type=int, default=1, help="with --dry-run: GPUs the run would use (one node)")
+    p.add_argument(
+        "--gpus", type=int, default=None,
+        help="with --dry-run: GPUs the run would use (one node; default: this machine's, or its CPU if it has none)",
+    )  # fmt: skip
     p.add_argument(
         "--warm-start-only", action="store_true", help="the warm start alone, no rounds (the pruned-sft baseline)"
     )
     p.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # set by the launcher
     args = p.parse_intermixed_args(argv)  # key=value overrides may come before and after the flags
-    from gan_cot.adv_config import AdvConfig
 
     overrides = list(args.overrides)
     if args.discriminator:
@@ -83,6 +96,7 @@ def main(argv=None) -> int:
         if args.dry_run:
             return dry_run(cfg, args.gpus)
         preflight(cfg)
+        changes = resume_changes(cfg) if args.resume else {}
     except (ConfigError, UsageError, ValueError) as e:
         fail(str(e))
     from gan_cot.baselines.pruned_sft import WarmStartOnly
@@ -90,6 +104,8 @@ def main(argv=None) -> int:
     from gan_cot.trainer import AdversarialTrainer
 
     rank = int(os.environ.get("RANK", "0"))
+    if changes and rank == 0:
+        record_resume_changes(cfg, changes, print)
     trainer = (WarmStartOnly if args.warm_start_only else AdversarialTrainer)(
         cfg, resume=args.resume, log=lambda m: print(m, flush=True) if rank == 0 else None
     )
@@ -107,19 +123,83 @@ def main(argv=None) -> int:
     return 0
 
 
-def dry_run(cfg, gpus: int) -> int:
-    """The estimate of :mod:`gan_cot.memory` as text, then as one JSON line; nothing loads, nothing is written."""
+def dry_run(cfg, gpus: int | None) -> int:
+    """The estimate of :mod:`gan_cot.memory` as text, then as one JSON line; nothing loads, nothing is written. Without
+    ``gpus``, for this machine: its GPUs, else its CPU (float32, as the run would be)."""
+    import torch
+
     from gan_cot.memory import estimate, format_estimate
 
     if not Path(cfg.deepspeed).exists():
         raise UsageError(f"DeepSpeed config {cfg.deepspeed} does not exist; see configs/deepspeed/")
+    if gpus is not None and gpus < 1:
+        raise UsageError(f"--gpus must be at least 1, got {gpus}")
+    device = "cuda" if gpus is not None or torch.cuda.is_available() else "cpu"
     try:
-        e = estimate(cfg, world=gpus)
+        e = estimate(cfg, world=gpus or max(1, torch.cuda.device_count()), device=device)
     except ValueError as err:
         raise UsageError(str(err)) from err
     print(format_estimate(e), flush=True)
     print_json(e)
     return 0
+
+
+RESUMABLE = ("rounds", "checkpoint_every", "max_nan_steps")
+"""The keys a ``--resume`` may change (recorded on the run); any other change is a new run."""
+
+
+def resume_changes(cfg) -> dict[str, tuple[str, str]]:
+    """``--resume``: the keys where ``cfg`` differs from the run's own config (``OUTPUT_DIR/config.json``), as
+    ``{key: (before, now)}``; UsageError naming them when a key other than :data:`RESUMABLE` differs (the checkpoint
+    belongs to another recipe). Nothing to compare (no config.json): no changes."""
+    from gan_cot.config import to_dict
+    from gan_cot.tracking import flatten
+
+    path = Path(cfg.output_dir) / "config.json"
+    if not path.exists():
+        return {}
+    try:
+        before = flatten(json.loads(path.read_text()))
+    except (OSError, ValueError, AttributeError) as e:
+        raise UsageError(
+            f"--resume: the run's config {path} cannot be read ({e}); restore it, or drop --resume"
+        ) from e
+    now = flatten(to_dict(cfg))
+    changed = {
+        k: (before.get(k, "-"), now.get(k, "-")) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)
+    }
+    other = [k for k in changed if k not in RESUMABLE]
+    if other:
+        shown = "; ".join(f"{k} {changed[k][0]} -> {changed[k][1]}" for k in other[:6])
+        more = f" and {len(other) - 6} more" if len(other) > 6 else ""
+        raise UsageError(
+            f"--resume: the config differs from the run's ({path}): {shown}{more}; resume with the run's config "
+            f"(only {', '.join(RESUMABLE)} may change), or set another output_dir= to start a new run"
+        )
+    return changed
+
+
+def record_resume_changes(cfg, changes: dict, log) -> None:
+    """A resume that changes :data:`RESUMABLE` keys says so, rewrites ``OUTPUT_DIR/config.json`` to the config it now
+    runs, and tags the MLflow run (``resumed.KEY``: ``before -> now``; MLflow params cannot change)."""
+    from gan_cot import tracking
+    from gan_cot.checkpoint import write_json
+    from gan_cot.config import to_dict
+
+    out = Path(cfg.output_dir)
+    text = ", ".join(f"{k} {a} -> {b}" for k, (a, b) in changes.items())
+    write_json(out / "config.json", to_dict(cfg), indent=2)
+    run_file = out / "mlflow_run.json"
+    if run_file.exists():
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking.check_store(cfg.mlflow_dir))
+        run_id = json.loads(run_file.read_text())["run_id"]
+        client = mlflow.MlflowClient()
+        for k, (a, b) in changes.items():
+            client.set_tag(run_id, f"resumed.{k}", f"{a} -> {b}")
+        text += f" (tagged on MLflow run {run_id[:8]} as resumed.*)"
+    log(f"resume changes {text}")
 
 
 def preflight(cfg) -> None:

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from gan_cot.comparison import Interval, RunFigures, bootstrap, compare, differences, group_by_method, summarize
+from gan_cot.comparison import (
+    Interval,
+    RunFigures,
+    bootstrap,
+    compare,
+    differences,
+    group_by_method,
+    question_warnings,
+    summarize,
+)
 
 
 def _run(method, seed, correct, tokens, base=(1.0, 100.0)):
@@ -59,7 +68,7 @@ def test_differences_only_where_the_intervals_separate():
     assert compare(by["good"], by["twin"], "accuracy") == 0  # same distribution: no difference
     assert compare(by["good"], by["bad"], "accuracy") == 1 and compare(by["bad"], by["good"], "tokens") == -1
     found = differences(summaries)
-    assert {"better": "good", "worse": "bad", "figure": "aes"} in found
+    assert {"better": "good", "worse": "bad", "figure": "aes", "questions": "task not tagged, 400 questions"} in found
     assert not any({d["better"], d["worse"]} == {"good", "twin"} for d in found)
     assert by["good"].pareto and not by["bad"].pareto
 
@@ -82,3 +91,32 @@ def test_seeds_that_answered_different_questions_each_resample_their_own():
     assert covered >= 25
     (summary,) = summarize(runs, n_boot=200)
     assert summary.n_questions == 200
+
+
+def test_no_interval_without_rows_and_no_comparison_across_question_sets():
+    """A run without per-question rows gets its mean and no interval (bootstrap refuses it); runs of another size are
+    a question set of their own: compared with nothing outside it, and named in the warnings."""
+    full = [_run("a", s, [1] * 90 + [0] * 10, [40] * 100) for s in range(2)]
+    tiny = _run("b", 0, [1, 0, 0, 0], [28, 28, 27, 28])
+    bare = RunFigures("c", 0, "c-0", 0.25, 27.8, 1.0, 100.0)
+    with pytest.raises(ValueError, match="c-0"):
+        bootstrap([bare])
+    summaries = summarize(full + [tiny, bare], n_boot=200)
+    assert [(m.method, m.n_questions) for m in summaries] == [("a", 100), ("b", 4), ("c", None)]
+    a, b, c = summaries
+    assert c.figures["accuracy"] == Interval(0.25, None, None) and c.figures["tokens"] == Interval(27.8, None, None)
+    assert not c.has_rows and not c.pareto and a.pareto and b.pareto  # one front per question set
+    # b's tokens are far below a's beyond any interval, yet the two are never compared
+    assert compare(b, a, "tokens") is None and compare(c, a, "accuracy") is None and differences(summaries) == []
+    warnings = question_warnings(summaries)
+    assert len(warnings) == 2
+    assert "2 different question sets" in warnings[0] and "4 questions: b" in warnings[0]
+    assert "c seed 0 (c-0)" in warnings[1]
+
+
+def test_one_seed_scored_on_different_questions_is_named():
+    a = _run("a", 0, [1] * 10, [5] * 10)
+    b = _run("b", 0, [1] * 10, [5] * 10)
+    b.rows = [{**row, "id": f"other-{row['id']}"} for row in b.rows]
+    (warning,) = question_warnings(summarize([a, b], n_boot=50))
+    assert "seed 0: runs answered different questions (a / b)" in warning

@@ -73,7 +73,7 @@ def test_the_answer_has_its_own_budget_after_a_thinking_that_ended_in_time(r1_po
 
 def test_dry_run_sizes_the_gsm8k_config_without_loading_it():
     r = subprocess.run(
-        [sys.executable, "scripts/train_adv.py", "--config", "configs/qwen1.5b_gsm8k.yaml", "--dry-run"],
+        [sys.executable, "scripts/train_adv.py", "--config", "configs/qwen1.5b_gsm8k.yaml", "--dry-run", "--gpus", "1"],
         capture_output=True, text=True, cwd=ROOT, timeout=300, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-2000:]

@@ -76,14 +76,20 @@ def length_batches(records, batch_size: int, rng: random.Random, pool: int = 32)
 
 
 def step_metrics(gold: list[str], pred: list[str]) -> dict:
-    """Per-class precision / recall / F1 (scikit-learn), macro F1, accuracy and the step count."""
+    """Per-class precision / recall / F1 (scikit-learn), macro F1 over the three classes, accuracy and the step count;
+    ``macro_f1_present``: the macro F1 over the classes the gold labels hold (``classes_present`` of them), the figure
+    to log for a round's chains: where one class is present, the three-class mean is at most 1/3 however good the
+    verdicts (the absent classes' F1 is 0), the present-class mean is that class's F1."""
     from sklearn.metrics import precision_recall_fscore_support
 
     p, r, f, s = precision_recall_fscore_support(gold, pred, labels=list(LABELS), zero_division=0)
+    present = [i for i in range(len(LABELS)) if s[i] > 0]
     out = {
         "n_steps": len(gold),
         "accuracy": sum(g == q for g, q in zip(gold, pred)) / max(1, len(gold)),
         "macro_f1": float(sum(f) / len(f)),
+        "macro_f1_present": float(sum(f[i] for i in present) / len(present)) if present else None,
+        "classes_present": len(present),
     }
     for i, lab in enumerate(LABELS):
         out[lab] = {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
