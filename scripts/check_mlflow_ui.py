@@ -92,7 +92,7 @@ def log_demo_run(store: Path) -> dict:
     logger.metrics({"base_accuracy": 0.9, "base_mean_tokens": 80.0})
     for r in range(3):
         logger.round(r, {"rollout_accuracy": 0.8, "rollout_tokens": 60.0 - r, "policy_loss": 0.1, "kl": 0.01,
-                         "sft_loss": 0.5, "lr": 1e-3, "disc_f1": 0.7, "frac_useful": 0.5, "alpha_mean": 0.9,
+                         "sft_loss": 0.5, "lr": 1e-3, "disc_f1_present": 0.7, "frac_useful": 0.5, "alpha_mean": 0.9,
                          "gate_loss": 0.0, "val_accuracy": 0.8 + 0.05 * r})  # fmt: skip
     adapter = out / "adapter"
     adapter.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,7 @@ def train_on(disc, records, cfg, strategy, rng, steps: int) -> float | None:
 def refresh_discriminator(
     disc, rollout, scores, examples, task, cfg, policy, tokenizer, strategy, seed: int, rollout_cfg
 ) -> dict:
-    """Returns the discriminator's F1 on this round's chains measured before the refresh (``disc_f1``,
+    """Returns the discriminator's F1 on this round's chains measured before the refresh (``disc_f1_present``,
     ``disc_acc``) and the last refresh loss (``disc_loss``). Automatic labels cover ``cfg.label_chains`` chains
     drawn at random (seeded by ``seed``). A frozen discriminator with automatic labels is left alone: nothing is
     labelled."""
@@ -94,7 +94,8 @@ def refresh_discriminator(
         gold = [lab for r in records for lab in r.labels]
         pred = [LABELS[int(k)] for _, p in with_steps for k in p.argmax(-1)]
         m = step_metrics(gold, pred)
-        stats.update({"disc_f1": m["macro_f1"], "disc_acc": m["accuracy"]})
+        # the macro F1 over the classes this round's labels hold (a round of useful steps alone is not 1/3)
+        stats.update({"disc_f1_present": m["macro_f1_present"] or 0.0, "disc_acc": m["accuracy"]})
     if cfg.mode != "adversarial":
         return stats
     counts = Counter(lab for r in records for lab in r.labels)
