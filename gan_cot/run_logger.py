@@ -43,13 +43,11 @@ DROPPED = (
 
 def method_tag(method: str, cfg) -> str:
     """A gan-cot run's ``method`` tag with its discriminator variant: ``-frozen`` (never refreshed), ``-gold`` (refreshed
-    on the task's oracle labels); the default (refreshed on automatic labels) adds nothing."""
+    on the task's oracle labels); the others (refreshed on the policy's labels or on rollout labels) add nothing."""
     if not method.startswith("gan-cot"):
         return method
     d = cfg.discriminator
-    return method + (
-        "-frozen" if d.mode == "frozen" else "-gold" if d.labels == "gold" else "-auto" if d.labels == "auto" else ""
-    )
+    return method + ("-frozen" if d.mode == "frozen" else "-gold" if d.labels == "gold" else "")
 
 
 def grouped(name: str) -> str:
