@@ -225,6 +225,10 @@ def preflight(cfg) -> None:
         if cfg.task not in GENERATED:  # built-in tasks are generated, file-backed tasks are read now
             for split in ("train", "validation", "test"):  # a bad line anywhere in the data stops the run now
                 task.examples(split)
+            if hasattr(task, "require_steps"):  # the warm-up and the SFT phases imitate the reference chains
+                task.require_steps("train", "training imitates the reference steps of its train split")
+            if hasattr(task, "split_sizes") and int(os.environ.get("RANK", "0")) == 0:
+                print_split_sizes(task)
         if cfg.discriminator.labels == "gold" and not hasattr(task, "gold_labels"):
             raise UsageError(
                 f"discriminator.labels=gold needs a task with gold step labels (ledger); task {cfg.task} has "
@@ -234,6 +238,18 @@ def preflight(cfg) -> None:
         Discriminator.check_config(cfg.discriminator)
     except (ValueError, DiscriminatorSourceError) as e:
         raise UsageError(str(e)) from e
+
+
+def print_split_sizes(task) -> None:
+    """The size of every split a file-backed task's data gave (a single file is split by question here)."""
+    sizes = task.split_sizes()
+    how = "split by question into" if task.path is not None and task.path.is_file() else "splits:"
+    skipped = getattr(task, "skipped_lines", 0)
+    print(
+        f"{task.name} data {task.path or task.dataset} {how} train {sizes['train']}, validation "
+        f"{sizes['validation']}, test {sizes['test']} records" + (f"; {skipped} bad line(s) skipped" if skipped else ""),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -503,7 +503,8 @@ CASES: list[Case] = [
     Case("data-missing-field", "data", "train_adv", _DATA, _data_case(b'{"question": "Ann has 3 pens."}'),
          ("bad.jsonl:3", "missing field 'answer'")),
     Case("data-empty-chain", "data", "train_adv", _DATA,
-         _data_case(b'{"question": "Ann has 3 pens.", "answer": "#### 3"}'), ("bad.jsonl:3", "no solution steps")),
+         _data_case(b'{"question": "Ann has 5 pens.", "answer": "#### 5"}'),  # a train question
+         ("bad.jsonl:3", "no solution steps", "training imitates the reference steps", "evaluate.py")),
     Case("data-no-final-answer", "data", "train_adv", _DATA,
          _data_case(b'{"question": "Ann has 3 pens.", "answer": "She has 3 pens."}'),
          ("bad.jsonl:3", "no final answer")),
