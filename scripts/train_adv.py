@@ -247,7 +247,8 @@ def print_split_sizes(task) -> None:
     skipped = getattr(task, "skipped_lines", 0)
     print(
         f"{task.name} data {task.path or task.dataset} {how} train {sizes['train']}, validation "
-        f"{sizes['validation']}, test {sizes['test']} records" + (f"; {skipped} bad line(s) skipped" if skipped else ""),
+        f"{sizes['validation']}, test {sizes['test']} records"
+        + (f"; {skipped} bad line(s) skipped" if skipped else ""),
         flush=True,
     )
 
