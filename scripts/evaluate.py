@@ -84,9 +84,15 @@ def parse_args(argv=None):
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     if args.temperature <= 0:
         raise UsageError(f"--temperature must be positive, got {args.temperature}")
-    check_model_path(args.model)
-    if args.base is not None:
-        check_model_path(args.base)
+    from gan_cot.vocab import check_policy_vocab
+
+    for flag, path in (("--model", args.model), ("--base", args.base)):
+        if path is not None:
+            check_model_path(path)
+            try:
+                check_policy_vocab(path, trust_remote_code=args.trust_remote_code)
+            except ValueError as e:
+                raise UsageError(f"{flag}: {e}") from e
     args.alpha = resolve_alpha(args.model, args.alpha)
     return args
 

@@ -212,8 +212,13 @@ def preflight(cfg) -> None:
     from gan_cot.discriminator.model import Discriminator
     from gan_cot.discriminator.registry import DiscriminatorSourceError
     from gan_cot.tasks import GENERATED, TASKS
+    from gan_cot.vocab import check_policy_vocab
 
     check_model_path(cfg.model)
+    try:
+        check_policy_vocab(cfg.model)
+    except ValueError as e:
+        raise UsageError(f"model: {e}") from e
     if not Path(cfg.deepspeed).exists():
         raise UsageError(f"DeepSpeed config {cfg.deepspeed} does not exist; see configs/deepspeed/")
     check_writable_dir(cfg.output_dir, keep=False, hint="choose another with output_dir=")

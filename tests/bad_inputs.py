@@ -360,6 +360,39 @@ def _eval_tokenizer_past_vocab(work: Path, shared: Shared) -> list[str]:
     return ["--discriminator", str(disc), "--n", "5"]
 
 
+def _add_tokens(folder: Path, n: int = 2) -> None:
+    """Add ``n`` tokens to a checkpoint's tokenizer without resizing its embedding (a common slip)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.add_tokens([f"<extra_{i}>" for i in range(n)])
+    tok.save_pretrained(folder)
+
+
+def _disc_added_tokens(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    _add_tokens(disc)
+    return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _eval_disc_added_tokens(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    _add_tokens(disc)
+    return ["--discriminator", str(disc), "--n", "5"]
+
+
+def _policy_added_tokens(work: Path, shared: Shared) -> list[str]:
+    policy = Path(shutil.copytree(shared.model_dir, work / "policy"))
+    _add_tokens(policy)
+    return _adv(work, shared, f"model={policy}")
+
+
+def _evaluate_policy_added_tokens(work: Path, shared: Shared) -> list[str]:
+    policy = Path(shutil.copytree(shared.model_dir, work / "policy"))
+    _add_tokens(policy)
+    return ["--model", str(policy), "--n", "2", "--max-new-tokens", "2"]
+
+
 def _two_way_prm_without_map(work: Path, shared: Shared) -> list[str]:
     import prm_checkpoints
     from transformers import AutoTokenizer
@@ -564,6 +597,15 @@ CASES: list[Case] = [
     Case("ckpt-tokenizer-past-vocab-eval", "checkpoint", "evaluate_discriminator",
          "evaluate_discriminator.py --discriminator DISC (64 rows)", _eval_tokenizer_past_vocab,
          ("disc", "embedding has 64 rows")),
+    Case("ckpt-tokenizer-added-tokens", "checkpoint", "train_adv", "train_adv.py --discriminator DISC (+2 tokens)",
+         _disc_added_tokens, ("disc", "len(tokenizer)", "embedding has", "resize_token_embeddings")),
+    Case("ckpt-tokenizer-added-tokens-eval", "checkpoint", "evaluate_discriminator",
+         "evaluate_discriminator.py --discriminator DISC (+2 tokens)", _eval_disc_added_tokens,
+         ("disc", "len(tokenizer)", "embedding has")),
+    Case("ckpt-policy-added-tokens", "checkpoint", "train_adv", "train_adv.py model=POLICY (+2 tokens)",
+         _policy_added_tokens, ("model:", "policy", "len(tokenizer)", "embedding has")),
+    Case("ckpt-policy-added-tokens-evaluate", "checkpoint", "evaluate", "evaluate.py --model POLICY (+2 tokens)",
+         _evaluate_policy_added_tokens, ("--model", "policy", "len(tokenizer)", "embedding has")),
     Case("ckpt-two-way-prm-no-label-map", "checkpoint", "train_adv", "train_adv.py --discriminator TRL-PRM",
          _two_way_prm_without_map, ("prm", "['LABEL_0', 'LABEL_1']", "--label-map LABEL_0=wrong,LABEL_1=useful")),
     Case("ckpt-causal-lm-as-discriminator", "checkpoint", "train_adv", "train_adv.py --discriminator POLICY",

@@ -290,7 +290,11 @@ def settings_of(cfg) -> dict:
 def check_tokenizer(tokenizer, card: DiscriminatorCard, config: dict, where: str) -> None:
     """Refuse a discriminator tokenizer that cannot read chains: encoding fails, most of a plain chain comes out as
     the unknown token (a vocabulary unrelated to the text), two steps are scored at one token, or a chain, its padding
-    or its step markers get ids past the model's embedding (a tokenizer from another model)."""
+    or its step markers get ids past the model's embedding (a tokenizer from another model). The tokenizer is then
+    checked as a whole (:mod:`gan_cot.vocab`): ``len(tokenizer)`` and every special or added id against the
+    embedding's rows, so an added token no sample chain uses cannot reach past them later."""
+    from gan_cot.vocab import vocab_problem
+
     sep = resolve_separator(card.separator)
     try:
         enc = layouts.encode(tokenizer, card, sep, PROBE_QUESTION, PROBE_STEPS)
@@ -321,3 +325,6 @@ def check_tokenizer(tokenizer, card: DiscriminatorCard, config: dict, where: str
             f"{where}: the tokenizer has ids up to {top} but the model's embedding has {vocab} rows (config.json "
             "vocab_size); the tokenizer belongs to another model: save the discriminator with its own tokenizer"
         )
+    problem = vocab_problem(tokenizer, where, config, where)
+    if problem:
+        raise DiscriminatorError(problem)
