@@ -94,3 +94,47 @@ def test_training_prints_the_size_of_every_part_of_a_split_file(tmp_path, tiny_c
         f"d.jsonl split by question into train {sizes['train']}, validation {sizes['validation']}, "
         f"test {sizes['test']} records" in out
     )
+
+
+@pytest.fixture(scope="module")
+def shepherd(tmp_path_factory, tiny_tokenizer):
+    """A local Math-Shepherd-style checkpoint (a causal LM read at the step tag 'ки'), without a card."""
+    import prm_checkpoints
+
+    return prm_checkpoints.step_tag_lm(tmp_path_factory.mktemp("prm") / "shepherd", tiny_tokenizer)
+
+
+@pytest.mark.parametrize("extra", [[], ["--step-tag", "ки,+,-"]], ids=["registry-tag", "step-tag-option"])
+def test_a_local_step_tag_checkpoint_is_scored_by_naming_its_layout(shepherd, extra, capsys):
+    argv = ["--discriminator", str(shepherd), "--layout", "step_tag", "--n", "3", "--json", *extra]
+    code, out, err = run("evaluate_discriminator", argv, capsys)
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["n"] == 3
+
+
+def test_step_tag_option_is_checked_and_used(shepherd, capsys):
+    code, _, err = run("evaluate_discriminator", ["--discriminator", str(shepherd), "--layout", "step_tag",
+                                                  "--step-tag", "ки,+"], capsys)  # fmt: skip
+    assert code == 2 and "--step-tag takes TAG,GOOD,BAD" in err
+    from gan_cot.discriminator.model import Discriminator
+
+    disc = Discriminator.from_pretrained(str(shepherd), layout="step_tag", step_tag={"tag": "ки", "good": "-",
+                                                                                     "bad": "+"})  # fmt: skip
+    assert disc.card.step_tag == {"tag": "ки", "good": "-", "bad": "+"}
+    assert disc.card.label_map == {"-": "useful", "+": "wrong"}
+
+
+def test_the_registry_step_tag_is_the_one_math_shepherd_uses():
+    from gan_cot.discriminator.registry import layout_step_tag, load_registry
+
+    tag, names = layout_step_tag()
+    assert "math-shepherd" in names and tag == load_registry()["math-shepherd"].scoring["step_tag"]
+
+
+def test_evaluate_discriminator_scores_every_chain_of_a_file(tmp_path, tiny_disc_dir, capsys):
+    lines = [record(i) for i in range(30)] + [{"question": "What is 1 + 1?", "answer": "#### 2"}]  # no chain
+    argv = ["--discriminator", str(tiny_disc_dir), "--task", "gsm8k", "--data", write(tmp_path / "d.jsonl", lines),
+            "--json"]  # fmt: skip
+    code, out, err = run("evaluate_discriminator", argv, capsys)
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["n"] == 30

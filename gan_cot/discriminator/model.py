@@ -156,6 +156,10 @@ class Discriminator:
         card = DiscriminatorCard.load(path / CARD_NAME) if (path / CARD_NAME).exists() else None
         merged = {**found.settings, **{k: v for k, v in settings.items() if v is not None}}
         layout = layouts.recognise(config, card, merged.get("layout"), where)
+        if layout == "step_tag" and not merged.get("step_tag") and not (card is not None and card.step_tag):
+            from gan_cot.discriminator.registry import layout_step_tag
+
+            merged["step_tag"] = layout_step_tag()[0]  # a local copy of a registry checkpoint: the entry's tag
         if card is None:
             card = DiscriminatorCard(layout=layout, base_model=str(name_or_path))
         card.update({**merged, "layout": layout}, where)
