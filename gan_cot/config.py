@@ -170,8 +170,16 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         where = str(p)
         if not p.exists():
             raise ConfigError(f"config file {p} does not exist")
+        if p.is_dir():
+            yamls = sorted(q.name for q in p.glob("*.yaml"))[:5]
+            raise ConfigError(
+                f"config {p} is a folder; a config is one YAML file"
+                + (f" (this folder holds {', '.join(yamls)})" if yamls else "")
+            )
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p} cannot be read ({getattr(e, 'strerror', None) or e})") from e
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f":{mark.line + 1}" if mark else ""
@@ -195,7 +203,13 @@ def _check_overrides(cls, extra: dict, prefix: str = "") -> None:
         if key not in names:
             raise ConfigError(f"command line: unknown key {dotted!r}; allowed keys here: {', '.join(names)}")
         tp = hints[key]
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        if dataclasses.is_dataclass(tp) and not isinstance(value, dict):
+            first = dataclasses.fields(tp)[0].name
+            raise ConfigError(
+                f"command line: {dotted}={value} sets a whole section; set its keys instead ({dotted}.{first}=...; "
+                f"keys: {', '.join(f.name for f in dataclasses.fields(tp))})"
+            )
+        if dataclasses.is_dataclass(tp):
             _check_overrides(tp, value, dotted + ".")
         elif not dataclasses.is_dataclass(tp):
             _coerce(value, tp, f"command line: {dotted}")

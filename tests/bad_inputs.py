@@ -123,7 +123,11 @@ class Outcome:
         for needle in self.case.forbid:
             if needle in line:
                 out.append(f"the error line names {needle!r}, which {self.case.script}.py does not have")
-        for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)) - script_options(self.case.script)):
+        for other, flag in re.findall(r"(\w+)\.py (--[a-z][a-z0-9-]*)", line):  # another script's flag, named so
+            if other != self.case.script and flag not in script_options(other):
+                out.append(f"the error line names {other}.py {flag}, which {other}.py does not have")
+        own = re.sub(r"\w+\.py --[a-z][a-z0-9-]*", "", line)
+        for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", own)) - script_options(self.case.script)):
             out.append(f"the error line names {flag}, which {self.case.script}.py does not have")
         if self.leftovers:
             out.append(f"left behind: {', '.join(self.leftovers[:5])}")
@@ -558,6 +562,9 @@ CASES: list[Case] = [
          _bom, (), accepted=True),
     Case("data-numeric-answer", "data", "train_adv", 'train_adv.py task=gsm8k data=FOLDER ("answer": 7)',
          _numeric_answer, (), accepted=True),
+    Case("data-nul-byte", "data", "train_adv", _DATA,
+         _data_case(b'{"question": "Ann has 3\x00 pens.", "answer": "3\\n#### 3"}'),
+         ("bad.jsonl:3", "Invalid control character at column", "'\\x00'", "as \\u0000"), forbid=("at at",)),
     Case("data-missing-file", "data", "train_adv", "train_adv.py task=gsm8k data=nowhere.jsonl",
          lambda w, s: _adv(w, s, "task=gsm8k", f"data={w / 'nowhere.jsonl'}"), ("GSM8K data not found", "nowhere")),
     Case("data-missing-file-flag", "data", "train_adv", "train_adv.py task=gsm8k --data nowhere.jsonl",
@@ -575,6 +582,11 @@ CASES: list[Case] = [
          _config_case("sft.batch_size=-2"), ("sft.batch_size",)),
     Case("config-gold-labels-without-gold", "config", "train_adv", "train_adv.py task=gsm8k (tiny.yaml: labels gold)",
          _data_case(None), ("discriminator.labels=gold", "task gsm8k", "discriminator.labels=auto")),
+    Case("config-section-as-value", "config", "train_adv", "train_adv.py discriminator=foo",
+         _config_case("discriminator=foo"), ("command line: discriminator=foo", "discriminator.name="),
+         forbid=("tiny.yaml",)),
+    Case("config-folder", "config", "train_adv", "train_adv.py --config configs/",
+         lambda w, s: _adv(w, s, config=REPO_ROOT / "configs"), ("configs is a folder", "one YAML file")),
     Case("config-bad-yaml", "config", "train_adv", "train_adv.py --config bad.yaml", _bad_yaml,
          ("bad.yaml:", "not valid YAML")),
     # ---- checkpoints (discriminator and policy folders)
@@ -591,7 +603,7 @@ CASES: list[Case] = [
     Case("ckpt-pickle-weights", "checkpoint", "download_discriminator", f"{_DL} DISC", _pickle_weights,
          ("pytorch_model.bin", "pickle", "convert them to safetensors")),
     Case("ckpt-pickle-weights-train", "checkpoint", "train_adv", "train_adv.py --discriminator DISC (pickle)",
-         _pickle_for_training, ("pytorch_model.bin", "safetensors only"), forbid=("--allow-pickle",)),
+         _pickle_for_training, ("pytorch_model.bin", "safetensors only", "download_discriminator.py --allow-pickle")),
     Case("ckpt-tokenizer-past-vocab", "checkpoint", "train_adv", "train_adv.py --discriminator DISC (64 rows)",
          _tokenizer_past_vocab, ("disc", "the tokenizer has ids up to", "embedding has 64 rows", "vocab_size")),
     Case("ckpt-tokenizer-past-vocab-eval", "checkpoint", "evaluate_discriminator",

@@ -368,8 +368,12 @@ class Gsm8kTask(TaskBase):
                 raise ValueError(f"not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from e
             try:
                 return json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from e
+            except json.JSONDecodeError as e:  # some messages end in " at" ("Invalid control character at")
+                msg = f"{e.msg.removesuffix(' at')} at column {e.colno}"
+                if e.msg.startswith("Invalid control character") and e.pos < len(text):
+                    char = text[e.pos]
+                    msg = f"{msg}: a raw {char!r} byte inside a string; write it escaped, as \\u{ord(char):04x}"
+                raise ValueError(f"not valid JSON ({msg})") from e
 
         return str(file), [(i, f"{file}:{i}", lambda raw=raw: decode(raw)) for i, raw in lines]
 
