@@ -85,6 +85,7 @@ def vocab_problem(tokenizer, folder: str | Path, config: dict, where: str) -> st
 def check_policy_vocab(name_or_path: str, trust_remote_code: bool = False) -> None:
     """Raise ValueError when a local policy folder's tokenizer reaches past its embedding (an adapter folder: its
     tokenizer, or its base's, against the base's embedding). Hub ids pass: they are checked when they load."""
+    from gan_cot.cli import one_line
     from gan_cot.models import _adapter_base, load_tokenizer
 
     folder = Path(name_or_path).expanduser()
@@ -97,9 +98,7 @@ def check_policy_vocab(name_or_path: str, trust_remote_code: bool = False) -> No
         config = json.loads((weights / "config.json").read_text())
         tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001 - whatever fails here, the folder cannot be used as a policy
-        raise ValueError(
-            f"{folder}: the model's config or tokenizer cannot be loaded ({type(e).__name__}: {e})"
-        ) from e
+        raise ValueError(f"{folder}: the model's config or tokenizer cannot be loaded ({one_line(e)})") from e
     problem = vocab_problem(tokenizer, weights, config if isinstance(config, dict) else {}, str(folder))
     if problem:
         raise ValueError(problem)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from gan_cot.cli import one_line
 from gan_cot.discriminator import layouts
 from gan_cot.discriminator.card import CARD_NAME, DiscriminatorCard, DiscriminatorError, class_index
 from gan_cot.discriminator.checks import apply_checks
@@ -108,7 +109,7 @@ class Discriminator:
         try:
             model = layouts.load_model(path, card, resolve_dtype(dtype, device))
         except Exception as e:  # noqa: BLE001 - any loader failure means the same thing to the user
-            raise DiscriminatorError(f"{path}: the weights cannot be loaded ({type(e).__name__}: {e})") from e
+            raise DiscriminatorError(f"{path}: the weights cannot be loaded ({one_line(e)})") from e
         head = None
         if card.redundancy == "head":
             head = cls.from_pretrained(
@@ -153,6 +154,7 @@ class Discriminator:
             config = json.loads((path / "config.json").read_text())
         except (OSError, ValueError) as e:
             raise DiscriminatorError(f"{where} cannot be read ({e})") from e
+        check_hf_config(path, where)
         card = DiscriminatorCard.load(path / CARD_NAME) if (path / CARD_NAME).exists() else None
         merged = {**found.settings, **{k: v for k, v in settings.items() if v is not None}}
         layout = layouts.recognise(config, card, merged.get("layout"), where)
@@ -177,7 +179,7 @@ class Discriminator:
         try:
             tok = AutoTokenizer.from_pretrained(path)
         except Exception as e:  # noqa: BLE001 - any loader failure means the same thing to the user
-            raise DiscriminatorError(f"{path}: the tokenizer cannot be loaded ({type(e).__name__}: {e})") from e
+            raise DiscriminatorError(f"{path}: the tokenizer cannot be loaded ({one_line(e)})") from e
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         check_tokenizer(tok, card, config, str(path))
@@ -281,6 +283,20 @@ class Discriminator:
         return [[LABELS[k] for k in p.argmax(-1).tolist()] for p in self.score(questions, chains, batch_size)]
 
 
+def check_hf_config(path: Path, where: str) -> None:
+    """Refuse a config.json that transformers cannot read (a field of the wrong type, an unknown model type) now,
+    before any weights or engines load; cheap: the config alone is parsed."""
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - whatever transformers raises, the checkpoint cannot load
+        raise DiscriminatorError(
+            f"{where}: transformers cannot read this config ({one_line(e)}); fix the field it names, or save the "
+            "checkpoint again"
+        ) from e
+
+
 def settings_of(cfg) -> dict:
     """The scoring settings a run config's discriminator section sets (None where it leaves them to the card)."""
     from gan_cot.discriminator.card import SETTINGS
@@ -305,7 +321,7 @@ def check_tokenizer(tokenizer, card: DiscriminatorCard, config: dict, where: str
         special = layouts.tag_ids(tokenizer, card)
     except Exception as e:  # noqa: BLE001 - whatever the tokenizer raises, it cannot encode chains
         raise DiscriminatorError(
-            f"{where}: the discriminator tokenizer cannot encode a chain ({type(e).__name__}: {e}); "
+            f"{where}: the discriminator tokenizer cannot encode a chain ({one_line(e)}); "
             "save the discriminator with the tokenizer of its backbone"
         ) from e
     ids, ends = enc.ids, enc.ends

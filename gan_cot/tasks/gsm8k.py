@@ -368,6 +368,8 @@ class Gsm8kTask(TaskBase):
                 raise ValueError(f"not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from e
             try:
                 return json.loads(text)
+            except RecursionError:
+                raise ValueError("not valid for a record (JSON nested too deeply to read)") from None
             except json.JSONDecodeError as e:  # some messages end in " at" ("Invalid control character at")
                 msg = f"{e.msg.removesuffix(' at')} at column {e.colno}"
                 if e.msg.startswith("Invalid control character") and e.pos < len(text):
