@@ -82,9 +82,35 @@ def vocab_problem(tokenizer, folder: str | Path, config: dict, where: str) -> st
     )
 
 
+def shape_problem(folder: str | Path, auto_class, config) -> str | None:
+    """Whether the tensors of a checkpoint's safetensors files have the shapes its config gives them, read from the
+    headers against the model built on the meta device (nothing allocated); what is wrong, or None. Tensors the
+    config's model does not name are not judged (a layout's extra heads)."""
+    import torch
+
+    folder = Path(folder)
+    try:
+        with torch.device("meta"):
+            model = auto_class.from_config(config)
+    except Exception:  # noqa: BLE001 - a model this class cannot build is judged by the loader itself
+        return None
+    expected = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    for file in sorted(folder.glob("*.safetensors")):
+        for name, info in _header(file).items():
+            shape = info.get("shape") if isinstance(info, dict) else None
+            if name in expected and isinstance(shape, list) and tuple(shape) != expected[name]:
+                return (
+                    f"{folder}: {file.name} holds {name} of shape {tuple(shape)} but config.json makes it "
+                    f"{expected[name]}; the weights and config.json belong to different models: save them together "
+                    "(save_pretrained)"
+                )
+    return None
+
+
 def check_policy_vocab(name_or_path: str, trust_remote_code: bool = False) -> None:
-    """Raise ValueError when a local policy folder's tokenizer reaches past its embedding (an adapter folder: its
-    tokenizer, or its base's, against the base's embedding). Hub ids pass: they are checked when they load."""
+    """Raise ValueError when a local policy folder's config cannot be read or its tokenizer reaches past its
+    embedding (an adapter folder: its tokenizer, or its base's, against the base's embedding). Hub ids pass: they
+    are checked when they load."""
     from gan_cot.cli import one_line
     from gan_cot.models import _adapter_base, load_tokenizer
 
@@ -95,10 +121,14 @@ def check_policy_vocab(name_or_path: str, trust_remote_code: bool = False) -> No
     if not (weights / "config.json").is_file():
         return
     try:
+        from transformers import AutoConfig, AutoModelForCausalLM
+
+        hf_config = AutoConfig.from_pretrained(weights, trust_remote_code=trust_remote_code)  # field types, model type
         config = json.loads((weights / "config.json").read_text())
         tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
     except Exception as e:  # noqa: BLE001 - whatever fails here, the folder cannot be used as a policy
         raise ValueError(f"{folder}: the model's config or tokenizer cannot be loaded ({one_line(e)})") from e
     problem = vocab_problem(tokenizer, weights, config if isinstance(config, dict) else {}, str(folder))
+    problem = problem or shape_problem(weights, AutoModelForCausalLM, hf_config)
     if problem:
         raise ValueError(problem)

@@ -153,13 +153,16 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = resolve_dtype(args.dtype) if device != "cpu" or args.dtype != "auto" else torch.float32
-    tok = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
-    if alpha is None:
-        model = load_model(path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device)
-    else:
-        from gan_cot.gate import load_gated_policy
+    try:
+        tok = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
+        if alpha is None:
+            model = load_model(path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device)
+        else:
+            from gan_cot.gate import load_gated_policy
 
-        model = load_gated_policy(path, dtype=dtype, alpha=None if alpha == "auto" else alpha)
+            model = load_gated_policy(path, dtype=dtype, alpha=None if alpha == "auto" else alpha)
+    except (UsageError, ValueError, OSError) as e:
+        fail(str(e))
         model.peft_model.to(device)
         if model.gate is not None:
             model.gate.to(device)

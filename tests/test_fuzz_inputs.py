@@ -241,3 +241,53 @@ def test_a_malformed_discriminator_ends_in_a_clear_error_or_a_load(kind, shared,
     assert code not in (None, 0), f"{kind}: train_adv accepted what evaluation refused\n{err[-2000:]}"
     assert "Traceback" not in out + err and sum(line.startswith("error:") for line in err.splitlines()) == 1, err
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "out").exists()
+
+
+POLICY_MUTATIONS = {
+    "weights-truncated": _truncate_weights(0.5),
+    "weights-tensor-shape": _other_width_weights,
+    "config-not-json": _write("config.json", b"{config"),
+    "config-vocab-small": _set("vocab_size", 16),
+    "config-random-fields-4": _random_config_field(4),
+    "config-random-fields-5": _random_config_field(5),
+    "tokenizer-added-special": _added_tokens,
+    "tokenizer-not-json": _write("tokenizer.json", b"\x00\x01"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(POLICY_MUTATIONS))
+def test_a_malformed_policy_ends_in_a_clear_error_or_a_load(kind, shared, tmp_path):
+    policy = Path(shutil.copytree(shared.model_dir, tmp_path / "policy"))
+    POLICY_MUTATIONS[kind](policy, random.Random(kind))
+    code, out, err = _run("evaluate", ["--model", str(policy), "--n", "2", "--max-new-tokens", "2", "--json"])
+    assert code is not None, f"{kind} raised:\n{err}"
+    assert "Traceback" not in out + err, err
+    if code == 0:
+        assert json.loads(out.strip().splitlines()[-1])["n"] == 2
+        return
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and str(policy) in errors[0] and err.strip().splitlines()[-1] == errors[0], err
+    code, out, err = _run("train_adv", _adv(tmp_path, shared, f"model={policy}"))
+    assert code not in (None, 0), f"{kind}: train_adv accepted what evaluation refused\n{err[-2000:]}"
+    assert "Traceback" not in out + err and sum(line.startswith("error:") for line in err.splitlines()) == 1, err
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "out").exists()
+
+
+def test_refused_gsm8k_lines_leave_no_run_behind(shared, tmp_path):
+    refused = 0
+    for i, line in enumerate(malformed_lines(240, seed=0)):
+        path = tmp_path / f"case{i}.jsonl"
+        path.write_bytes(json.dumps(GOOD).encode() + b"\n" + line + b"\n")
+        try:
+            Gsm8kTask(path=path).examples("test")
+            continue
+        except TaskDataError:
+            pass
+        work = tmp_path / f"work{i}"
+        code, out, err = _run("train_adv", _adv(work, shared, "task=gsm8k", f"data={path}"))
+        assert code == 2 and "Traceback" not in out + err and f"case{i}.jsonl:2" in err, err[-2000:]
+        assert not work.exists(), sorted(p.name for p in work.rglob("*"))
+        refused += 1
+        if refused == 12:
+            break
+    assert refused == 12

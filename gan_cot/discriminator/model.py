@@ -154,7 +154,7 @@ class Discriminator:
             config = json.loads((path / "config.json").read_text())
         except (OSError, ValueError) as e:
             raise DiscriminatorError(f"{where} cannot be read ({e})") from e
-        check_hf_config(path, where)
+        hf_config = check_hf_config(path, where)
         card = DiscriminatorCard.load(path / CARD_NAME) if (path / CARD_NAME).exists() else None
         merged = {**found.settings, **{k: v for k, v in settings.items() if v is not None}}
         layout = layouts.recognise(config, card, merged.get("layout"), where)
@@ -165,6 +165,15 @@ class Discriminator:
         if card is None:
             card = DiscriminatorCard(layout=layout, base_model=str(name_or_path))
         card.update({**merged, "layout": layout}, where)
+        if layout != "qwen_prm":  # built by gan-cot's own class, which checks its tensors as it loads them
+            from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+            from gan_cot.vocab import shape_problem
+
+            auto = AutoModelForCausalLM if layout == "step_tag" else AutoModelForTokenClassification
+            problem = shape_problem(path, auto, hf_config)
+            if problem:
+                raise DiscriminatorError(problem)
         if not card.label_map:
             default = layouts.DEFAULT_LABEL_MAPS.get(layout)
             if layout == "step_tag":
@@ -283,13 +292,13 @@ class Discriminator:
         return [[LABELS[k] for k in p.argmax(-1).tolist()] for p in self.score(questions, chains, batch_size)]
 
 
-def check_hf_config(path: Path, where: str) -> None:
+def check_hf_config(path: Path, where: str):
     """Refuse a config.json that transformers cannot read (a field of the wrong type, an unknown model type) now,
     before any weights or engines load; cheap: the config alone is parsed."""
     from transformers import AutoConfig
 
     try:
-        AutoConfig.from_pretrained(path)
+        return AutoConfig.from_pretrained(path)
     except Exception as e:  # noqa: BLE001 - whatever transformers raises, the checkpoint cannot load
         raise DiscriminatorError(
             f"{where}: transformers cannot read this config ({one_line(e)}); fix the field it names, or save the "
