@@ -165,15 +165,6 @@ class Discriminator:
         if card is None:
             card = DiscriminatorCard(layout=layout, base_model=str(name_or_path))
         card.update({**merged, "layout": layout}, where)
-        if layout != "qwen_prm":  # built by gan-cot's own class, which checks its tensors as it loads them
-            from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
-
-            from gan_cot.vocab import shape_problem
-
-            auto = AutoModelForCausalLM if layout == "step_tag" else AutoModelForTokenClassification
-            problem = shape_problem(path, auto, hf_config)
-            if problem:
-                raise DiscriminatorError(problem)
         if not card.label_map:
             default = layouts.DEFAULT_LABEL_MAPS.get(layout)
             if layout == "step_tag":
@@ -192,6 +183,15 @@ class Discriminator:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         check_tokenizer(tok, card, config, str(path))
+        if layout != "qwen_prm":  # built by gan-cot's own class, which checks its tensors as it loads them
+            from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+            from gan_cot.vocab import shape_problem
+
+            auto = AutoModelForCausalLM if layout == "step_tag" else AutoModelForTokenClassification
+            problem = shape_problem(path, auto, hf_config)  # last: the label and tokenizer checks say more
+            if problem:
+                raise DiscriminatorError(problem)
         return path, card, tok, config
 
     def reload(self, path) -> Discriminator:
