@@ -138,3 +138,17 @@ def test_evaluate_discriminator_scores_every_chain_of_a_file(tmp_path, tiny_disc
     code, out, err = run("evaluate_discriminator", argv, capsys)
     assert code == 0, err
     assert json.loads(out.strip().splitlines()[-1])["n"] == 30
+
+
+def test_a_baseline_that_trains_on_reference_steps_refuses_answer_only_records(tmp_path, tiny_model_dir, capsys):
+    lines = [record(i) for i in range(60)]
+    lines[6] = {"question": "Ann has 2 pens and buys 3. How many?", "answer": "#### 5"}
+    data = write(tmp_path / "d.jsonl", lines)
+    split = next(s for s in ("train", "validation", "test") if any(e.id.endswith("-7")
+                 for e in Gsm8kTask(path=data).examples(s)))  # fmt: skip
+    argv = ["method=c3ot", "task=gsm8k", f"data={data}", f"model={tiny_model_dir}", f"output_dir={tmp_path / 'out'}",
+            f"mlflow_dir={tmp_path / 'mlruns'}"]  # fmt: skip
+    assert split == "train"  # the split follows from the question's hash: the same on every machine
+    code, _, err = run("train_baseline", argv, capsys)
+    assert code == 2 and "d.jsonl:7: no solution steps before '####'" in err and "c3ot trains on" in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "mlruns").exists()
