@@ -107,6 +107,13 @@ def _coerce(value: Any, tp, where: str):
     return value
 
 
+def _child(where: str, key: str) -> str:
+    """Where a key sits: ``file.yaml: section.key`` in a file, ``section.key`` below it."""
+    if not where:
+        return key
+    return f"{where}: {key}" if where.endswith((".yaml", ".yml", ".json")) else f"{where}.{key}"
+
+
 def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     """Build ``cls`` from a mapping; unknown keys and wrong types raise ConfigError."""
     hints = typing.get_type_hints(cls)
@@ -114,7 +121,7 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     unknown = [k for k in data if k not in names]
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    kwargs = {k: _coerce(v, hints[k], _child(where, k)) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:
