@@ -304,7 +304,7 @@ def _bad_yaml(work: Path, shared: Shared) -> list[str]:
 
 
 def _yaml_section_as_value(work: Path, shared: Shared) -> list[str]:
-    (work / "bad.yaml").write_text("rounds: 1\ndiscriminator: foo\n")
+    (work / "bad.yaml").write_text("rounds: 1\nrollout: 8\n")  # a section the case's overrides leave alone
     return _adv(work, shared, config=work / "bad.yaml")
 
 
@@ -590,8 +590,8 @@ CASES: list[Case] = [
     Case("config-section-as-value", "config", "train_adv", "train_adv.py discriminator=foo",
          _config_case("discriminator=foo"), ("command line: discriminator=foo", "discriminator.name="),
          forbid=("tiny.yaml",)),
-    Case("config-yaml-section-as-value", "config", "train_adv", "train_adv.py --config bad.yaml (discriminator: foo)",
-         _yaml_section_as_value, ("bad.yaml: discriminator: expected a mapping",), forbid=("bad.yaml.discriminator",)),
+    Case("config-yaml-section-as-value", "config", "train_adv", "train_adv.py --config bad.yaml (rollout: 8)",
+         _yaml_section_as_value, ("bad.yaml: rollout: expected a mapping",), forbid=("bad.yaml.rollout",)),
     Case("config-folder", "config", "train_adv", "train_adv.py --config configs/",
          lambda w, s: _adv(w, s, config=REPO_ROOT / "configs"), ("configs is a folder", "one YAML file")),
     Case("config-bad-yaml", "config", "train_adv", "train_adv.py --config bad.yaml", _bad_yaml,
