@@ -198,7 +198,19 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         data = loaded
     extra = parse_overrides(overrides or [])
     _check_overrides(cls, extra)
+    _check_sections(data, extra, where)
     return from_dict(cls, _merge(data, extra), where)
+
+
+def _check_sections(data: dict, extra: dict, where: str) -> None:
+    """A file's section written as a value (``discriminator: foo``) is refused even where the command line sets one of
+    its keys: merging would silently drop what the file said."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and key in data:
+            if data[key] is not None and not isinstance(data[key], dict):
+                raise ConfigError(f"{_child(where, key)}: expected a mapping (a section), got {data[key]!r}")
+            if isinstance(data[key], dict):
+                _check_sections(data[key], value, _child(where, key))
 
 
 def _check_overrides(cls, extra: dict, prefix: str = "") -> None:

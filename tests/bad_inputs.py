@@ -308,6 +308,11 @@ def _yaml_section_as_value(work: Path, shared: Shared) -> list[str]:
     return _adv(work, shared, config=work / "bad.yaml")
 
 
+def _yaml_section_overridden(work: Path, shared: Shared) -> list[str]:
+    (work / "bad.yaml").write_text("rounds: 1\ndiscriminator: foo\n")  # the case's overrides set discriminator.name
+    return _adv(work, shared, config=work / "bad.yaml")
+
+
 def _copy_disc(work: Path, shared: Shared) -> Path:
     return Path(shutil.copytree(shared.disc_dir, work / "disc"))
 
@@ -592,6 +597,9 @@ CASES: list[Case] = [
          forbid=("tiny.yaml",)),
     Case("config-yaml-section-as-value", "config", "train_adv", "train_adv.py --config bad.yaml (rollout: 8)",
          _yaml_section_as_value, ("bad.yaml: rollout: expected a mapping",), forbid=("bad.yaml.rollout",)),
+    Case("config-yaml-section-overridden", "config", "train_adv",
+         "train_adv.py --config bad.yaml (discriminator: foo) discriminator.name=DISC", _yaml_section_overridden,
+         ("bad.yaml: discriminator: expected a mapping (a section), got 'foo'",)),
     Case("config-folder", "config", "train_adv", "train_adv.py --config configs/",
          lambda w, s: _adv(w, s, config=REPO_ROOT / "configs"), ("configs is a folder", "one YAML file")),
     Case("config-bad-yaml", "config", "train_adv", "train_adv.py --config bad.yaml", _bad_yaml,
