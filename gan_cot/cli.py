@@ -124,3 +124,11 @@ def _remove_empty(folders: list[Path]) -> None:
             folder.rmdir()
         except OSError:
             pass
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``Type: message`` of an exception from a library, on one line (its first non-empty line, cut at ``limit``):
+    a library's multi-line report inside an ``error:`` line would read as several errors."""
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    text = text if len(text) <= limit else text[: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -107,6 +107,13 @@ def _coerce(value: Any, tp, where: str):
     return value
 
 
+def _child(where: str, key: str) -> str:
+    """Where a key sits: ``file.yaml: section.key`` in a file, ``section.key`` below it."""
+    if not where:
+        return key
+    return f"{where}: {key}" if where.endswith((".yaml", ".yml", ".json")) else f"{where}.{key}"
+
+
 def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     """Build ``cls`` from a mapping; unknown keys and wrong types raise ConfigError."""
     hints = typing.get_type_hints(cls)
@@ -114,7 +121,7 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     unknown = [k for k in data if k not in names]
     if unknown:
         raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(names)}")
-    kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in data.items()}
+    kwargs = {k: _coerce(v, hints[k], _child(where, k)) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError:
@@ -170,8 +177,16 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         where = str(p)
         if not p.exists():
             raise ConfigError(f"config file {p} does not exist")
+        if p.is_dir():
+            yamls = sorted(q.name for q in p.glob("*.yaml"))[:5]
+            raise ConfigError(
+                f"config {p} is a folder; a config is one YAML file"
+                + (f" (this folder holds {', '.join(yamls)})" if yamls else "")
+            )
         try:
-            loaded = yaml.safe_load(p.read_text())
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file {p} cannot be read ({getattr(e, 'strerror', None) or e})") from e
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f":{mark.line + 1}" if mark else ""
@@ -183,7 +198,19 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: list[st
         data = loaded
     extra = parse_overrides(overrides or [])
     _check_overrides(cls, extra)
+    _check_sections(data, extra, where)
     return from_dict(cls, _merge(data, extra), where)
+
+
+def _check_sections(data: dict, extra: dict, where: str) -> None:
+    """A file's section written as a value (``discriminator: foo``) is refused even where the command line sets one of
+    its keys: merging would silently drop what the file said."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and key in data:
+            if data[key] is not None and not isinstance(data[key], dict):
+                raise ConfigError(f"{_child(where, key)}: expected a mapping (a section), got {data[key]!r}")
+            if isinstance(data[key], dict):
+                _check_sections(data[key], value, _child(where, key))
 
 
 def _check_overrides(cls, extra: dict, prefix: str = "") -> None:
@@ -195,7 +222,13 @@ def _check_overrides(cls, extra: dict, prefix: str = "") -> None:
         if key not in names:
             raise ConfigError(f"command line: unknown key {dotted!r}; allowed keys here: {', '.join(names)}")
         tp = hints[key]
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+        if dataclasses.is_dataclass(tp) and not isinstance(value, dict):
+            first = dataclasses.fields(tp)[0].name
+            raise ConfigError(
+                f"command line: {dotted}={value} sets a whole section; set its keys instead ({dotted}.{first}=...; "
+                f"keys: {', '.join(f.name for f in dataclasses.fields(tp))})"
+            )
+        if dataclasses.is_dataclass(tp):
             _check_overrides(tp, value, dotted + ".")
         elif not dataclasses.is_dataclass(tp):
             _coerce(value, tp, f"command line: {dotted}")

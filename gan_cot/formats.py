@@ -16,13 +16,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 from gan_cot.steps import Step, split_steps
 
 _HASH_ANSWER_RE = re.compile(r"####\s*([^\n]*)")
 _NUMBER_RE = re.compile(r"-?\d+(?:\.\d+)?")
-_TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm|mbox)\{([^{}]*)\}")
-_FRAC_RE = re.compile(r"\\[dt]?frac\{(-?\d+(?:\.\d+)?)\}\{(-?\d+(?:\.\d+)?)\}")
+# a whole answer that is a number: an integer or decimal, a fraction a/b, a small exponent (1e3)
+_WHOLE_RE = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,3})?(?:/\d+(?:\.\d+)?)?")
+_TEXT_RE = re.compile(
+    r"\\(?:text|textbf|textit|textrm|textnormal|mathrm|mathbf|mathit|mbox|operatorname)\s*\{([^{}]*)\}"
+)
+_FRAC_RE = re.compile(r"\\[dtc]?frac(?![A-Za-z])")
+# LaTeX spacing and sizing that a reader skips: \, \: \; \> \  \quad \qquad \thinspace \displaystyle \left \right
+_SPACE_RE = re.compile(
+    r"\\(?:[,:;> ]|quad|qquad|thinspace|medspace|thickspace|displaystyle|textstyle|left|right)(?![A-Za-z])"
+)
+_DEGREE_RE = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|\\circ(?![A-Za-z])|\\degree(?![A-Za-z])|°")
+_UNIT_POWER_RE = re.compile(r"(?<=[A-Za-z])\s*\^\s*\{?\d+\}?")  # "\text{m}^2": a unit's power, not a number
+MAX_ANSWER_CHARS = 1000
+MAX_FRAC_DEPTH = 4  # \frac{\frac{1}{2}}{3}: fractions nested deeper are left as text
+_THIN_SPACES = dict.fromkeys(map(ord, "\u2009\u202f\u00a0\u2007\u200a"), " ")
 
 
 def boxed_contents(text: str) -> list[str]:
@@ -40,24 +54,100 @@ def boxed_contents(text: str) -> list[str]:
     return out
 
 
-def normalize_number(text: str) -> str:
-    """Canonical form of a numeric answer: no thousands commas, currency, ``$...$``, ``\\text{}`` or units; no
-    trailing ``.0``; ``\\frac{a}{b}`` as a decimal. A text with exactly one number is that number (``18 dollars``);
-    any other text is returned stripped."""
-    t = _TEXT_RE.sub(r" \1 ", text)
-    t = _FRAC_RE.sub(lambda m: repr(float(m.group(1)) / float(m.group(2))), t)
-    t = re.sub(r"\\[$%,!; ]|\$|\\left|\\right|\^\\circ|\\%", " ", t)
-    t = t.replace(",", "").strip().rstrip(".").strip()
+def _argument(text: str, i: int) -> tuple[str, int] | None:
+    """One TeX macro argument at ``text[i:]``: a balanced ``{...}`` group or a single character (``\\frac12``)."""
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i >= len(text) or text[i] == "}":
+        return None
+    if text[i] != "{":
+        return text[i], i + 1
+    depth, j = 0, i
+    while j < len(text):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        j += 1
+        if depth == 0:
+            return text[i + 1 : j - 1], j
+    return None
+
+
+def _value(text: str, depth: int = 0) -> Fraction | None:
+    """The exact value of a text that is one number (after the clean-up), else None."""
+    t = _clean(text, depth)
+    if not _WHOLE_RE.fullmatch(t):
+        return None
     try:
-        value = float(t)
-    except ValueError:
-        numbers = _NUMBER_RE.findall(t)
-        if len(numbers) != 1:
-            return t
-        value = float(numbers[0])
-    if value.is_integer():
-        return str(int(value))
-    return repr(value)
+        return Fraction(t)
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _canonical(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else repr(float(value))
+
+
+def _fractions(text: str, depth: int) -> str:
+    """``\\frac{a}{b}``, ``\\dfrac``, ``\\tfrac``, ``\\frac12`` and mixed numbers (``2\\frac{1}{2}``) as numbers; a
+    fraction whose parts are not numbers (``\\frac{x}{2}``) or whose denominator is 0 is left as it is."""
+    out, i = [], 0
+    while (m := _FRAC_RE.search(text, i)) is not None:
+        out.append(text[i : m.start()])
+        num = _argument(text, m.end())
+        den = _argument(text, num[1]) if num else None
+        a, b = (_value(num[0], depth + 1), _value(den[0], depth + 1)) if den else (None, None)
+        if a is None or not b:
+            out.append(text[m.start() : m.end()])
+            i = m.end()
+            continue
+        value, before = a / b, "".join(out)
+        whole = re.search(r"(-?)(\d+)\s*$", before)
+        if whole and value > 0 and not re.search(r"[\d.,/]\s*$", before[: whole.start(2)]):  # 2\frac{1}{2} = 2.5
+            value = int(whole.group(2)) + value
+            value = -value if whole.group(1) else value
+            out = [before[: whole.start()]]
+        out.append(f" {_canonical(value)} ")
+        i = den[1]
+    out.append(text[i:])
+    return "".join(out)
+
+
+def _clean(text: str, depth: int = 0) -> str:
+    """A LaTeX or plain-text answer with what a reader skips taken out: units in ``\\text{}``, currency, percent and
+    degree signs, thin spaces, ``\\!``, digit-group separators (``1,234``, ``1{,}234``, ``1\\,234``), braces."""
+    t = text.translate(_THIN_SPACES).replace("\u2212", "-")
+    for _ in range(8):  # innermost first: \text{\textbf{5}}
+        t, n = _TEXT_RE.subn(r" \1 ", t)
+        if not n:
+            break
+    t = _DEGREE_RE.sub(" ", t)
+    t = _UNIT_POWER_RE.sub("", t)
+    t = t.replace("\\!", "").replace("{,}", ",").replace("{.}", ".")
+    t = _SPACE_RE.sub(" ", t)
+    t = re.sub(r"\\?\$|\\?%|\\percent(?![A-Za-z])|~", " ", t)
+    t = re.sub(r"(?<=\d) +(?=\d{3}(?!\d))", "", t)  # "1 234": a thin space between digit groups
+    if "frac" in t and depth < MAX_FRAC_DEPTH:
+        t = _fractions(t, depth)
+    t = re.sub(r"(?<=\d),(?=\d{3}(?!\d))", "", t).replace(",", " ")
+    t = t.replace("{", " ").replace("}", " ")
+    t = " ".join(t.split()).rstrip(".").strip()
+    return re.sub(r"^-\s+(?=[\d.])", "-", t)  # "- 5" from "-\frac{...}" or "- \$5"
+
+
+def normalize_number(text: str) -> str:
+    """Canonical form of a numeric answer, read as a person reads it: ``1{,}234`` and ``1\\,234`` are 1234,
+    ``\\frac12`` / ``\\dfrac{1}{2}`` / ``\\tfrac{1}{2}`` are 0.5, ``2\\frac{1}{2}`` is 2.5, ``50\\%`` is 50, ``18
+    \\text{ dollars}`` and ``\\$18`` are 18; no trailing ``.0``. A text with exactly one number and no other LaTeX
+    command is that number (``x = 18``); any other text is returned cleaned (``\\sqrt{2}``, ``3, 4``)."""
+    if len(str(text)) > MAX_ANSWER_CHARS:  # no number is this long: not worth reading as LaTeX
+        return str(text).strip()
+    t = _clean(str(text))
+    value = _value(t)
+    if value is not None:
+        return _canonical(value)
+    numbers = _NUMBER_RE.findall(t)
+    if len(numbers) != 1 or re.search(r"\\[A-Za-z]", t):
+        return t
+    return _canonical(Fraction(numbers[0]))
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from gan_cot.cli import REPO_ROOT, check_model_path
+from gan_cot.cli import REPO_ROOT, check_model_path, one_line
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -72,7 +72,8 @@ def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
 def load_model(name_or_path: str, dtype: torch.dtype | str = "auto", trust_remote_code: bool = False, **kwargs):
     """A causal LM by Hub id or local path; safetensors weights only.
 
-    A peft adapter folder (``adapter_config.json``) loads its base model with the adapter merged in.
+    A peft adapter folder (``adapter_config.json``) loads its base model with the adapter merged in. Weights that
+    do not fit their config (a tensor of another shape) raise ValueError naming the folder.
     """
     check_model_path(name_or_path)
     if _adapter_base(name_or_path):
@@ -80,9 +81,14 @@ def load_model(name_or_path: str, dtype: torch.dtype | str = "auto", trust_remot
 
         base = load_model(_adapter_base(name_or_path), dtype=dtype, trust_remote_code=trust_remote_code, **kwargs)
         return PeftModel.from_pretrained(base, name_or_path).merge_and_unload()
-    return AutoModelForCausalLM.from_pretrained(
-        name_or_path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
-    )
+    try:
+        return AutoModelForCausalLM.from_pretrained(
+            name_or_path, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **kwargs
+        )
+    except RuntimeError as e:  # transformers' size-mismatch report, and the like: the weights are not this model's
+        raise ValueError(
+            f"{name_or_path}: the weights cannot be loaded ({one_line(e)}); save the model again (save_pretrained)"
+        ) from e
 
 
 def resolve_dtype(name: str) -> torch.dtype:

@@ -69,9 +69,14 @@ class RunLogger:
         self.run_id: str | None = None
         self.bar = None  # the rounds' progress bar (stderr), opened at the first round
 
-    def start(self, run_id: str | None, resume: bool, method: str) -> str | None:
+    def start(self, run_id: str | None, resume: bool, method: str, start_round: int = 0) -> str | None:
         """Open the run: the checkpoint's run id, else (``resume`` after a kill before the first checkpoint) the one
-        ``mlflow_run.json`` names, else a new run with the config as params and artifact and the ``method`` tag."""
+        ``mlflow_run.json`` names, else a new run with the config as params and artifact and the ``method`` tag.
+
+        A resumed run continues at ``start_round`` (the round after its checkpoint's): what the stopped attempt logged
+        from that round on is replaced by the rounds run again, so each round is written once. The run records the
+        process writing it (:data:`gan_cot.tracking.PROCESS_TAG`), so a later command can mark it KILLED if the
+        process dies."""
         if not self.active:
             return run_id
         import mlflow
@@ -90,6 +95,9 @@ class RunLogger:
         self.run_id = run.info.run_id
         self.out.mkdir(parents=True, exist_ok=True)
         write_json(run_file, {"run_id": self.run_id})
+        mlflow.set_tag(tracking.PROCESS_TAG, tracking.process_id())
+        if not new:
+            self.replace_after(start_round)
         if new:
             mlflow.log_params(tracking.flatten(to_dict(self.cfg)))
             mlflow.set_tags({"method": method, "seed": str(self.cfg.seed), "task": self.cfg.task})
@@ -97,6 +105,20 @@ class RunLogger:
             write_json(self.out / "config.json", to_dict(self.cfg), indent=2)
             mlflow.log_artifact(str(self.out / "config.json"))
         return self.run_id
+
+    def replace_after(self, start_round: int) -> None:
+        """A resume at ``start_round``: drop the stopped attempt's points from that round on, and say so on the run."""
+        import mlflow
+
+        from gan_cot import tracking
+
+        gone = tracking.drop_metrics_from(self.run_id, start_round)
+        if gone is None:
+            note = f"rounds from {start_round} logged again; earlier points at those steps are from a stopped attempt"
+        else:
+            note = f"resumed at round {start_round}; {gone} metric point(s) of the stopped attempt replaced"
+        mlflow.set_tag("gan_cot.resumed", note)
+        self.log(f"MLflow run {self.run_id}: {note}")
 
     def metrics(self, metrics: dict, step: int | None = None, prefix: str = "") -> None:
         """Metrics under their phase's name (:func:`grouped`); a ``prefix`` (``final_``) keeps them ungrouped."""

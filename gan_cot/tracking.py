@@ -14,6 +14,11 @@ runs are named by method and seed (:func:`run_name`); each run records the task'
 (:func:`log_eval_rows`, read back by :func:`load_eval_rows`), a table of them beside the base's
 (:func:`log_eval_table`), its point against the base (:func:`log_pareto_point`) and a summary as its description
 (:func:`summary_note`). A store that moved keeps its artifacts (:func:`relocate_artifacts`).
+
+A run whose process died (killed, out of memory, the machine rebooted) cannot close itself: every command that opens
+the store marks such runs KILLED (:func:`mark_dead_runs`, by the process a training run records in
+:data:`PROCESS_TAG`), so none stays RUNNING. A resumed run replaces the metrics its stopped attempt logged after the
+last checkpoint (:func:`drop_metrics_from`), so every round is written once.
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import socket
 import warnings
 from pathlib import Path
 
@@ -42,6 +49,10 @@ BASE_ROWS_ARTIFACT = "eval/base_rows.json"  # the base model's rows on the same 
 TABLE_ARTIFACT = "eval/test_table.json"  # both, as a table the UI shows
 PARETO_ARTIFACT = "eval/pareto_point"  # .json and .png: the run against its base
 ROW_KEYS = ("id", "difficulty", "correct", "tokens", "alpha")  # alpha: the gate's choice, where gated
+PROCESS_TAG = "gan_cot.process"  # host:pid:start of the process that writes a training run
+ENDED_TAG = "gan_cot.ended"
+
+log = logging.getLogger(__name__)
 
 
 def tracking_uri(store_dir: str | Path | None = None) -> str:
@@ -91,6 +102,10 @@ def setup(experiment: str, store_dir: str | Path | None = None) -> str:
         else:
             exp_id = mlflow.create_experiment(experiment, artifact_location=_artifact_root(uri), tags=tags)
     mlflow.set_experiment(experiment_id=exp_id)
+    try:
+        mark_dead_runs()
+    except Exception as e:  # noqa: BLE001 - tidying the store must never stop the command that opened it
+        log.warning("could not check the store for runs whose process died: %s", e)
     return exp_id
 
 
@@ -153,6 +168,98 @@ def runs_url(experiment_id: str, ui: str = UI) -> str:
     """The link that opens an experiment's runs in the model-training view with the summary columns (``mlflow ui``
     started as the module docstring says; MLflow 3's UI otherwise opens on a GenAI traces page in a new browser)."""
     return f"{ui}/#/experiments/{experiment_id}/runs?workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+
+
+def _start_ticks(pid: int) -> str:
+    """When process ``pid`` started (clock ticks since boot, Linux ``/proc``), or "" where that cannot be read."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def process_id(pid: int | None = None) -> str:
+    """``host:pid:start`` of a process: what :data:`PROCESS_TAG` records (the start tells a reused pid apart)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid)}"
+
+
+def process_alive(process: str) -> bool | None:
+    """Whether the process a :func:`process_id` names still runs; None when this machine cannot tell (another
+    host, a malformed tag)."""
+    try:
+        host, pid, start = process.rsplit(":", 2)
+        pid = int(pid)
+    except ValueError:
+        return None
+    if host != socket.gethostname() or pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        pass
+    now = _start_ticks(pid)
+    return not (start and now and now != start)  # a new process under the old pid: the run's process is gone
+
+
+def mark_dead_runs(client=None) -> list[str]:
+    """Mark KILLED every RUNNING training run of the current store whose process (:data:`PROCESS_TAG`) is gone from
+    this machine; returns their ids. Runs of other machines, and runs without the tag, are left as they are."""
+    import mlflow
+
+    client = client or mlflow.MlflowClient()
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    dead = []
+    if not experiments:
+        return dead
+    for run in client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'", max_results=1000):
+        process = run.data.tags.get(PROCESS_TAG)
+        if process and process_alive(process) is False:
+            client.set_tag(run.info.run_id, ENDED_TAG, f"process {process} ended without closing the run; marked "
+                           "KILLED by the next command that opened the store")  # fmt: skip
+            client.set_terminated(run.info.run_id, "KILLED")
+            dead.append(run.info.run_id)
+    return dead
+
+
+def drop_metrics_from(run_id: str, step: int) -> int | None:
+    """Remove the metric points of ``run_id`` at ``step`` and after (what a stopped attempt logged after its last
+    checkpoint, which a resume runs again), the latest values set back to what remains. Returns how many points
+    went, or None where the store has no way to remove points (a tracking server): the caller notes it on the run."""
+    import mlflow
+
+    try:
+        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric
+
+        session_maker = mlflow.MlflowClient()._tracking_client.store.ManagedSessionMaker
+    except (ImportError, AttributeError):
+        return None
+    try:
+        writing = session_maker(read_only=False)  # MLflow 3 opens read-only sessions unless told
+    except TypeError:  # an MLflow whose sessions have no such flag
+        writing = session_maker()
+    with writing as session:
+        gone = (
+            session.query(SqlMetric)
+            .filter(SqlMetric.run_uuid == run_id, SqlMetric.step >= step)
+            .delete(synchronize_session=False)
+        )
+        stale = session.query(SqlLatestMetric).filter(SqlLatestMetric.run_uuid == run_id, SqlLatestMetric.step >= step)
+        for latest in stale.all():
+            previous = (
+                session.query(SqlMetric)
+                .filter(SqlMetric.run_uuid == run_id, SqlMetric.key == latest.key)
+                .order_by(SqlMetric.step.desc(), SqlMetric.timestamp.desc(), SqlMetric.value.desc())
+                .first()
+            )
+            if previous is None:
+                session.delete(latest)
+            else:
+                latest.value, latest.step = previous.value, previous.step
+                latest.timestamp, latest.is_nan = previous.timestamp, previous.is_nan
+    return gone
 
 
 @contextlib.contextmanager

@@ -130,7 +130,7 @@ class AdversarialTrainer:
         started = time.time()
         self.setup()
         resumed = self.resume and self.load_checkpoint()
-        self.run_id = self.logger.start(self.run_id, self.resume, self.method())
+        self.run_id = self.logger.start(self.run_id, self.resume, self.method(), self.start_round)
         r = None
         try:
             base = self.base_evaluation(resumed)

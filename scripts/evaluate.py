@@ -29,6 +29,8 @@ from pathlib import Path
 from gan_cot.cli import DEFAULT_BASE, UsageError, check_model_path, fail, print_json
 from gan_cot.tasks import DEFAULT_TASK, GENERATED, TASKS, TaskDataError, get_task
 
+GENERATED_N = 500  # questions drawn from a built-in task when --n is not given
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
@@ -41,7 +43,11 @@ def parse_args(argv=None):
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda when there is a GPU)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"], help="auto: bf16 on GPUs")
     p.add_argument("--split", default="test")
-    p.add_argument("--n", type=int, default=500, help="number of questions (the first n of the split)")
+    p.add_argument(
+        "--n", type=int, default=None,
+        help=f"number of questions, the first n of the split (default: all of a data file or split; {GENERATED_N} "
+        "for the built-in tasks)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help="sampling seed; the ledger task's data seed too")
     p.add_argument("--samples", type=int, default=1, help="chains per question; >1 samples and reports avg@k")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -55,7 +61,10 @@ def parse_args(argv=None):
     p.add_argument("--max-think-tokens", type=int, default=None, help="thinking budget: force the end of thinking")
     p.add_argument("--max-answer-tokens", type=int, default=8, help="tokens allowed after a forced end of thinking")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--data", default=None, help="data path for file-backed tasks (gsm8k: folder or .jsonl)")
+    p.add_argument(
+        "--data", default=None,
+        help="data path for file-backed tasks (gsm8k: a folder with test.jsonl, or a .jsonl file evaluated whole)",
+    )  # fmt: skip
     p.add_argument("--skip-bad", action="store_true", help="skip malformed data lines and count them")
     p.add_argument("--show", type=int, default=0, help="print this many completions")
     p.add_argument("--trust-remote-code", action="store_true", help="allow a model's own code (off by default)")
@@ -75,9 +84,15 @@ def parse_args(argv=None):
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     if args.temperature <= 0:
         raise UsageError(f"--temperature must be positive, got {args.temperature}")
-    check_model_path(args.model)
-    if args.base is not None:
-        check_model_path(args.base)
+    from gan_cot.vocab import check_policy_vocab
+
+    for flag, path in (("--model", args.model), ("--base", args.base)):
+        if path is not None:
+            check_model_path(path)
+            try:
+                check_policy_vocab(path, trust_remote_code=args.trust_remote_code)
+            except ValueError as e:
+                raise UsageError(f"{flag}: {e}") from e
     args.alpha = resolve_alpha(args.model, args.alpha)
     return args
 
@@ -117,8 +132,8 @@ def make_task(args):
 
     if args.task in GENERATED:
         task = get_task(args.task, seed=args.seed)
-    elif args.task == "gsm8k":
-        task = get_task("gsm8k", path=args.data, skip_bad=args.skip_bad)
+    elif args.task == "gsm8k":  # a single file is evaluated whole: no split of it is held out
+        task = get_task("gsm8k", path=args.data, skip_bad=args.skip_bad, split_file=False)
     else:
         task = get_task(args.task)
     task.format = get_format(args.format)
@@ -138,13 +153,16 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = resolve_dtype(args.dtype) if device != "cpu" or args.dtype != "auto" else torch.float32
-    tok = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
-    if alpha is None:
-        model = load_model(path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device)
-    else:
-        from gan_cot.gate import load_gated_policy
+    try:
+        tok = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
+        if alpha is None:
+            model = load_model(path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device)
+        else:
+            from gan_cot.gate import load_gated_policy
 
-        model = load_gated_policy(path, dtype=dtype, alpha=None if alpha == "auto" else alpha)
+            model = load_gated_policy(path, dtype=dtype, alpha=None if alpha == "auto" else alpha)
+    except (UsageError, ValueError, OSError) as e:
+        fail(str(e))
         model.peft_model.to(device)
         if model.gate is not None:
             model.gate.to(device)
@@ -182,11 +200,16 @@ def main(argv=None) -> int:
     try:
         args = parse_args(argv)
         task = make_task(args)
-        examples = task.examples(args.split, args.n)
+        n = args.n if args.n is not None or args.task not in GENERATED else GENERATED_N
+        examples = task.examples(args.split, n)
     except (UsageError, TaskDataError, ValueError) as e:
         fail(str(e))
     if not examples:
         fail(f"split {args.split!r} of task {args.task!r} has no examples")
+    args.n = len(examples)
+    if getattr(task, "whole_file", False):
+        args.split = "all"  # every record of the file, whatever --split said
+        print(f"{task.path}: evaluating {len(examples)} record(s), the whole file", flush=True)
 
     from gan_cot.efficiency import against_base
 
@@ -197,9 +220,8 @@ def main(argv=None) -> int:
         print(
             f"--- {c['question']}\n{c['completion']}\n(answer {c['answer']}, {'correct' if c['correct'] else 'wrong'})"
         )
-    skipped = getattr(task, "skipped", None)
-    if skipped:
-        result["skipped_lines"] = sum(skipped.values())
+    if getattr(task, "skipped_lines", None) is not None:  # every bad line of the data read, whatever its split
+        result["skipped_lines"] = task.skipped_lines
     result.update(model=args.model, task=args.task, split=args.split)
     if args.max_think_tokens is not None:
         result["max_think_tokens"] = args.max_think_tokens

@@ -212,8 +212,13 @@ def preflight(cfg) -> None:
     from gan_cot.discriminator.model import Discriminator
     from gan_cot.discriminator.registry import DiscriminatorSourceError
     from gan_cot.tasks import GENERATED, TASKS
+    from gan_cot.vocab import check_policy_vocab
 
     check_model_path(cfg.model)
+    try:
+        check_policy_vocab(cfg.model)
+    except ValueError as e:
+        raise UsageError(f"model: {e}") from e
     if not Path(cfg.deepspeed).exists():
         raise UsageError(f"DeepSpeed config {cfg.deepspeed} does not exist; see configs/deepspeed/")
     check_writable_dir(cfg.output_dir, keep=False, hint="choose another with output_dir=")
@@ -225,6 +230,10 @@ def preflight(cfg) -> None:
         if cfg.task not in GENERATED:  # built-in tasks are generated, file-backed tasks are read now
             for split in ("train", "validation", "test"):  # a bad line anywhere in the data stops the run now
                 task.examples(split)
+            if hasattr(task, "require_steps"):  # the warm-up and the SFT phases imitate the reference chains
+                task.require_steps("train", "training imitates the reference steps of its train split")
+            if hasattr(task, "split_sizes") and int(os.environ.get("RANK", "0")) == 0:
+                print_split_sizes(task)
         if cfg.discriminator.labels == "gold" and not hasattr(task, "gold_labels"):
             raise UsageError(
                 f"discriminator.labels=gold needs a task with gold step labels (ledger); task {cfg.task} has "
@@ -234,6 +243,19 @@ def preflight(cfg) -> None:
         Discriminator.check_config(cfg.discriminator)
     except (ValueError, DiscriminatorSourceError) as e:
         raise UsageError(str(e)) from e
+
+
+def print_split_sizes(task) -> None:
+    """The size of every split a file-backed task's data gave (a single file is split by question here)."""
+    sizes = task.split_sizes()
+    how = "split by question into" if task.path is not None and task.path.is_file() else "splits:"
+    skipped = getattr(task, "skipped_lines", 0)
+    print(
+        f"{task.name} data {task.path or task.dataset} {how} train {sizes['train']}, validation "
+        f"{sizes['validation']}, test {sizes['test']} records"
+        + (f"; {skipped} bad line(s) skipped" if skipped else ""),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

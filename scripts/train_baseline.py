@@ -32,7 +32,10 @@ def main(argv=None) -> int:
     try:
         cfg = load_config(BaselineConfig, args.config, args.overrides)
         check_model_path(cfg.model)
-    except (ConfigError, UsageError) as e:
+        from gan_cot.vocab import check_policy_vocab
+
+        check_policy_vocab(cfg.model)
+    except (ConfigError, UsageError, ValueError) as e:
         fail(str(e))
     from gan_cot.baselines import BaselineError, run
     from gan_cot.tasks import TaskDataError

@@ -123,7 +123,11 @@ class Outcome:
         for needle in self.case.forbid:
             if needle in line:
                 out.append(f"the error line names {needle!r}, which {self.case.script}.py does not have")
-        for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", line)) - script_options(self.case.script)):
+        for other, flag in re.findall(r"(\w+)\.py (--[a-z][a-z0-9-]*)", line):  # another script's flag, named so
+            if other != self.case.script and flag not in script_options(other):
+                out.append(f"the error line names {other}.py {flag}, which {other}.py does not have")
+        own = re.sub(r"\w+\.py --[a-z][a-z0-9-]*", "", line)
+        for flag in sorted(set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", own)) - script_options(self.case.script)):
             out.append(f"the error line names {flag}, which {self.case.script}.py does not have")
         if self.leftovers:
             out.append(f"left behind: {', '.join(self.leftovers[:5])}")
@@ -299,6 +303,16 @@ def _bad_yaml(work: Path, shared: Shared) -> list[str]:
     return _adv(work, shared, config=work / "bad.yaml")
 
 
+def _yaml_section_as_value(work: Path, shared: Shared) -> list[str]:
+    (work / "bad.yaml").write_text("rounds: 1\nrollout: 8\n")  # a section the case's overrides leave alone
+    return _adv(work, shared, config=work / "bad.yaml")
+
+
+def _yaml_section_overridden(work: Path, shared: Shared) -> list[str]:
+    (work / "bad.yaml").write_text("rounds: 1\ndiscriminator: foo\n")  # the case's overrides set discriminator.name
+    return _adv(work, shared, config=work / "bad.yaml")
+
+
 def _copy_disc(work: Path, shared: Shared) -> Path:
     return Path(shutil.copytree(shared.disc_dir, work / "disc"))
 
@@ -358,6 +372,39 @@ def _eval_tokenizer_past_vocab(work: Path, shared: Shared) -> list[str]:
     disc = _copy_disc(work, shared)
     _shrink_vocab(disc)
     return ["--discriminator", str(disc), "--n", "5"]
+
+
+def _add_tokens(folder: Path, n: int = 2) -> None:
+    """Add ``n`` tokens to a checkpoint's tokenizer without resizing its embedding (a common slip)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    tok.add_tokens([f"<extra_{i}>" for i in range(n)])
+    tok.save_pretrained(folder)
+
+
+def _disc_added_tokens(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    _add_tokens(disc)
+    return [*_adv(work, shared), "--discriminator", str(disc)]
+
+
+def _eval_disc_added_tokens(work: Path, shared: Shared) -> list[str]:
+    disc = _copy_disc(work, shared)
+    _add_tokens(disc)
+    return ["--discriminator", str(disc), "--n", "5"]
+
+
+def _policy_added_tokens(work: Path, shared: Shared) -> list[str]:
+    policy = Path(shutil.copytree(shared.model_dir, work / "policy"))
+    _add_tokens(policy)
+    return _adv(work, shared, f"model={policy}")
+
+
+def _evaluate_policy_added_tokens(work: Path, shared: Shared) -> list[str]:
+    policy = Path(shutil.copytree(shared.model_dir, work / "policy"))
+    _add_tokens(policy)
+    return ["--model", str(policy), "--n", "2", "--max-new-tokens", "2"]
 
 
 def _two_way_prm_without_map(work: Path, shared: Shared) -> list[str]:
@@ -503,7 +550,8 @@ CASES: list[Case] = [
     Case("data-missing-field", "data", "train_adv", _DATA, _data_case(b'{"question": "Ann has 3 pens."}'),
          ("bad.jsonl:3", "missing field 'answer'")),
     Case("data-empty-chain", "data", "train_adv", _DATA,
-         _data_case(b'{"question": "Ann has 3 pens.", "answer": "#### 3"}'), ("bad.jsonl:3", "no solution steps")),
+         _data_case(b'{"question": "Ann has 5 pens.", "answer": "#### 5"}'),  # a train question
+         ("bad.jsonl:3", "no solution steps", "training imitates the reference steps", "evaluate.py")),
     Case("data-no-final-answer", "data", "train_adv", _DATA,
          _data_case(b'{"question": "Ann has 3 pens.", "answer": "She has 3 pens."}'),
          ("bad.jsonl:3", "no final answer")),
@@ -524,6 +572,9 @@ CASES: list[Case] = [
          _bom, (), accepted=True),
     Case("data-numeric-answer", "data", "train_adv", 'train_adv.py task=gsm8k data=FOLDER ("answer": 7)',
          _numeric_answer, (), accepted=True),
+    Case("data-nul-byte", "data", "train_adv", _DATA,
+         _data_case(b'{"question": "Ann has 3\x00 pens.", "answer": "3\\n#### 3"}'),
+         ("bad.jsonl:3", "Invalid control character at column", "'\\x00'", "as \\u0000"), forbid=("at at",)),
     Case("data-missing-file", "data", "train_adv", "train_adv.py task=gsm8k data=nowhere.jsonl",
          lambda w, s: _adv(w, s, "task=gsm8k", f"data={w / 'nowhere.jsonl'}"), ("GSM8K data not found", "nowhere")),
     Case("data-missing-file-flag", "data", "train_adv", "train_adv.py task=gsm8k --data nowhere.jsonl",
@@ -541,6 +592,16 @@ CASES: list[Case] = [
          _config_case("sft.batch_size=-2"), ("sft.batch_size",)),
     Case("config-gold-labels-without-gold", "config", "train_adv", "train_adv.py task=gsm8k (tiny.yaml: labels gold)",
          _data_case(None), ("discriminator.labels=gold", "task gsm8k", "discriminator.labels=auto")),
+    Case("config-section-as-value", "config", "train_adv", "train_adv.py discriminator=foo",
+         _config_case("discriminator=foo"), ("command line: discriminator=foo", "discriminator.name="),
+         forbid=("tiny.yaml",)),
+    Case("config-yaml-section-as-value", "config", "train_adv", "train_adv.py --config bad.yaml (rollout: 8)",
+         _yaml_section_as_value, ("bad.yaml: rollout: expected a mapping",), forbid=("bad.yaml.rollout",)),
+    Case("config-yaml-section-overridden", "config", "train_adv",
+         "train_adv.py --config bad.yaml (discriminator: foo) discriminator.name=DISC", _yaml_section_overridden,
+         ("bad.yaml: discriminator: expected a mapping (a section), got 'foo'",)),
+    Case("config-folder", "config", "train_adv", "train_adv.py --config configs/",
+         lambda w, s: _adv(w, s, config=REPO_ROOT / "configs"), ("configs is a folder", "one YAML file")),
     Case("config-bad-yaml", "config", "train_adv", "train_adv.py --config bad.yaml", _bad_yaml,
          ("bad.yaml:", "not valid YAML")),
     # ---- checkpoints (discriminator and policy folders)
@@ -557,12 +618,21 @@ CASES: list[Case] = [
     Case("ckpt-pickle-weights", "checkpoint", "download_discriminator", f"{_DL} DISC", _pickle_weights,
          ("pytorch_model.bin", "pickle", "convert them to safetensors")),
     Case("ckpt-pickle-weights-train", "checkpoint", "train_adv", "train_adv.py --discriminator DISC (pickle)",
-         _pickle_for_training, ("pytorch_model.bin", "safetensors only"), forbid=("--allow-pickle",)),
+         _pickle_for_training, ("pytorch_model.bin", "safetensors only", "download_discriminator.py --allow-pickle")),
     Case("ckpt-tokenizer-past-vocab", "checkpoint", "train_adv", "train_adv.py --discriminator DISC (64 rows)",
          _tokenizer_past_vocab, ("disc", "the tokenizer has ids up to", "embedding has 64 rows", "vocab_size")),
     Case("ckpt-tokenizer-past-vocab-eval", "checkpoint", "evaluate_discriminator",
          "evaluate_discriminator.py --discriminator DISC (64 rows)", _eval_tokenizer_past_vocab,
          ("disc", "embedding has 64 rows")),
+    Case("ckpt-tokenizer-added-tokens", "checkpoint", "train_adv", "train_adv.py --discriminator DISC (+2 tokens)",
+         _disc_added_tokens, ("disc", "len(tokenizer)", "embedding has", "resize_token_embeddings")),
+    Case("ckpt-tokenizer-added-tokens-eval", "checkpoint", "evaluate_discriminator",
+         "evaluate_discriminator.py --discriminator DISC (+2 tokens)", _eval_disc_added_tokens,
+         ("disc", "len(tokenizer)", "embedding has")),
+    Case("ckpt-policy-added-tokens", "checkpoint", "train_adv", "train_adv.py model=POLICY (+2 tokens)",
+         _policy_added_tokens, ("model:", "policy", "len(tokenizer)", "embedding has")),
+    Case("ckpt-policy-added-tokens-evaluate", "checkpoint", "evaluate", "evaluate.py --model POLICY (+2 tokens)",
+         _evaluate_policy_added_tokens, ("--model", "policy", "len(tokenizer)", "embedding has")),
     Case("ckpt-two-way-prm-no-label-map", "checkpoint", "train_adv", "train_adv.py --discriminator TRL-PRM",
          _two_way_prm_without_map, ("prm", "['LABEL_0', 'LABEL_1']", "--label-map LABEL_0=wrong,LABEL_1=useful")),
     Case("ckpt-causal-lm-as-discriminator", "checkpoint", "train_adv", "train_adv.py --discriminator POLICY",

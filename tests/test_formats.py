@@ -80,3 +80,80 @@ def test_a_task_verifies_in_the_runs_format():
     r1_text = task.reference(ex)
     assert "</think>" in r1_text and task.verify(r1_text, ex)
     assert not task.verify(r1_text.replace("</think>", ""), ex)  # a box in an unfinished thinking does not count
+
+
+# How a person reads a LaTeX or plain-text number (R1-style \boxed{} contents and GSM8K's "#### x").
+NUMBERS = [
+    ("1{,}234", "1234"),
+    ("1{,}234{,}567", "1234567"),
+    ("1,234", "1234"),
+    ("\\$1{,}000", "1000"),
+    ("\\$1,000.00", "1000"),
+    ("1\\,234", "1234"),
+    ("1\\;234", "1234"),
+    ("1\\ 234", "1234"),
+    ("1\u2009234", "1234"),  # a thin space
+    ("1\u202f234\u202f567", "1234567"),  # narrow no-break spaces
+    ("12\\!345", "12345"),
+    ("\\frac12", "0.5"),
+    ("\\frac{1}{2}", "0.5"),
+    ("\\dfrac{1}{2}", "0.5"),
+    ("\\tfrac{3}{4}", "0.75"),
+    ("\\frac{3}4", "0.75"),
+    ("\\frac 1 4", "0.25"),
+    ("-\\frac{1}{2}", "-0.5"),
+    ("\\frac{-3}{4}", "-0.75"),
+    ("2\\frac{1}{2}", "2.5"),
+    ("\\frac{10}{2}", "5"),
+    ("\\frac{1{,}000}{4}", "250"),
+    ("\\frac{1}{3}", repr(1 / 3)),
+    ("1/3", repr(1 / 3)),
+    ("\\frac{\\frac{1}{2}}{2}", "0.25"),
+    ("18 \\text{ dollars}", "18"),
+    ("5\\text{ cm}", "5"),
+    ("5 \\text{m}^2", "5"),
+    ("\\text{\\textbf{7}}", "7"),
+    ("\\mathrm{12}\\,\\mathrm{kg}", "12"),
+    ("50\\%", "50"),
+    ("12.5%", "12.5"),
+    ("90^\\circ", "90"),
+    ("90^{\\circ}", "90"),
+    ("\\left(5\\right)", "5"),
+    ("\\displaystyle 42", "42"),
+    ("\u22123", "-3"),  # a minus sign
+    ("-\\$5", "-5"),
+    ("3.0", "3"),
+    ("3.50", "3.5"),
+    (".5", "0.5"),
+    ("12345678901234567890", "12345678901234567890"),  # exact: no float rounding
+    ("x = 5", "5"),
+    ("$72$", "72"),
+    ("forty", "forty"),
+    ("\\frac{1}{0}", "\\frac 1 0"),  # not a number: left as text, no ZeroDivisionError
+    ("\\sqrt{2}", "\\sqrt 2"),  # another command around the one number: not that number
+    ("3, 4", "3 4"),  # two numbers: not one
+]
+
+
+@pytest.mark.parametrize("text, value", NUMBERS, ids=[t for t, _ in NUMBERS])
+def test_normalize_number_reads_latex_as_a_person_does(text, value):
+    assert normalize_number(text) == value
+
+
+def test_boxed_latex_numbers_are_marked_against_the_right_gold():
+    completion = "thinking\n</think>\n\nSo $\\boxed{{{}}}$."
+    assert R1.extract_answer(completion.format("1{,}234")) == normalize_number("1234")
+    assert R1.extract_answer(completion.format("\\frac12")) == normalize_number("0.5") != normalize_number("12")
+    assert R1.extract_answer(completion.format("\\dfrac{1}{2}")) == "0.5"
+
+
+def test_normalize_number_never_raises_on_junk():
+    import random
+
+    rng = random.Random(0)
+    alphabet = ["\\frac", "\\dfrac", "{", "}", "1", "0", ",", "\\,", "\\!", "\\text{", "$", "%", "-", ".", "/", " ",
+                "^", "\\circ", "e", "9", "\\left(", "\\right)", "\\boxed{", "\u2009"]  # fmt: skip
+    for _ in range(500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert isinstance(normalize_number(text), str)
+    assert normalize_number("\\frac{" * 5000) == ("\\frac{" * 5000).strip()  # long: returned as it is, quickly

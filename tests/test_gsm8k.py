@@ -246,7 +246,6 @@ GOOD = json.dumps({"question": "What is 2 + 2?", "answer": "2 + 2 = <<2+2=4>>4\n
         (b'{"question": "What is 2 + 2?", "answer": true}', "field 'answer' is not a solution string or a number"),
         (b'{"question": "What is 2 + 2?", "answer": "2 + 2 = 4"}', "no final answer after '####'"),
         (b'{"question": "What is 2 + 2?", "answer": "2 + 2 = 4\\n####  "}', "no final answer after '####'"),
-        (b'{"question": "What is 2 + 2?", "answer": "#### 4"}', "no solution steps"),
         (
             b'{"question": "Caf\xe9 costs 2 + 2?", "answer": "4\\n#### 4"}',
             "not valid UTF-8 \\(byte 0xe9 at column 18\\)",

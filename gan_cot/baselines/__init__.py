@@ -48,6 +48,11 @@ MODULES = {
     "step-skip": "gan_cot.baselines.step_skip",
 }
 assert set(MODULES) == set(METHODS)
+NEEDS_STEPS = (
+    "c3ot",
+    "implicit-cot",
+    "step-skip",
+)  # train on the task's reference chains: answer-only records refused
 
 
 def output_dir(cfg) -> Path:
@@ -119,8 +124,10 @@ def run(cfg: BaselineConfig, log=print) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    out = check_writable_dir(output_dir(cfg))
     task = cfg.make_task()
+    if cfg.method in NEEDS_STEPS and hasattr(task, "require_steps"):  # before any folder or run exists
+        task.require_steps("train", f"{cfg.method} trains on the reference steps of its train split")
+    out = check_writable_dir(output_dir(cfg))
     test = task.examples("test", cfg.eval.n)
     model_id = cfg.model  # as given: saved adapters record it (relative stays relative)
     tokenizer = load_tokenizer(model_id)

@@ -26,7 +26,11 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 CHUNK = 1 << 20
 # Architectures whose published checkpoints name their own code in auto_map, built natively here instead.
 NATIVE_ARCHITECTURES = ("Qwen2ForProcessRewardModel",)
-PICKLE_HINT = "convert them to safetensors (save_pretrained(..., safe_serialization=True) in a Python you trust)"
+PICKLE_HINT = (
+    "convert them to safetensors (save_pretrained(..., safe_serialization=True) in a Python you trust); "
+    "scripts/download_discriminator.py --allow-pickle fetches a checkpoint with pickle files from a source you trust, "
+    "and only its safetensors weights are ever loaded"
+)
 
 
 class DiscriminatorSourceError(Exception):

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from gan_cot.cli import one_line
 from gan_cot.discriminator import layouts
 from gan_cot.discriminator.card import CARD_NAME, DiscriminatorCard, DiscriminatorError, class_index
 from gan_cot.discriminator.checks import apply_checks
@@ -108,7 +109,7 @@ class Discriminator:
         try:
             model = layouts.load_model(path, card, resolve_dtype(dtype, device))
         except Exception as e:  # noqa: BLE001 - any loader failure means the same thing to the user
-            raise DiscriminatorError(f"{path}: the weights cannot be loaded ({type(e).__name__}: {e})") from e
+            raise DiscriminatorError(f"{path}: the weights cannot be loaded ({one_line(e)})") from e
         head = None
         if card.redundancy == "head":
             head = cls.from_pretrained(
@@ -153,9 +154,14 @@ class Discriminator:
             config = json.loads((path / "config.json").read_text())
         except (OSError, ValueError) as e:
             raise DiscriminatorError(f"{where} cannot be read ({e})") from e
+        hf_config = check_hf_config(path, where)
         card = DiscriminatorCard.load(path / CARD_NAME) if (path / CARD_NAME).exists() else None
         merged = {**found.settings, **{k: v for k, v in settings.items() if v is not None}}
         layout = layouts.recognise(config, card, merged.get("layout"), where)
+        if layout == "step_tag" and not merged.get("step_tag") and not (card is not None and card.step_tag):
+            from gan_cot.discriminator.registry import layout_step_tag
+
+            merged["step_tag"] = layout_step_tag()[0]  # a local copy of a registry checkpoint: the entry's tag
         if card is None:
             card = DiscriminatorCard(layout=layout, base_model=str(name_or_path))
         card.update({**merged, "layout": layout}, where)
@@ -173,10 +179,19 @@ class Discriminator:
         try:
             tok = AutoTokenizer.from_pretrained(path)
         except Exception as e:  # noqa: BLE001 - any loader failure means the same thing to the user
-            raise DiscriminatorError(f"{path}: the tokenizer cannot be loaded ({type(e).__name__}: {e})") from e
+            raise DiscriminatorError(f"{path}: the tokenizer cannot be loaded ({one_line(e)})") from e
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         check_tokenizer(tok, card, config, str(path))
+        if layout != "qwen_prm":  # built by gan-cot's own class, which checks its tensors as it loads them
+            from transformers import AutoModelForCausalLM, AutoModelForTokenClassification
+
+            from gan_cot.vocab import shape_problem
+
+            auto = AutoModelForCausalLM if layout == "step_tag" else AutoModelForTokenClassification
+            problem = shape_problem(path, auto, hf_config)  # last: the label and tokenizer checks say more
+            if problem:
+                raise DiscriminatorError(problem)
         return path, card, tok, config
 
     def reload(self, path) -> Discriminator:
@@ -277,6 +292,20 @@ class Discriminator:
         return [[LABELS[k] for k in p.argmax(-1).tolist()] for p in self.score(questions, chains, batch_size)]
 
 
+def check_hf_config(path: Path, where: str):
+    """Refuse a config.json that transformers cannot read (a field of the wrong type, an unknown model type) now,
+    before any weights or engines load; cheap: the config alone is parsed."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path)
+    except Exception as e:  # noqa: BLE001 - whatever transformers raises, the checkpoint cannot load
+        raise DiscriminatorError(
+            f"{where}: transformers cannot read this config ({one_line(e)}); fix the field it names, or save the "
+            "checkpoint again"
+        ) from e
+
+
 def settings_of(cfg) -> dict:
     """The scoring settings a run config's discriminator section sets (None where it leaves them to the card)."""
     from gan_cot.discriminator.card import SETTINGS
@@ -290,14 +319,18 @@ def settings_of(cfg) -> dict:
 def check_tokenizer(tokenizer, card: DiscriminatorCard, config: dict, where: str) -> None:
     """Refuse a discriminator tokenizer that cannot read chains: encoding fails, most of a plain chain comes out as
     the unknown token (a vocabulary unrelated to the text), two steps are scored at one token, or a chain, its padding
-    or its step markers get ids past the model's embedding (a tokenizer from another model)."""
+    or its step markers get ids past the model's embedding (a tokenizer from another model). The tokenizer is then
+    checked as a whole (:mod:`gan_cot.vocab`): ``len(tokenizer)`` and every special or added id against the
+    embedding's rows, so an added token no sample chain uses cannot reach past them later."""
+    from gan_cot.vocab import vocab_problem
+
     sep = resolve_separator(card.separator)
     try:
         enc = layouts.encode(tokenizer, card, sep, PROBE_QUESTION, PROBE_STEPS)
         special = layouts.tag_ids(tokenizer, card)
     except Exception as e:  # noqa: BLE001 - whatever the tokenizer raises, it cannot encode chains
         raise DiscriminatorError(
-            f"{where}: the discriminator tokenizer cannot encode a chain ({type(e).__name__}: {e}); "
+            f"{where}: the discriminator tokenizer cannot encode a chain ({one_line(e)}); "
             "save the discriminator with the tokenizer of its backbone"
         ) from e
     ids, ends = enc.ids, enc.ends
@@ -321,3 +354,6 @@ def check_tokenizer(tokenizer, card: DiscriminatorCard, config: dict, where: str
             f"{where}: the tokenizer has ids up to {top} but the model's embedding has {vocab} rows (config.json "
             "vocab_size); the tokenizer belongs to another model: save the discriminator with its own tokenizer"
         )
+    problem = vocab_problem(tokenizer, where, config, where)
+    if problem:
+        raise DiscriminatorError(problem)

@@ -238,6 +238,19 @@ def _get_registry(registry) -> tuple[dict[str, RegistryEntry], str]:
     return load_registry(registry), str(registry)
 
 
+def layout_step_tag(registry=None) -> tuple[dict | None, list[str]]:
+    """The step tag the registry's ``step_tag`` entries agree on (Math-Shepherd's ``ки`` / ``+`` / ``-``), and
+    their names; None when none or several: a local copy of such a checkpoint is scorable by naming the layout."""
+    entries, _ = _get_registry(registry)
+    found = {
+        name: e.scoring["step_tag"]
+        for name, e in entries.items()
+        if e.scoring.get("layout") == "step_tag" and isinstance(e.scoring.get("step_tag"), dict)
+    }
+    tags = {tuple(sorted(tag.items())) for tag in found.values()}
+    return (dict(next(iter(tags))) if len(tags) == 1 else None), sorted(found)
+
+
 # --------------------------------------------------------------------------------------------------- resolve
 
 

@@ -7,9 +7,11 @@ checked with a safe arithmetic evaluator (``meta["calc_ok"]``) and removed from 
 ``keep_calculator=True``. A step whose annotation is wrong can be labelled ``wrong`` for the
 discriminator (:func:`calculator_labels`).
 
-Data comes from a folder holding ``train.jsonl`` and ``test.jsonl`` (or one .jsonl file, split three ways
-by question), or from a ``datasets`` dataset (hub id, config ``main``, or a local dataset folder). An
-``answer`` that is a number (no solution) gives an answer-only example: no reference steps.
+Data comes from a folder holding ``train.jsonl`` and ``test.jsonl`` (or one .jsonl file: split three ways
+by question where training needs splits, read whole where a file is evaluated), or from a ``datasets`` dataset
+(hub id, config ``main``, or a local dataset folder). An ``answer`` that is a number, or only ``#### value``,
+gives an answer-only example: no reference steps. Evaluation needs nothing else; what trains on reference steps
+refuses such records (:meth:`Gsm8kTask.require_steps`).
 """
 
 from __future__ import annotations
@@ -126,7 +128,8 @@ def calculator_labels(example: Example) -> list[str | None]:
 def parse_record(record, id: str, keep_calculator: bool = False) -> Example:
     """An :class:`Example` from one GSM8K record (a dict with ``question`` and ``answer``, optionally ``id``).
 
-    ``answer`` is a solution (steps, then ``#### value``) or a number (an answer-only example: no steps).
+    ``answer`` is a solution (steps, then ``#### value``), ``#### value`` alone or a number (both answer-only
+    examples: no steps).
 
     An ``id`` field (a string or an integer) is kept in ``meta["record_id"]``; the task refuses a split in
     which two records share one. Raises ValueError naming the problem; the caller adds where the record
@@ -161,8 +164,6 @@ def parse_record(record, id: str, keep_calculator: bool = False) -> Example:
     if not marker or not final:
         raise ValueError(f"no final answer after {ANSWER_MARKER!r}")
     raw_steps = [s.text for s in split_steps(body, "\n")]
-    if not raw_steps:
-        raise ValueError(f"no solution steps before {ANSWER_MARKER!r}")
     # A line that is nothing but an annotation would strip to nothing: keep it as it is.
     steps = list(raw_steps) if keep_calculator else [strip_calculator(s) or s for s in raw_steps]
     return Example(
@@ -183,16 +184,16 @@ class Gsm8kTask(TaskBase):
     """GSM8K with the project's task protocol.
 
     ``path`` is a folder holding ``train.jsonl`` and ``test.jsonl``, or one .jsonl file that every
-    split reads; by default the first that exists of ``$GAN_COT_GSM8K`` and ``<repo>/../shared/data/gsm8k``.
+    split reads (``split_file=False``: every split is the whole file, for evaluating a file); by default the first that exists of ``$GAN_COT_GSM8K`` and ``<repo>/../shared/data/gsm8k``.
     ``dataset`` is instead a ``datasets`` hub id (loaded with config ``main``) or a local dataset folder.
 
     Splits (:mod:`gan_cot.tasks.splits`), decided by each record's question so that no test question reaches
-    training: ``test`` is the test data (a single file: about 15% of its questions); ``validation`` takes
+    training: ``test`` is the test data (a single file: about 15% of its questions, unless ``split_file=False``); ``validation`` takes
     ``validation_size`` records of the rest, at most a tenth; ``train`` the others (a folder's train data less any
     question of its test data). A file is checked whole when a split first reads it: a bad line raises
     :class:`TaskDataError` naming file and line, or with ``skip_bad=True`` is skipped, counted in
-    ``self.skipped[split]`` of the split it falls in and reported in one warning. A file may
-    start with a UTF-8 byte-order mark; an empty file is named in the error.
+    ``self.skipped[split]`` of the split it falls in (:attr:`skipped_lines`: every bad line of the data read) and
+    reported in one warning. A file may start with a UTF-8 byte-order mark; an empty file is named in the error.
     """
 
     name = "gsm8k"
@@ -204,6 +205,7 @@ class Gsm8kTask(TaskBase):
         skip_bad: bool = False,
         validation_size: int = 500,
         keep_calculator: bool = False,
+        split_file: bool = True,
     ):
         if path is not None and dataset is not None:
             raise ValueError("pass either path= (jsonl files) or dataset= (a datasets id or folder), not both")
@@ -212,9 +214,11 @@ class Gsm8kTask(TaskBase):
         self.skip_bad = skip_bad
         self.validation_size = validation_size
         self.keep_calculator = keep_calculator
+        self.split_file = split_file
         self.dataset = dataset
         self.path = None if dataset is not None else self._resolve_path(path)
         self.skipped: dict[str, int] = {}
+        self.answer_only: dict[str, list[str]] = {}  # split -> where its answer-only records are
         self._cache: dict[str, list[Example]] = {}
         self._sources: dict[str, tuple] = {}
         self._hf = None
@@ -255,12 +259,37 @@ class Gsm8kTask(TaskBase):
         items = self._cache[split]
         return list(items if n is None else items[:n])
 
+    @property
+    def whole_file(self) -> bool:
+        """Whether every split is the whole of one file (``split_file=False`` on a .jsonl file)."""
+        return not self.split_file and self.dataset is None and not self.path.is_dir()
+
+    @property
+    def skipped_lines(self) -> int:
+        """Bad lines skipped (``skip_bad``) in all the data read so far, whichever split they fall in."""
+        return sum(isinstance(e[2], ValueError) for _, entries in self._sources.values() for e in entries)
+
+    def split_sizes(self) -> dict[str, int]:
+        """Records per split (every split read)."""
+        return {split: len(self.examples(split)) for split in SPLITS}
+
+    def require_steps(self, split: str, why: str = "training imitates reference steps") -> None:
+        """Refuse answer-only records in ``split`` (what trains on reference chains cannot use them)."""
+        self.examples(split)
+        where = self.answer_only.get(split)
+        if where:
+            more = f" (and {len(where) - 1} more answer-only record(s))" if len(where) > 1 else ""
+            raise TaskDataError(
+                f"{where[0]}: no solution steps before {ANSWER_MARKER!r}{more}; {why}: add the solution lines or "
+                "remove the line (answer-only records are read by evaluation, scripts/evaluate.py)"
+            )
+
     # --- loading -----------------------------------------------------------------------------------
 
     def _load(self, split: str) -> list[Example]:
         where, entries = self._source(split)
         test_source = self.dataset is not None or self.path.is_dir()  # a test split of its own
-        if test_source and split == "test":
+        if self.whole_file or (test_source and split == "test"):
             chosen = entries
         else:
             test_keys = None
@@ -274,13 +303,16 @@ class Gsm8kTask(TaskBase):
                     f"{where} has {len(entries)} records, too few to split into train, validation and test "
                     "questions; add records, or give a folder holding train.jsonl and test.jsonl"
                 )
-        examples, bad = [], []
+        examples, bad, answer_only = [], [], []
         for number, loc, parsed, _ in chosen:
             if isinstance(parsed, ValueError):  # only with skip_bad: otherwise reading the file raised it
                 bad.append(f"{loc} ({parsed})")
                 continue
             examples.append(parse_record(parsed, id=f"gsm8k-{split}-{number}", keep_calculator=self.keep_calculator))
+            if not examples[-1].steps:
+                answer_only.append(loc)
         self.skipped[split] = len(bad)
+        self.answer_only[split] = answer_only
         if bad:
             shown = "; ".join(bad[:5]) + ("; ..." if len(bad) > 5 else "")
             log.warning("gsm8k %s: skipped %d bad line(s) of %s: %s", split, len(bad), where, shown)
@@ -336,8 +368,14 @@ class Gsm8kTask(TaskBase):
                 raise ValueError(f"not valid UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})") from e
             try:
                 return json.loads(text)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"not valid JSON ({e.msg} at column {e.colno})") from e
+            except RecursionError:
+                raise ValueError("not valid for a record (JSON nested too deeply to read)") from None
+            except json.JSONDecodeError as e:  # some messages end in " at" ("Invalid control character at")
+                msg = f"{e.msg.removesuffix(' at')} at column {e.colno}"
+                if e.msg.startswith("Invalid control character") and e.pos < len(text):
+                    char = text[e.pos]
+                    msg = f"{msg}: a raw {char!r} byte inside a string; write it escaped, as \\u{ord(char):04x}"
+                raise ValueError(f"not valid JSON ({msg})") from e
 
         return str(file), [(i, f"{file}:{i}", lambda raw=raw: decode(raw)) for i, raw in lines]
 

@@ -4,7 +4,8 @@ A record's split follows from a hash of its question (whitespace and case folded
 the same question always lands in the same split, a duplicated question cannot sit on both sides, and reordering or
 appending lines moves no question from one split to another:
 
-* a single file: about :data:`TEST_FRACTION` of the questions are ``test`` (at least one), the rest the training pool;
+* a single file: about :data:`TEST_FRACTION` of the questions are ``test`` (at least one when the file holds two or
+  more questions), the rest the training pool; only training splits a file (evaluation reads all of it);
 * a folder of splits (or a dataset with train and test): ``test`` is the test data; the training pool is the train
   data less every question that is also a test question.
 
