@@ -227,6 +227,9 @@ class DiscriminatorRunConfig:
         None, help="step_tag layout: {tag: ки, good: +, bad: -} (null: the registry entry's)"
     )
     separator: str | None = field(None, help="how the discriminator joins steps (null: its card's)")
+    max_length: int | None = field(
+        None, help="positions per scoring window of the discriminator (null: its card's, else the backbone's maximum)"
+    )
     redundancy: Literal["none", "probe", "head"] | None = field(
         None,
         help="where a two-way scorer's redundant comes from: none, probe (a step that does not raise the policy's "
@@ -245,7 +248,7 @@ class DiscriminatorRunConfig:
     )
 
     def __post_init__(self):
-        check_bounds(self, "discriminator", ("lr", "label_rollouts"), ("refresh_steps", "label_chains"))
+        check_bounds(self, "discriminator", ("lr", "label_rollouts", "max_length"), ("refresh_steps", "label_chains"))
         bad = sorted(set((self.label_map or {}).values()) - {"useful", "redundant", "wrong"})
         if bad:
             raise ConfigError(f"discriminator.label_map maps to {bad}; the classes are useful, redundant and wrong")

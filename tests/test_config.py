@@ -64,3 +64,17 @@ def test_every_yaml_under_configs_loads():
         import json
 
         assert "zero_optimization" in json.loads(path.read_text())
+
+
+def test_every_scoring_setting_is_a_training_key():
+    """Each key a discriminator card can hold (the layout's scoring settings) can be set for a run."""
+    from gan_cot.adv_config import AdvConfig
+    from gan_cot.config import load_config
+    from gan_cot.discriminator.card import SETTINGS
+    from gan_cot.discriminator.model import settings_of
+
+    cfg = load_config(AdvConfig, None, ["discriminator.max_length=64", "discriminator.separator=||"])
+    got = settings_of(cfg.discriminator)
+    assert set(got) == set(SETTINGS) and got["max_length"] == 64 and got["separator"] == "||"
+    with pytest.raises(ConfigError, match="discriminator.max_length must be positive"):
+        load_config(AdvConfig, None, ["discriminator.max_length=0"])
