@@ -87,7 +87,9 @@ def convert_gguf(gguf_path: str | Path, output: str | Path, progress: bool = Tru
     # tied embeddings: the output head is the input embedding, absent from the state dict of some exports
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
-        raise ValueError(f"{gguf_path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ValueError(
+            f"{gguf_path}: weights do not fit the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     del loaded
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = config.pad_token_id
