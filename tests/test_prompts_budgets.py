@@ -1,0 +1,102 @@
+"""What a real chat model needs from the defaults, checked on tiny models: the format's instruction reaches a chat
+model's prompt (and not the tiny policies'), answer budgets follow the format, an evaluation whose answers run out of
+budget says so, automatic labels report their cost, and the gate's round statistics are the alphas it applied."""
+
+import copy
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from gan_cot.formats import HASH, R1
+
+CHATML = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_auto_instruction_is_the_formats_for_a_chat_model_and_none_for_the_tiny_policies(tiny_tokenizer):
+    from gan_cot.models import build_tiny_tokenizer, render_prompt, resolve_instruction, set_instruction
+
+    assert resolve_instruction("auto", tiny_tokenizer, HASH) is None
+    assert resolve_instruction("auto", build_tiny_tokenizer(style="r1"), R1) is None
+    chat = copy.deepcopy(tiny_tokenizer)
+    chat.chat_template = CHATML
+    assert resolve_instruction("auto", chat, R1) == R1.instruction and "\\boxed{}" in R1.instruction
+    assert resolve_instruction("auto", chat, HASH) == HASH.instruction and "####" in HASH.instruction
+    assert resolve_instruction("none", chat, R1) is None and resolve_instruction("Be brief.", chat, R1) == "Be brief."
+    bare = render_prompt(chat, "What is 2 + 2?")
+    set_instruction(chat, resolve_instruction("auto", chat, R1))
+    asked = render_prompt(chat, "What is 2 + 2?")
+    assert asked != bare and "What is 2 + 2?\n\n" + R1.instruction + "<|im_end|>" in asked
+    assert render_prompt(tiny_tokenizer, "What is 2 + 2?") == "Question: What is 2 + 2?\nAnswer:\n"
+
+
+def test_the_runs_answer_budget_follows_its_format_unless_set(tiny_config, tmp_path):
+    assert tiny_config(tmp_path, "rollout.max_answer_tokens=null").rollout.max_answer_tokens == HASH.answer_tokens
+    r1 = tiny_config(tmp_path, "rollout.max_answer_tokens=null", "format=r1")
+    assert r1.rollout.max_answer_tokens == R1.answer_tokens > 8
+    assert tiny_config(tmp_path, "format=r1").rollout.max_answer_tokens == 4  # configs/tiny.yaml sets it
+
+
+def test_run_config_resolves_auto_into_the_text_it_logs(tiny_config, tmp_path):
+    from gan_cot.models import render_prompt
+
+    cfg = tiny_config(tmp_path)
+    tok = cfg.policy_tokenizer()
+    assert cfg.instruction == "none" and tok.gan_cot_instruction is None  # the tiny policy: bare question
+    cfg = tiny_config(tmp_path, "instruction=Think briefly.")
+    tok = cfg.policy_tokenizer()
+    assert cfg.instruction == "Think briefly." and render_prompt(tok, "Q?").startswith("Question: Q?\n\nThink briefly.")
+
+
+def test_an_evaluation_whose_answers_run_out_of_budget_warns(tiny_model_dir):
+    from gan_cot.evaluate import evaluate
+    from gan_cot.models import load_model, load_tokenizer
+    from gan_cot.tasks import get_task
+
+    torch.manual_seed(0)
+    tok, model = load_tokenizer(str(tiny_model_dir)), load_model(str(tiny_model_dir), dtype=torch.float32)
+    task = get_task("ledger", seed=0)
+    examples = task.examples("test", 3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = evaluate(model, tok, task, examples, max_think_tokens=3, max_answer_tokens=2, show_progress=False)
+    # an untrained model never writes the end of sequence: every forced answer is cut at its 2 tokens
+    assert res["forced"] == 3 and res["answer_cut"] == 3 and 0.0 <= res["well_formed"] <= 1.0
+    assert any("ran out of the answer budget" in str(w.message) for w in caught)
+
+
+def test_automatic_labels_report_their_continuations_and_tokens(tiny_model_dir):
+    from gan_cot.discriminator.labels import AutoLabelConfig, label_chains
+    from gan_cot.models import load_model, load_tokenizer
+    from gan_cot.tasks import get_task
+
+    torch.manual_seed(0)
+    tok, model = load_tokenizer(str(tiny_model_dir)), load_model(str(tiny_model_dir), dtype=torch.float32)
+    task = get_task("ledger", seed=0)
+    examples = task.examples("train", 2)
+    chains = [ex.steps[:2] for ex in examples]
+    cfg = AutoLabelConfig(rollouts=2, max_new_tokens=3, max_answer_tokens=2)
+    out = label_chains(model, tok, task, examples, chains, cfg)
+    assert [a.continuations for a in out] == [(len(c) + 1) * 2 for c in chains]
+    # each continuation writes its thinking budget, the forced end and at most its answer budget
+    marker = len(tok(task.format.forced_end, add_special_tokens=False)["input_ids"])
+    for a in out:
+        assert a.continuations * 1 <= a.tokens <= a.continuations * (3 + marker + 2)
+
+
+def test_the_rounds_alpha_is_the_one_the_chains_ran_under():
+    from gan_cot.adv_config import GateConfig
+    from gan_cot.gate import build_gate
+
+    gate = build_gate(GateConfig())
+    # the gate's likeliest pick is 1 for both questions (a tie goes to 1), but three of four chains drew 0
+    chains = [SimpleNamespace(alpha=a, question_alpha=1.0, example_index=i // 2) for i, a in enumerate([0, 0, 1, 0])]
+    rollout = SimpleNamespace(chains=chains, group_size=2)
+    examples = [SimpleNamespace(difficulty=None)] * 2
+    m = gate.round_metrics(rollout, examples, SimpleNamespace(gather=lambda items: list(items)))
+    assert m["alpha_mean"] == pytest.approx(0.25) and m["alpha_min"] == 0 and m["alpha_max"] == 1
+    assert m["alpha_pick_mean"] == 1.0
