@@ -49,7 +49,9 @@ def test_run_config_resolves_auto_into_the_text_it_logs(tiny_config, tmp_path):
     assert cfg.instruction == "none" and tok.gan_cot_instruction is None  # the tiny policy: bare question
     cfg = tiny_config(tmp_path, "instruction=Think briefly.")
     tok = cfg.policy_tokenizer()
-    assert cfg.instruction == "Think briefly." and render_prompt(tok, "Q?").startswith("Question: Q?\n\nThink briefly.")
+    assert cfg.instruction == "Think briefly." and render_prompt(tok, "Q?").startswith(
+        "Question: Q?\n\nThink briefly."
+    )
 
 
 def test_an_evaluation_whose_answers_run_out_of_budget_warns(tiny_model_dir):
