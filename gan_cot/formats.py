@@ -198,8 +198,7 @@ class ChainFormat:
 
 HASH = ChainFormat(
     "hash", "####", "\n", "\n####", " ", boxed=False, answer_tokens=8,
-    instruction="Solve it step by step, one step per line, then write the final answer on its own line after "
-    "'####', as in: #### 42",
+    instruction="Solve it step by step, one step per line. On the last line write #### followed by the final number.",
 )  # fmt: skip
 # Qwen-Math's and DeepSeek-R1's own instruction for \boxed{} answers.
 R1 = ChainFormat(

@@ -1,6 +1,7 @@
 """What a real chat model needs from the defaults, checked on tiny models: the format's instruction reaches a chat
 model's prompt (and not the tiny policies'), answer budgets follow the format, an evaluation whose answers run out of
-budget says so, automatic labels report their cost, and the gate's round statistics are the alphas it applied."""
+budget says so, automatic labels report their cost, the gate's round statistics are the alphas it applied, and a
+checkpoint of the engine holds the adapter, not the frozen base (tied embeddings included)."""
 
 import copy
 import warnings
@@ -102,3 +103,32 @@ def test_the_rounds_alpha_is_the_one_the_chains_ran_under():
     m = gate.round_metrics(rollout, examples, SimpleNamespace(gather=lambda items: list(items)))
     assert m["alpha_mean"] == pytest.approx(0.25) and m["alpha_min"] == 0 and m["alpha_max"] == 1
     assert m["alpha_pick_mean"] == 1.0
+
+
+def test_the_engine_checkpoint_holds_no_frozen_weight_under_any_name(tmp_path):
+    import deepspeed
+    from peft import LoraConfig, get_peft_model
+
+    from gan_cot.distributed import Strategy, init_distributed
+    from gan_cot.models import build_tiny_model
+
+    rank, world = init_distributed()
+    model, _ = build_tiny_model(hidden_size=32, layers=2, heads=2)
+    assert model.config.tie_word_embeddings  # lm_head.weight is embed_tokens.weight, as in SmolLM2
+    peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    params = [p for p in peft_model.parameters() if p.requires_grad]
+    engine, *_ = deepspeed.initialize(
+        model=peft_model, model_parameters=params, optimizer=torch.optim.AdamW(params, lr=1e-3),
+        config={"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 0}},
+    )  # fmt: skip
+    strategy = Strategy(engine, rank, world, max_nan_steps=3)
+    strategy.save_engine(tmp_path / "engine", tag="state")
+    saved = torch.load(tmp_path / "engine" / "state" / "mp_rank_00_model_states.pt", weights_only=False)["module"]
+    assert saved and all("lora_" in k for k in saved), sorted(saved)
+    before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
+    with torch.no_grad():
+        for p in params:
+            p.add_(1.0)
+    strategy.load_engine(tmp_path / "engine", tag="state")  # non-strict: the base stays, the adapter comes back
+    assert all(torch.equal(p, before[n]) for n, p in peft_model.named_parameters())
+    assert "module_state_dict" not in vars(engine)  # DeepSpeed's own method again
