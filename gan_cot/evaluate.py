@@ -69,6 +69,21 @@ def alpha_stats(alphas: list[float], difficulties: list[int | None]) -> dict:
     }
 
 
+def answer_cut(fmt, c) -> bool:
+    """Whether completion ``c`` was stopped by the answer budget in the middle of its answer: past the end of
+    thinking, no end of sequence, and no whole answer (an unclosed ``\\boxed{``, or a ``####`` line with no line
+    break after it). A chain that wrote its answer and ran on is not cut."""
+    tail = fmt.answer_part(c.text)
+    if c.finished or tail is None:
+        return False
+    if fmt.boxed:
+        from gan_cot.formats import boxed_contents
+
+        return not boxed_contents(tail)
+    line = tail.lstrip(" ")
+    return not line.strip() or "\n" not in line
+
+
 def flat_alpha_stats(alphas: list[float], difficulties: list) -> dict:
     """:func:`alpha_stats` as flat float metrics (``alpha_difficulty_{d}``)."""
     stats = alpha_stats(alphas, difficulties)
@@ -100,8 +115,8 @@ def evaluate(
     to fix it; the result adds :func:`alpha_stats`). ``max_think_tokens``: generate at most that many tokens, then
     force the end of thinking and ``max_answer_tokens`` more (``max_new_tokens`` is not used then; None: the chain
     format's answer budget). ``well_formed`` is the share of completions with an answer the format can read;
-    ``answer_cut`` counts those whose answer ran out of budget (past the end of thinking, no end of sequence): a
-    warning says so when they are most of the answers. ``keep_rows``: add ``rows``, one per completion: question id, difficulty, alpha, tokens, correct, completion.
+    ``answer_cut`` counts those whose answer ran out of budget (:func:`answer_cut`): a warning says so when they are
+    most of the answers. ``keep_rows``: add ``rows``, one per completion: question id, difficulty, alpha, tokens, correct, completion.
     """
     import torch
 
@@ -135,7 +150,7 @@ def evaluate(
     fmt = task.format
     chains = [c for group in groups for c in group]
     answered = [c for c in chains if fmt.answer_part(c.text) is not None]
-    cut = sum(not c.finished for c in answered)
+    cut = sum(answer_cut(fmt, c) for c in answered)
     if answered and cut > len(answered) / 2:
         warnings.warn(
             f"{cut} of {len(answered)} answers ran out of the answer budget ({max_answer_tokens} tokens after the end "

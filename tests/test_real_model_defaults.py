@@ -132,3 +132,22 @@ def test_the_engine_checkpoint_holds_no_frozen_weight_under_any_name(tmp_path):
     strategy.load_engine(tmp_path / "engine", tag="state")  # non-strict: the base stays, the adapter comes back
     assert all(torch.equal(p, before[n]) for n, p in peft_model.named_parameters())
     assert "module_state_dict" not in vars(engine)  # DeepSpeed's own method again
+
+
+@pytest.mark.parametrize(
+    ("fmt", "text", "finished", "cut"),
+    [
+        (R1, "a\n</think>\n\nThe answer is $\\boxed{1", False, True),  # the box never closed
+        (R1, "a\n</think>\n\nThe answer is $\\boxed{12}$. So the answer", False, False),  # answered, then ran on
+        (R1, "a\n</think>\n\nThe answer is $\\boxed{1", True, False),  # ended by the model itself
+        (R1, "still thinking", False, False),  # never reached the answer: the thinking budget's matter
+        (HASH, "a\n#### 1,2", False, True),
+        (HASH, "a\n#### 12\nThe answer is 12", False, False),
+        (HASH, "a\n####", False, True),
+    ],
+)
+def test_an_answer_is_cut_only_when_the_budget_stopped_it_midway(fmt, text, finished, cut):
+    from gan_cot.evaluate import answer_cut
+    from gan_cot.generation import Completion
+
+    assert answer_cut(fmt, Completion(text, 10, finished)) is cut
