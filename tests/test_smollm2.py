@@ -91,7 +91,7 @@ def _train(smollm2, out: Path, *extra) -> subprocess.CompletedProcess:
         "rollout.group_size=2", "rollout.max_think_tokens=32", "rollout.batch_size=4", "loss.micro_batch=2",
         "sft.pool_questions=8", "sft.warmup_steps=6", "sft.steps=1", "sft.batch_size=2", "policy.lr=1e-3",
         "discriminator.refresh_steps=1", "discriminator.label_chains=1", "discriminator.label_rollouts=1",
-        "eval.n=8", "eval.batch_size=8", "checkpoint_every=1", "lora.r=8", "lora.alpha=16",
+        "eval.n=8", "eval.batch_size=8", "guard.n=4", "checkpoint_every=1", "lora.r=8", "lora.alpha=16",
         f"output_dir={out / 'out'}", f"mlflow_dir={out / 'mlruns'}", *extra,
     ]  # fmt: skip
     return subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=900)
