@@ -71,15 +71,16 @@ def alpha_stats(alphas: list[float], difficulties: list[int | None]) -> dict:
 
 def answer_cut(fmt, c) -> bool:
     """Whether completion ``c`` was stopped by the answer budget in the middle of its answer: past the end of
-    thinking, no end of sequence, and no whole answer (an unclosed ``\\boxed{``, or a ``####`` line with no line
-    break after it). A chain that wrote its answer and ran on is not cut."""
+    thinking, no end of sequence, and an answer begun but not whole (a ``\\boxed{`` not closed, or a ``####`` line
+    with no line break after it). A chain that wrote its answer and ran on is not cut, nor one that never began an
+    answer (a model that keeps reasoning after a forced ``</think>`` is not short of answer tokens)."""
     tail = fmt.answer_part(c.text)
     if c.finished or tail is None:
         return False
     if fmt.boxed:
         from gan_cot.formats import boxed_contents
 
-        return not boxed_contents(tail)
+        return "\\boxed{" in tail and not boxed_contents(tail)
     line = tail.lstrip(" ")
     return not line.strip() or "\n" not in line
 

@@ -141,6 +141,7 @@ def test_the_engine_checkpoint_holds_no_frozen_weight_under_any_name(tmp_path):
         (R1, "a\n</think>\n\nThe answer is $\\boxed{12}$. So the answer", False, False),  # answered, then ran on
         (R1, "a\n</think>\n\nThe answer is $\\boxed{1", True, False),  # ended by the model itself
         (R1, "still thinking", False, False),  # never reached the answer: the thinking budget's matter
+        (R1, "a\n</think>\n\n1. First, we need", False, False),  # reasons on after </think>: no answer begun
         (HASH, "a\n#### 1,2", False, True),
         (HASH, "a\n#### 12\nThe answer is 12", False, False),
         (HASH, "a\n####", False, True),
