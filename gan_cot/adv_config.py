@@ -46,7 +46,11 @@ class RolloutConfig:
     group_size: int = field(4, help="G: chains sampled per question; credit is normalised within the group")
     temperature: float = field(1.0, help="sampling temperature")
     max_think_tokens: int = field(160, help="thinking budget: past it, the end of thinking is forced")
-    max_answer_tokens: int = field(8, help="answer budget: tokens allowed after the end of thinking")
+    max_answer_tokens: int | None = field(
+        None,
+        help="answer budget: tokens allowed after the end of thinking (null: the chain format's, 8 for hash and 32 "
+        "for r1, whose 'The answer is $\\boxed{X}$.' is 11+ tokens in a real tokenizer)",
+    )
     batch_size: int = field(64, help="generation batch size (chains)")
     engine: Literal["hf", "vllm"] = field(
         "hf",
@@ -332,6 +336,10 @@ class AdvConfig(RunConfig):
 
     def __post_init__(self):
         check_bounds(self, "", ("rounds", "max_nan_steps"), ("checkpoint_every",))
+        if self.rollout.max_answer_tokens is None:  # the format's budget, resolved so the logged config holds it
+            from gan_cot.formats import get_format
+
+            self.rollout.max_answer_tokens = get_format(self.format).answer_tokens
 
     @property
     def eval_budgets(self) -> tuple[int, int]:

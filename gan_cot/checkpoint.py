@@ -2,8 +2,8 @@
 (:func:`atomic_dir`), JSON the same way (:func:`write_json`), and the training checkpoint built on them.
 
 A training checkpoint (``OUTPUT_DIR/checkpoints/round-NNNNN``) holds the adapter (and gate), the DeepSpeed engine
-state (optimizer included), the discriminator, every process's RNG state, and ``state.json`` (the round, the
-MLflow run id, the SFT pool). ``latest`` names the newest whole one; a kill at any moment leaves the previous one
+state (optimizer included; not the frozen base, which resume loads from ``model`` again), the discriminator, every
+process's RNG state, and ``state.json`` (the round, the MLflow run id, the SFT pool). ``latest`` names the newest whole one; a kill at any moment leaves the previous one
 whole.
 """
 
@@ -92,7 +92,7 @@ class Checkpoints:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         s.barrier()
-        s.engine.save_checkpoint(str(tmp / "engine"), tag="state")
+        s.save_engine(tmp / "engine", tag="state")
         (tmp / f"rng-{s.rank}.json").write_text(json.dumps(rng_state()))
         s.barrier()
         save_extra(tmp)
@@ -131,7 +131,7 @@ class Checkpoints:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointLoadError(f"{ckpt / 'state.json'} cannot be read ({type(e).__name__}: {e}); {hint}") from e
         try:
-            self.strategy.engine.load_checkpoint(str(ckpt / "engine"), tag="state")
+            self.strategy.load_engine(ckpt / "engine", tag="state")
         except Exception as e:  # noqa: BLE001 - DeepSpeed asserts, raises OSError or pickle errors alike
             raise CheckpointLoadError(f"{ckpt / 'engine'} cannot be loaded ({type(e).__name__}: {e}); {hint}") from e
         load_extra(ckpt)

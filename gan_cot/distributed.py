@@ -168,6 +168,35 @@ class Strategy:
                     coordinator._invalidate_trace()  # the generation's forwards are not the training's trace
                 offload._register_deepspeed_module(offload.module)
 
+    def save_engine(self, folder: Path, tag: str) -> None:
+        """The engine's state (every process must call it): the trainable parameters (adapter and gate), the
+        optimizer and the schedule. The frozen base is left out: it is the model the run starts from, loaded again
+        on resume, and it would make every checkpoint the size of the base (fp32 SmolLM2: 589 of its 925 MB).
+
+        DeepSpeed's ``exclude_frozen_parameters`` walks ``named_parameters()``, which names a tied weight once, so
+        the other name of a tied embedding (``lm_head.weight``: 113 MB in SmolLM2) stayed in the state dict; every
+        name of a frozen tensor is dropped here."""
+        engine = self.engine
+        module_state_dict = engine.module_state_dict
+
+        def trainable_state_dict(*args, exclude_frozen_parameters=False, **kwargs):
+            sd = module_state_dict(*args, exclude_frozen_parameters=exclude_frozen_parameters, **kwargs)
+            if exclude_frozen_parameters and sd is not None:
+                for name, p in engine.module.named_parameters(remove_duplicate=False):
+                    if not p.requires_grad:
+                        sd.pop(name, None)
+            return sd
+
+        engine.module_state_dict = trainable_state_dict
+        try:
+            engine.save_checkpoint(str(folder), tag=tag, exclude_frozen_parameters=True)
+        finally:
+            del engine.module_state_dict  # the class's method again
+
+    def load_engine(self, folder: Path, tag: str) -> None:
+        """Restore :meth:`save_engine`'s state into the engine; the frozen base stays as loaded (a non-strict load)."""
+        self.engine.load_checkpoint(str(folder), tag=tag, load_module_strict=False)
+
     def save_adapter(self, folder: Path) -> None:
         """peft's ``save_pretrained`` of the adapter into ``folder`` (main process; every process must call it)."""
         with self.gathered(trainable_only=True):

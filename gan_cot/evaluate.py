@@ -20,6 +20,7 @@ of the task's chain format appended and ``max_answer_tokens`` greedy tokens to a
 from __future__ import annotations
 
 import statistics
+import warnings
 
 from tqdm.auto import tqdm
 
@@ -68,6 +69,22 @@ def alpha_stats(alphas: list[float], difficulties: list[int | None]) -> dict:
     }
 
 
+def answer_cut(fmt, c) -> bool:
+    """Whether completion ``c`` was stopped by the answer budget in the middle of its answer: past the end of
+    thinking, no end of sequence, and an answer begun but not whole (a ``\\boxed{`` not closed, or a ``####`` line
+    with no line break after it). A chain that wrote its answer and ran on is not cut, nor one that never began an
+    answer (a model that keeps reasoning after a forced ``</think>`` is not short of answer tokens)."""
+    tail = fmt.answer_part(c.text)
+    if c.finished or tail is None:
+        return False
+    if fmt.boxed:
+        from gan_cot.formats import boxed_contents
+
+        return "\\boxed{" in tail and not boxed_contents(tail)
+    line = tail.lstrip(" ")
+    return not line.strip() or "\n" not in line
+
+
 def flat_alpha_stats(alphas: list[float], difficulties: list) -> dict:
     """:func:`alpha_stats` as flat float metrics (``alpha_difficulty_{d}``)."""
     stats = alpha_stats(alphas, difficulties)
@@ -89,7 +106,7 @@ def evaluate(
     keep_completions: int = 0,
     alpha: float | None = None,
     max_think_tokens: int | None = None,
-    max_answer_tokens: int = 8,
+    max_answer_tokens: int | None = None,
     keep_rows: bool = False,
 ) -> dict:
     """Accuracy (avg@k over ``samples``), mean tokens (all, thinking, answer) and, where the task knows it,
@@ -97,12 +114,16 @@ def evaluate(
 
     ``model``: a causal LM, or a :class:`gan_cot.gate.GatedPolicy` (then ``alpha``: None for its gate, a float
     to fix it; the result adds :func:`alpha_stats`). ``max_think_tokens``: generate at most that many tokens, then
-    force the end of thinking and ``max_answer_tokens`` more (``max_new_tokens`` is not used then).
-    ``keep_rows``: add ``rows``, one per completion: question id, difficulty, alpha, tokens, correct, completion.
+    force the end of thinking and ``max_answer_tokens`` more (``max_new_tokens`` is not used then; None: the chain
+    format's answer budget). ``well_formed`` is the share of completions with an answer the format can read;
+    ``answer_cut`` counts those whose answer ran out of budget (:func:`answer_cut`): a warning says so when they are
+    most of the answers. ``keep_rows``: add ``rows``, one per completion: question id, difficulty, alpha, tokens, correct, completion.
     """
     import torch
 
     questions = [task.prompt(ex) for ex in examples]
+    if max_answer_tokens is None:
+        max_answer_tokens = task.format.answer_tokens
     alphas: list[float] = []
     # a private RNG stream: evaluating never shifts the caller's (a trainer's) random state
     with (
@@ -127,6 +148,17 @@ def evaluate(
         unfinished += sum(not c.finished for c in group)
         per_example.append((ex, group, hits))
     split = thinking_answer_tokens(tokenizer, [c.text for group in groups for c in group], tokens, task.format)
+    fmt = task.format
+    chains = [c for group in groups for c in group]
+    answered = [c for c in chains if fmt.answer_part(c.text) is not None]
+    cut = sum(answer_cut(fmt, c) for c in answered)
+    if answered and cut > len(answered) / 2:
+        warnings.warn(
+            f"{cut} of {len(answered)} answers ran out of the answer budget ({max_answer_tokens} tokens after the end "
+            f"of thinking) before the end of sequence: raise max_answer_tokens (the {fmt.name} format's default is "
+            f"{fmt.answer_tokens})",
+            stacklevel=2,
+        )
     result = {
         "n": len(examples),
         "samples": samples,
@@ -136,6 +168,8 @@ def evaluate(
         "mean_thinking_tokens": statistics.fmean(t for t, _ in split) if split else 0.0,
         "mean_answer_tokens": statistics.fmean(a for _, a in split) if split else 0.0,
         "unfinished": unfinished,
+        "well_formed": sum(fmt.extract_answer(c.text) is not None for c in chains) / max(1, len(chains)),
+        "answer_cut": cut,
     }
     if examples and all(ex.minimal_steps is not None for ex in examples):
         minimal = reference_tokens(tokenizer, task, examples, minimal=True)

@@ -158,6 +158,11 @@ class ChainFormat:
     forced_end: str  # appended when the thinking budget runs out (the marker and what belongs around it)
     answer_after: str  # written between the marker and the answer when a chain is rendered
     boxed: bool  # the answer is the last \boxed{} after the marker (else the text that follows the marker)
+    # The prompt instruction that asks a chat model for this format (appended to the question; ``instruction`` key)
+    instruction: str = ""
+    # Default answer budget: tokens after the end of thinking, enough for the format's answer line in a real
+    # tokenizer ("The answer is $\\boxed{1,234}$." is 11-15 tokens for SmolLM2 and Qwen; "#### 1234" is 2-4)
+    answer_tokens: int = 8
 
     def thinking(self, completion: str) -> str:
         """The completion before the end-of-thinking marker (all of it when the marker is missing)."""
@@ -191,8 +196,15 @@ class ChainFormat:
         return self.separator.join([*steps, f"{self.end_of_thinking}{self.answer_after}{answer}"])
 
 
-HASH = ChainFormat("hash", "####", "\n", "\n####", " ", boxed=False)
-R1 = ChainFormat("r1", "</think>", "\n\n", "\n</think>\n\n", "", boxed=True)
+HASH = ChainFormat(
+    "hash", "####", "\n", "\n####", " ", boxed=False, answer_tokens=8,
+    instruction="Solve it step by step, one step per line. On the last line write #### followed by the final number.",
+)  # fmt: skip
+# Qwen-Math's and DeepSeek-R1's own instruction for \boxed{} answers.
+R1 = ChainFormat(
+    "r1", "</think>", "\n\n", "\n</think>\n\n", "", boxed=True, answer_tokens=32,
+    instruction="Please reason step by step, and put your final answer within \\boxed{}.",
+)  # fmt: skip
 FORMATS = {"hash": HASH, "r1": R1}
 
 

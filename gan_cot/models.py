@@ -99,12 +99,44 @@ def resolve_dtype(name: str) -> torch.dtype:
 
 
 def render_prompt(tokenizer, question: str) -> str:
-    """The text a policy sees before its chain: the tokenizer's chat template with a generation prompt."""
+    """The text a policy sees before its chain: the tokenizer's chat template with a generation prompt, the question
+    followed by the policy's instruction when one is set (:func:`set_instruction`)."""
+    instruction = getattr(tokenizer, INSTRUCTION_ATTR, None)
+    if instruction:
+        question = f"{question}\n\n{instruction}"
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(
             [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
         )
     return question + "\n"
+
+
+INSTRUCTION_ATTR = "gan_cot_instruction"
+
+
+def is_chat_model(tokenizer) -> bool:
+    """Whether a tokenizer's chat template is a real chat model's: any template but the tiny policies' own (those
+    are trained on the bare question and have no instruction to follow)."""
+    template = getattr(tokenizer, "chat_template", None)
+    return bool(template) and template.strip() not in (TINY_CHAT_TEMPLATE, R1_CHAT_TEMPLATE)
+
+
+def resolve_instruction(setting: str | None, tokenizer, fmt) -> str | None:
+    """The prompt instruction a run's ``instruction`` key means: ``auto`` is the chain format's own instruction for a
+    chat model (:func:`is_chat_model`) and none for the tiny policies; ``none`` (or null, or empty) is none; any other
+    text is itself."""
+    if setting is None or setting.strip().lower() in ("", "none"):
+        return None
+    if setting == "auto":
+        return fmt.instruction if is_chat_model(tokenizer) and fmt.instruction else None
+    return setting
+
+
+def set_instruction(tokenizer, instruction: str | None) -> str | None:
+    """Make :func:`render_prompt` append ``instruction`` to every question rendered with this (the policy's)
+    tokenizer. The discriminator reads the bare question: the instruction is addressed to the policy. Returns it."""
+    setattr(tokenizer, INSTRUCTION_ATTR, instruction or None)
+    return instruction or None
 
 
 def tiny_corpus(n: int = 3000, seed: int = 0) -> list[str]:

@@ -69,6 +69,12 @@ class RunConfig:
         help="chain format (gan_cot/formats.py): hash (a step per line, then '#### answer') or r1 (paragraphs as "
         "steps, thinking ended by </think>, the answer in \\boxed{} after it)",
     )
+    instruction: str = field(
+        "auto",
+        help="appended to every question the policy sees: auto (the chain format's instruction, e.g. r1's 'Please "
+        "reason step by step, and put your final answer within \\boxed{}.', for a chat model; none for the tiny "
+        "policies, trained on the bare question), none, or the text itself; logged as the instruction parameter",
+    )
     output_dir: str | None = field(None, help="run folder: adapter, result.json, checkpoints")
     experiment: str = field("gan-cot", help="MLflow experiment")
     mlflow_dir: str | None = field(None, help="local MLflow store folder (default mlruns/; MLFLOW_TRACKING_URI wins)")
@@ -83,3 +89,14 @@ class RunConfig:
         task = make_task(self.task, self.seed, self.data)
         task.format = get_format(self.format)
         return task
+
+    def policy_tokenizer(self, path: str | None = None):
+        """The policy's tokenizer (of ``model``, or ``path``) with the run's prompt instruction set on it. ``auto``
+        is resolved in place (to the text, or none), so the logged config says what the policy was asked."""
+        from gan_cot.formats import get_format
+        from gan_cot.models import load_tokenizer, resolve_instruction, set_instruction
+
+        tok = load_tokenizer(path or self.model)
+        self.instruction = set_instruction(tok, resolve_instruction(self.instruction, tok, get_format(self.format)))
+        self.instruction = self.instruction or "none"
+        return tok

@@ -82,7 +82,7 @@ class AdversarialTrainer:
         from peft import get_peft_model
 
         from gan_cot.discriminator.model import Discriminator
-        from gan_cot.models import load_model, load_tokenizer
+        from gan_cot.models import load_model
 
         cfg = self.cfg
         rank, world = init_distributed()
@@ -90,7 +90,7 @@ class AdversarialTrainer:
         self.task = cfg.make_task()
         n_train = max(cfg.rollout.questions * cfg.rounds, cfg.sft.pool_questions, 512)
         self.train_examples = self.task.examples("train", n_train)
-        self.tokenizer = load_tokenizer(cfg.model)
+        self.tokenizer = cfg.policy_tokenizer()  # with the prompt instruction (``instruction``)
         dtype = resolve_dtype(cfg.policy.dtype)
         base = load_model(cfg.model, dtype=dtype)
         if cfg.policy.gradient_checkpointing:
@@ -349,10 +349,13 @@ class AdversarialTrainer:
                 batch_size=self.cfg.eval.batch_size,
             )  # fmt: skip
         keys = ["accuracy", "mean_tokens", "mean_minimal_tokens", "mean_thinking_tokens", "mean_answer_tokens"]
+        keys += ["well_formed"]
         *sums, total = s.sum([res.get(k, 0.0) * len(examples) for k in keys] + [len(examples)])
         out = {k: v / total for k, v in zip(keys, sums)}
         if out["mean_minimal_tokens"]:
             out["tokens_vs_minimal"] = out["mean_tokens"] / out["mean_minimal_tokens"]
+        else:  # no minimal chain (GSM8K): no figure rather than a 0.0 that reads as a measurement
+            del out["mean_minimal_tokens"]
         out["n"] = int(total)
         if gated_eval:
             rows = s.gather([(row["alpha"], row["difficulty"]) for row in res["rows"]])

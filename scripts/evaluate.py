@@ -59,7 +59,15 @@ def parse_args(argv=None):
         "a number >= 0 (the LoRA delta scaled by it for every question)",
     )
     p.add_argument("--max-think-tokens", type=int, default=None, help="thinking budget: force the end of thinking")
-    p.add_argument("--max-answer-tokens", type=int, default=8, help="tokens allowed after a forced end of thinking")
+    p.add_argument(
+        "--max-answer-tokens", type=int, default=None,
+        help="tokens allowed after the end of thinking (default: the format's, 8 for hash, 32 for r1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--instruction", default="auto",
+        help="appended to each question: auto (the format's instruction for a chat model, none for the tiny "
+        "policies), none, or the text itself",
+    )  # fmt: skip
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument(
         "--data", default=None,
@@ -137,6 +145,8 @@ def make_task(args):
     else:
         task = get_task(args.task)
     task.format = get_format(args.format)
+    if args.max_answer_tokens is None:
+        args.max_answer_tokens = task.format.answer_tokens
     return task
 
 
@@ -149,12 +159,13 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
 
     from gan_cot.efficiency import acu
     from gan_cot.evaluate import count_parameters, evaluate
-    from gan_cot.models import load_model, load_tokenizer, resolve_dtype
+    from gan_cot.models import load_model, load_tokenizer, resolve_dtype, resolve_instruction, set_instruction
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = resolve_dtype(args.dtype) if device != "cpu" or args.dtype != "auto" else torch.float32
     try:
         tok = load_tokenizer(path, trust_remote_code=args.trust_remote_code)
+        instruction = set_instruction(tok, resolve_instruction(args.instruction, tok, task.format))
         if alpha is None:
             model = load_model(path, dtype=dtype, trust_remote_code=args.trust_remote_code).to(device)
         else:
@@ -188,6 +199,7 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
         result["n_params"] = count_parameters(model.peft_model) + gate_params
         result["alpha"] = alpha
     result["acu"] = acu(result["accuracy"], result["n_params"], result["mean_tokens"])
+    result["instruction"] = instruction
     del model
     return result
 
@@ -229,7 +241,7 @@ def main(argv=None) -> int:
     line += f" (thinking {result['mean_thinking_tokens']:.1f}, answer {result['mean_answer_tokens']:.1f})"
     if "tokens_vs_minimal" in result:
         line += f", minimal {result['mean_minimal_tokens']:.1f}, tokens_vs_minimal {result['tokens_vs_minimal']:.3f}"
-    line += f", ACU {_fmt(result['acu'], '.4g')}"
+    line += f", ACU {_fmt(result['acu'], '.4g')}, well formed {result['well_formed']:.3f}"
     print(line, flush=True)
     if args.alpha is not None:
         levels = ", ".join(f"{d}: {a:.3f}" for d, a in result.get("alpha_difficulty", {}).items())
@@ -271,7 +283,8 @@ def log_run(args, task, result: dict, rows: list[dict]) -> str:
     prefix = "base_" if args.base is not None else ""
     base = {k: result.get(prefix + k) for k in ("accuracy", "mean_tokens", "mean_minimal_tokens")}
     params = {"model": args.model, "split": args.split, "n": args.n, "max_think_tokens": args.max_think_tokens,
-              "max_answer_tokens": args.max_answer_tokens, "format": args.format, "samples": args.samples}  # fmt: skip
+              "max_answer_tokens": args.max_answer_tokens, "format": args.format, "samples": args.samples,
+              "instruction": result.get("instruction")}  # fmt: skip
     final = {"accuracy": result["accuracy"], "tokens": result["mean_tokens"]}
     return tracking.log_eval_run(args.method, args.seed, args.task, task, base, final, rows, params)
 

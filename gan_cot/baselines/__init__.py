@@ -118,7 +118,7 @@ def run(cfg: BaselineConfig, log=print) -> dict:
     from gan_cot.baselines.common import count_params
     from gan_cot.cli import check_writable_dir
     from gan_cot.config import to_dict
-    from gan_cot.models import load_model, load_tokenizer
+    from gan_cot.models import load_model
 
     started = time.time()
     if cfg.threads:
@@ -130,7 +130,7 @@ def run(cfg: BaselineConfig, log=print) -> dict:
     out = check_writable_dir(output_dir(cfg))
     test = task.examples("test", cfg.eval.n)
     model_id = cfg.model  # as given: saved adapters record it (relative stays relative)
-    tokenizer = load_tokenizer(model_id)
+    tokenizer = cfg.policy_tokenizer(model_id)  # with the prompt instruction (``instruction``)
     model = load_model(model_id, dtype=torch.float32)
     n_params = count_params(model)
     method = importlib.import_module(MODULES[cfg.method])

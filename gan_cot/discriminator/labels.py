@@ -47,6 +47,8 @@ class AutoLabels:
     soft_wrong: list[float]  # the success-rate drop at each step, clipped to [0, 1]
     success: list[float]  # s_0 .. s_n
     remaining: list[float]  # r_0 .. r_n
+    continuations: int = 0  # the labelling's cost: continuations generated for this chain ((n + 1) x rollouts)
+    tokens: int = 0  # and the tokens they wrote
 
 
 def labeler_pairs(tokenizer, task, examples, seed: int = 0) -> tuple[list[str], list[str]]:
@@ -94,7 +96,10 @@ def label_chains(policy, tokenizer, task, examples, chains: list[list[str]], cfg
     )  # fmt: skip
     success = [[0.0] * (len(s) + 1) for s in chains]
     remaining = [[0.0] * (len(s) + 1) for s in chains]
+    cost = [[0, 0] for _ in chains]  # continuations, tokens
     for (c, j, _, pre), group in zip(jobs, groups):
+        cost[c][0] += len(group)
+        cost[c][1] += sum(g.num_tokens for g in group)
         hits = [task.verify(pre + g.text, examples[c]) for g in group]
         success[c][j] = sum(hits) / len(hits)
         # work left before the answer line: tokens of the continuation's chain part
@@ -103,7 +108,7 @@ def label_chains(policy, tokenizer, task, examples, chains: list[list[str]], cfg
     for c, steps in enumerate(chains):
         step_tokens = [len(tokenizer(step + sep, add_special_tokens=False)["input_ids"]) for step in steps]
         labels, soft = labels_from_rollouts(success[c], remaining[c], step_tokens, cfg)
-        out.append(AutoLabels(labels, soft, success[c], remaining[c]))
+        out.append(AutoLabels(labels, soft, success[c], remaining[c], *cost[c]))
     return out
 
 

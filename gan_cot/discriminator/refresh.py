@@ -15,10 +15,11 @@ from gan_cot.discriminator.data import StepRecord
 from gan_cot.steps import LABELS
 
 
-def step_records(chains, examples, task, cfg, policy, tokenizer, rollout_cfg) -> list[StepRecord]:
+def step_records(chains, examples, task, cfg, policy, tokenizer, rollout_cfg, cost=None) -> list[StepRecord]:
     """One record per chain (chains with steps only): ``gold`` labels from the task, ``policy`` labels from the
     policy's own likelihoods (:func:`policy_records`), or ``auto`` labels from ``discriminator.label_rollouts``
-    continuations of every prefix, each with the rollout's budgets."""
+    continuations of every prefix, each with the rollout's budgets. ``cost`` (a dict), when given, gets the
+    automatic labels' ``label_continuations`` and ``label_tokens``."""
     exs = [examples[c.example_index] for c in chains]
     if cfg.labels == "gold":
         return [StepRecord(ex.question, c.steps, task.gold_labels(ex, c.steps)) for ex, c in zip(exs, chains)]
@@ -31,6 +32,9 @@ def step_records(chains, examples, task, cfg, policy, tokenizer, rollout_cfg) ->
         max_answer_tokens=rollout_cfg.max_answer_tokens, batch_size=rollout_cfg.batch_size,
     )  # fmt: skip
     auto = label_chains(policy, tokenizer, task, exs, [c.steps for c in chains], auto_cfg)
+    if cost is not None:
+        cost["label_continuations"] = float(sum(a.continuations for a in auto))
+        cost["label_tokens"] = float(sum(a.tokens for a in auto))
     return [StepRecord(ex.question, c.steps, a.labels) for ex, c, a in zip(exs, chains, auto)]
 
 
@@ -76,7 +80,8 @@ def refresh_discriminator(
     disc, rollout, scores, examples, task, cfg, policy, tokenizer, strategy, seed: int, rollout_cfg
 ) -> dict:
     """Returns the discriminator's F1 on this round's chains measured before the refresh (``disc_f1_present``,
-    ``disc_acc``) and the last refresh loss (``disc_loss``). Automatic labels cover ``cfg.label_chains`` chains
+    ``disc_acc``), the last refresh loss (``disc_loss``) and, for automatic labels, their cost summed over processes
+    (``label_continuations``, ``label_tokens``). Automatic labels cover ``cfg.label_chains`` chains
     drawn at random (seeded by ``seed``). A frozen discriminator with automatic labels is left alone: nothing is
     labelled."""
     from gan_cot.discriminator.train import step_metrics
@@ -88,8 +93,10 @@ def refresh_discriminator(
     if cfg.labels != "gold" and 0 < cfg.label_chains < len(with_steps):
         with_steps = rng.sample(with_steps, cfg.label_chains)
     started = time.perf_counter()
-    records = step_records([c for c, _ in with_steps], examples, task, cfg, policy, tokenizer, rollout_cfg)
+    cost: dict[str, float] = {}  # automatic labels: their continuations and tokens, summed over processes
+    records = step_records([c for c, _ in with_steps], examples, task, cfg, policy, tokenizer, rollout_cfg, cost)
     stats = {"time_label": time.perf_counter() - started}
+    stats.update(zip(cost, strategy.sum(list(cost.values()))) if cost else {})
     if with_steps[0][1] is not None:
         gold = [lab for r in records for lab in r.labels]
         pred = [LABELS[int(k)] for _, p in with_steps for k in p.argmax(-1)]

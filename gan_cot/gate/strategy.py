@@ -181,14 +181,18 @@ class LearnedGate(NoGate):
         return {"gate": True, **{k: v for k, v in final.items() if k.startswith("alpha_")}}
 
     def round_metrics(self, rollout, examples, strategy) -> dict:
-        """The gate's pick over the round's questions (one per question, all processes): mean, std, min, max and
-        the mean per difficulty level (``alpha_difficulty_{d}``)."""
+        """The alphas the round's chains ran under (each chain's draw from the gate, all processes): mean, std, min,
+        max and the mean per difficulty level (``alpha_difficulty_{d}``). ``alpha_pick_mean`` is the gate's likeliest
+        alpha averaged over the questions (what evaluation applies): with two choices near a tie it says 1 while the
+        chains run at both."""
         from gan_cot.evaluate import flat_alpha_stats
 
-        rows = strategy.gather(
-            [(c.question_alpha, examples[c.example_index].difficulty) for c in rollout.chains[:: rollout.group_size]]
-        )
-        return flat_alpha_stats([a for a, _ in rows], [d for _, d in rows])
+        rows = strategy.gather([(c.alpha, examples[c.example_index].difficulty) for c in rollout.chains])
+        picks = strategy.gather([c.question_alpha for c in rollout.chains[:: rollout.group_size]])
+        out = flat_alpha_stats([a for a, _ in rows], [d for _, d in rows])
+        if picks:
+            out["alpha_pick_mean"] = float(sum(picks) / len(picks))
+        return out
 
 
 def build_gate(cfg) -> NoGate:
