@@ -165,6 +165,8 @@ def resume_changes(cfg) -> dict[str, tuple[str, str]]:
             f"--resume: the run's config {path} cannot be read ({e}); restore it, or drop --resume"
         ) from e
     now = flatten(to_dict(cfg))
+    if now.get("instruction") == "auto":  # the run wrote what auto resolved to (from the model and format, compared)
+        now["instruction"] = before.get("instruction", "auto")
     changed = {
         k: (before.get(k, "-"), now.get(k, "-")) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)
     }

@@ -160,8 +160,8 @@ def test_a_warm_start_below_the_base_backs_off_its_pruning(tmp_path, tiny_config
     monkeypatch.setattr(trainer, "validation_accuracy", fake_validation_accuracy)
     original = trainer.evaluate
 
-    def evaluate(split, n, policy=None):
-        out = original(split, n, policy)
+    def evaluate(split, n, policy=None, **kwargs):
+        out = original(split, n, policy, **kwargs)
         if split == "validation" and policy is not None:  # the base's measurement
             out["accuracy"] = fake_validation_accuracy()
         return out
