@@ -55,7 +55,9 @@ class Guard:
         """Keep the current state when it passes, else roll back to the last that did; returns the metrics."""
         if not self.active:
             return {}
-        out = {"guard_val_accuracy": accuracy, "guard_base_val_accuracy": self.base_accuracy}
+        out = {"guard_val_accuracy": accuracy}
+        if self.base_accuracy is not None:  # a run resumed from before the guard has no base figure
+            out["guard_base_val_accuracy"] = self.base_accuracy
         if self.passes(accuracy):
             self.keep(accuracy)
             out["guard_rollback"] = 0.0
