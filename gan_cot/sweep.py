@@ -246,6 +246,24 @@ def add_sweep_args(p) -> None:
     p.add_argument("--n", type=int, default=200, help="number of questions (the first n of the split)")
     p.add_argument("--seed", type=int, default=0, help="the ledger task's data seed")
     p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument(
+        "--max-think-tokens",
+        type=int,
+        default=None,
+        help="a thinking budget, as training evaluates (then --max-new-tokens is not used)",
+    )
+    p.add_argument(
+        "--max-answer-tokens",
+        type=int,
+        default=None,
+        help="with --max-think-tokens: the answer's budget (default: the chain format's)",
+    )
+    p.add_argument(
+        "--method",
+        default=None,
+        help="also log every alpha as its own run tagged method METHOD-alphaA and --seed, with its "
+        "per-question rows, so scripts/compare_runs.py sets fixed alphas beside the trained methods",
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--output", default=None, help="MixChain jsonl (default: RUN_DIR/mixchain.jsonl)")
     p.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment")
@@ -257,8 +275,8 @@ def check_sweep_args(args) -> None:
     """Everything checkable before torch loads; UsageError with one line."""
     if args.task not in TASKS:
         raise UsageError(f"unknown task {args.task!r}; known tasks: {', '.join(sorted(TASKS))}")
-    for key in ("n", "max_new_tokens", "batch_size"):
-        if getattr(args, key) <= 0:
+    for key in ("n", "max_new_tokens", "batch_size", "max_think_tokens", "max_answer_tokens"):
+        if getattr(args, key) is not None and getattr(args, key) <= 0:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {getattr(args, key)}")
     try:
         args.adapter = adapter_dir(args.model)
@@ -285,5 +303,31 @@ def run_sweep(args, task, examples, tok, policy, log=print):
     log(f"alpha sweep of {args.adapter} on {args.task}/{args.split} n={len(examples)}: {args.alphas}")
     return sweep(
         policy, tok, task, examples, args.alpha_list, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        max_think_tokens=args.max_think_tokens, max_answer_tokens=args.max_answer_tokens, seed=args.seed,
         log=lambda r: log(f"  alpha {r['alpha']:g}: accuracy {r['accuracy']:.3f}, tokens {r['mean_tokens']:.1f}"),
     )  # fmt: skip
+
+
+def log_alpha_runs(args, task, rows: list[dict], records: list[dict]) -> dict[str, str]:
+    """``--method``: every alpha as one finished run (method ``METHOD-alphaA``, ``--seed``) in ``--experiment``, with
+    its per-question rows and the sweep's alpha 0 (the base, adapter off) as its base figures; returns
+    {method: run id}."""
+    from gan_cot import tracking
+
+    tracking.setup(args.experiment, args.mlflow_dir)
+    base = next((r for r in rows if r["alpha"] == 0), None)
+    params = {"model": str(args.adapter), "split": args.split, "n": len(records) // max(1, len(rows)),
+              "max_think_tokens": args.max_think_tokens, "max_answer_tokens": args.max_answer_tokens}  # fmt: skip
+    out = {}
+    for r in rows:
+        method = f"{args.method}-alpha{r['alpha']:g}"
+        per_q = [{"id": x["question_id"], "difficulty": x["difficulty"], "correct": x["correct"], "tokens": x["tokens"]}
+                 for x in records if x["alpha"] == r["alpha"]]  # fmt: skip
+        ref = base or r
+        figures = {"accuracy": ref["accuracy"], "mean_tokens": ref["mean_tokens"]}
+        if r.get("tokens_vs_minimal"):
+            figures["mean_minimal_tokens"] = r["mean_tokens"] / r["tokens_vs_minimal"]
+        final = {"accuracy": r["accuracy"], "tokens": r["mean_tokens"]}
+        out[method] = tracking.log_eval_run(method, args.seed, args.task, task, figures, final, per_q,
+                                            {**params, "alpha": r["alpha"]})  # fmt: skip
+    return out

@@ -235,6 +235,35 @@ def test_alpha_sweep_and_report_scripts(adapters, tmp_path):
     assert (gated.parent / "mixchain.jsonl").exists() and (gated.parent / "alpha_report.png").exists()
 
 
+def test_alpha_sweep_logs_each_alpha_as_a_method_with_per_question_rows(adapters, tmp_path):
+    """``--method``: every fixed alpha becomes a comparison row (method M-alphaA, the seed, per-question rows)."""
+    import runpy
+
+    import mlflow
+
+    from gan_cot import tracking
+
+    alpha_sweep = runpy.run_path(str(ROOT / "scripts" / "alpha_sweep.py"))
+    _, gated = adapters
+    store = tmp_path / "mlruns"
+    args = ["--model", str(gated), "--n", "3", "--alphas", "0,0.5", "--max-think-tokens", "4", "--seed", "7",
+            "--method", "gan-cot", "--experiment", "cmp", "--mlflow-dir", str(store), "--output",
+            str(tmp_path / "mix.jsonl")]  # fmt: skip
+    assert alpha_sweep["main"](args) == 0
+    client = _client(store)
+    runs = client.search_runs([client.get_experiment_by_name("cmp").experiment_id])
+    by_method = {r.data.tags["method"]: r for r in runs}
+    assert set(by_method) == {"alpha-sweep", "gan-cot-alpha0", "gan-cot-alpha0.5"}
+    half = by_method["gan-cot-alpha0.5"]
+    assert half.data.tags["seed"] == "7" and half.data.params["alpha"] == "0.5"
+    assert half.data.metrics["base_accuracy"] == by_method["gan-cot-alpha0"].data.metrics["final_accuracy"]
+    mlflow.set_tracking_uri(tracking.tracking_uri(store))
+    rows = tracking.load_eval_rows(half.info.run_id)
+    assert len(rows) == 3 and all(r["tokens"] <= 4 + 8 + 3 for r in rows)  # the thinking budget held
+    mix = [json.loads(line) for line in (tmp_path / "mix.jsonl").read_text().splitlines()]
+    assert [r["correct"] for r in rows] == [m["correct"] for m in mix if m["alpha"] == 0.5]
+
+
 def test_spearman_and_dominance():
     from gan_cot.sweep import dominated_by, spearman
 
