@@ -49,6 +49,12 @@ def main(argv=None) -> int:
     p.add_argument("--lean", type=float, default=0.1, help="policy: nats/token the rest must lose for a useful step")
     p.add_argument("--stop", type=float, default=2.0, help="policy: nats the end marker must lose for a useful step")
     p.add_argument("--wrong", type=float, default=0.1, help="policy: nats/token the answer must gain for a wrong step")
+    p.add_argument(
+        "--sweep-stop",
+        default=None,
+        help="policy: comma-separated --stop values; prints the fraction of "
+        "each kind called redundant at each (the same measurements, relabelled), JSON key stop_sweep",
+    )
     p.add_argument("--rollouts", type=int, default=1, help="rollouts: continuations per prefix (1 = greedy)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--drop", type=float, default=0.5, help="rollouts: success-rate change that marks a step wrong")
@@ -59,6 +65,9 @@ def main(argv=None) -> int:
     try:
         if args.n <= 0 or args.rollouts <= 0:
             raise UsageError("--n and --rollouts must be positive")
+        sweep = [float(x) for x in args.sweep_stop.split(",")] if args.sweep_stop else []
+        if sweep and args.labeler != "policy":
+            raise UsageError("--sweep-stop is for --labeler policy")
         check_model_path(args.policy)
     except UsageError as e:
         fail(str(e))
@@ -103,8 +112,21 @@ def main(argv=None) -> int:
     for k, row in kinds.items():
         print(f"{k:<10} {row['steps']:>6} {row['useful']:>7.2f} {row['redundant']:>10.2f} {row['wrong']:>6.2f}")
     print(f"agreement with gold labels: {m['accuracy']:.3f} over {m['n_steps']} steps, {seconds:.1f} s")
+    stop_sweep = {}
+    if sweep:
+        from gan_cot.discriminator.policy_labels import labels_from_lean
+
+        all_kinds = [k for ex in examples for k in ex.meta["kinds"]]
+        for stop in sweep:
+            c = PolicyLabelConfig(lean=args.lean, stop=stop, wrong=args.wrong)
+            labels = [lab for a in auto for lab in labels_from_lean(a.lean, a.answer_gain, a.stop_loss, c)]
+            stop_sweep[f"{stop:g}"] = {k: row["redundant"] for k, row in kind_table(all_kinds, labels).items()}
+        names = list(kinds)
+        print("called redundant at each --stop:\n" + f"{'stop':>6} " + " ".join(f"{k:>9}" for k in names))
+        for stop, row in stop_sweep.items():
+            print(f"{stop:>6} " + " ".join(f"{row.get(k, 0.0):>9.2f}" for k in names))
     if args.json:
-        print_json({"agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
+        print_json({"stop_sweep": stop_sweep, "agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
                     "labeler": args.labeler, "split": args.split, "n": len(examples), "seed": args.seed,
                     "seconds": round(seconds, 1)})  # fmt: skip
     return 0

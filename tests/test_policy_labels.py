@@ -191,3 +191,22 @@ def test_labels_work_in_both_chain_formats_on_any_tokenizer(tiny_model_dir, fmt_
         assert all(math.isfinite(v) for v in lean.lean + lean.answer_gain + lean.stop_loss)
         assert set(lean.labels) <= {"useful", "redundant", "wrong"}
     assert step_lean(policy, tok, get_format(fmt_name), ["q"], [[]], ["1"])[0].labels == []
+
+
+def test_label_agreement_reports_kinds_and_a_stop_sweep(capsys):
+    """The script a person checks the labels with: fractions per kind, and the same measurements relabelled at
+    several --stop thresholds (a higher threshold can only make fewer steps useful)."""
+    import json
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "scripts" / "label_agreement.py"))["main"]
+    policy = str(ROOT / "models" / "ledger-hard-verbose-base")
+    args = ["--task", "ledger-hard", "--policy", policy, "--n", "6", "--threads", "1", "--sweep-stop", "0,1000"]
+    assert main([*args, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"update", "skip"} <= set(out["kinds"]) and out["n"] == 6
+    low, high = out["stop_sweep"]["0"], out["stop_sweep"]["1000"]
+    assert all(high[k] >= low[k] for k in low) and high != low
+    with pytest.raises(SystemExit) as e:
+        main(["--task", "ledger-hard", "--policy", policy, "--labeler", "rollouts", "--sweep-stop", "1"])
+    assert e.value.code == 2 and "--sweep-stop is for --labeler policy" in capsys.readouterr().err
