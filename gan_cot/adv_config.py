@@ -9,6 +9,7 @@ YAML file states only what differs (``configs/default.yaml``: the built-in task'
 from __future__ import annotations
 
 import importlib.util
+import math
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -285,6 +286,12 @@ class GateConfig:
         help="learned: each chain's sequence advantage loses length_coef * (tokens / mean tokens of its group - 1), "
         "centred and not std-normalised; 0: the gate learns from correctness alone",
     )
+    select: list[float] = field(
+        default_factory=list,
+        help="learned: after the last round, the gate against each of these fixed alphas on the guard's validation "
+        "questions (guard.n); the most accurate, then the shortest, answers from then on (the gate on a tie); "
+        "[]: the gate as trained",
+    )
     lr: float = field(1e-2, help="learned: gate learning rate (its own optimizer parameter group)")
     hidden: int = field(64, help="learned: width of the gate's hidden layer")
     pooling: Literal["mean", "last"] = field(
@@ -300,6 +307,10 @@ class GateConfig:
             c = self.choices
             if len(c) < 2 or any(a < 0 for a in c) or any(b <= a for a, b in zip(c, c[1:])):
                 raise ConfigError(f"gate.choices must be two or more alphas >= 0 in ascending order, got {c}")
+        if self.select and self.kind != "learned":
+            raise ConfigError(f"gate.select is for gate.kind=learned (got gate.kind={self.kind}); set gate.select=[]")
+        if any(not (a >= 0 and math.isfinite(a)) for a in self.select):
+            raise ConfigError(f"gate.select must be alphas >= 0, got {self.select}")
         check_bounds(self, "gate", ("hidden", "lr"), ("sft_alpha", "length_coef"))
 
 

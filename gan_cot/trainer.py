@@ -142,6 +142,8 @@ class AdversarialTrainer:
                     self.save_checkpoint(r)
             if self.guard.active:
                 self.logger.metrics({f"final_{k}": v for k, v in self.guard_check("the end").items()})
+            if cfg.gate.select:
+                self.logger.metrics(self.select_alpha())
         except NonFiniteLoss as e:
             self.logger.fail()
             if r is None:
@@ -303,6 +305,31 @@ class AdversarialTrainer:
         total = max(1, sum(counts.values()))
         loss = train_on(self.disc, records, d, self.strategy, random.Random(self.cfg.seed), d.warmup_steps)
         return {"warmup_disc_loss": loss, **{f"pool_label_frac_{k}": v / total for k, v in counts.items()}}
+
+    def select_alpha(self) -> dict:
+        """``gate.select``: the gate as trained against each of those fixed alphas on the guard's validation questions
+        (``guard.n``); the most accurate, then the shortest, answers from here on (the gate on a tie). Returns each
+        candidate's validation accuracy and tokens and the pick (``select_alpha``; -1 for the gate)."""
+        from gan_cot.gate.model import GatedPolicy
+
+        n = self.cfg.guard.n
+        found = {"gate": self.evaluate("validation", n)}
+        for a in self.cfg.gate.select:
+            found[float(a)] = self.evaluate("validation", n, policy=GatedPolicy(self.strategy.model, None, a))
+        pick = max(
+            found, key=lambda k: (found[k]["accuracy"], -found[k]["mean_tokens"])
+        )  # the gate first: ties keep it
+        self.gate.selected = None if pick == "gate" else pick
+        out = {"select_alpha": -1.0 if pick == "gate" else pick}
+        for k, v in found.items():
+            name = "gate" if k == "gate" else f"alpha{k:g}"
+            out |= {f"select_accuracy_{name}": v["accuracy"], f"select_tokens_{name}": v["mean_tokens"]}
+        if self.strategy.is_main:
+            shown = ", ".join(f"{'gate' if k == 'gate' else f'{k:g}'} {v['accuracy']:.3f}/{v['mean_tokens']:.1f}"
+                              for k, v in found.items())  # fmt: skip
+            chosen = "the gate" if pick == "gate" else f"alpha {pick:g}"
+            self.log(f"select: validation accuracy/tokens on {n} questions: {shown}; {chosen} answers from here on")
+        return out
 
     def validation_accuracy(self) -> float:
         return self.evaluate("validation", self.cfg.guard.n)["accuracy"]

@@ -144,8 +144,9 @@ def dry_run(cfg, gpus: int | None) -> int:
     return 0
 
 
-RESUMABLE = ("rounds", "checkpoint_every", "max_nan_steps")
-"""The keys a ``--resume`` may change (recorded on the run); any other change is a new run."""
+RESUMABLE = ("rounds", "checkpoint_every", "max_nan_steps", "gate.select")
+"""The keys a ``--resume`` may change (recorded on the run); any other change is a new run. ``gate.select`` acts after
+the last round only, so a finished run resumed with it chooses its alpha and is evaluated again."""
 
 
 def resume_changes(cfg) -> dict[str, tuple[str, str]]:

@@ -65,6 +65,30 @@ def test_gate_trains_logs_alpha_and_is_saved_with_the_adapter(tmp_path, gate_con
         assert torch.allclose(loaded.gate.logits(feats), gate.logits(feats))
 
 
+def test_select_lets_the_most_accurate_alpha_answer_and_a_finished_run_resumes_into_it(tmp_path, gate_config):
+    """gate.select: a finished run, resumed with it, measures its gate and each fixed alpha on validation; the most
+    accurate (then the shortest) answers, is recorded in the result, the MLflow run and the saved gate, and
+    load_gated_policy applies it."""
+    from gan_cot.gate import load_gated_policy
+    from gan_cot.trainer import AdversarialTrainer
+
+    first = AdversarialTrainer(gate_config(tmp_path), log=lambda m: None).train()
+    lines: list[str] = []
+    resumed = AdversarialTrainer(gate_config(tmp_path, "gate.select=[0.0,1.0]"), resume=True, log=lines.append)
+    result = resumed.train()
+    assert result["run_id"] == first["run_id"]  # the same run, finished again
+    m = _client(tmp_path / "mlruns").get_run(result["run_id"]).data.metrics
+    found = {k: (m[f"select_accuracy_{name}"], m[f"select_tokens_{name}"])
+             for k, name in (("gate", "gate"), (0.0, "alpha0"), (1.0, "alpha1"))}  # fmt: skip
+    best = max(found, key=lambda k: (found[k][0], -found[k][1]))
+    assert m["select_alpha"] == (-1.0 if best == "gate" else best)
+    assert result["selected_alpha"] == (None if best == "gate" else best)
+    assert load_gated_policy(tmp_path / "out" / "adapter").fixed_alpha == result["selected_alpha"]
+    assert any(line.startswith("select: validation accuracy/tokens on 4 questions") for line in lines), lines
+    with pytest.raises(ConfigError, match="gate.select is for gate.kind=learned"):
+        load_config(AdvConfig, ROOT / "configs/tiny.yaml", ["gate.kind=none", "gate.select=[0.5]"])
+
+
 def test_a_new_gate_picks_the_full_delta_and_does_not_shift_the_random_stream(tmp_path, gate_config):
     """A new gate picks the highest alpha (1: the plain adapter) for every question, and building it draws nothing
     from the run's random stream: without exploration (a sampled pool) its chains are those of the same run with

@@ -124,16 +124,25 @@ class AlphaGate(nn.Module):
         return logp.gather(-1, self.index(alpha).to(logp.device).unsqueeze(-1)).squeeze(-1)
 
 
-def save_gate(gate: AlphaGate, path: str | Path) -> Path:
-    """Write ``alpha_gate.safetensors`` and ``alpha_gate.json`` into ``path`` (usually the adapter folder)."""
+def save_gate(gate: AlphaGate, path: str | Path, selected: float | None = None) -> Path:
+    """Write ``alpha_gate.safetensors`` and ``alpha_gate.json`` into ``path`` (usually the adapter folder);
+    ``selected``: a fixed alpha chosen on validation to answer in the gate's place (``gate.select``), recorded in
+    the JSON as ``selected_alpha`` and applied by :func:`load_gated_policy`."""
     from safetensors.torch import save_file
 
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous() for k, v in gate.state_dict().items()}
     save_file(state, str(path / GATE_WEIGHTS), metadata={"format": GATE_FORMAT})
-    (path / GATE_CONFIG).write_text(json.dumps(gate.config(), indent=2) + "\n")
+    config = gate.config() | ({} if selected is None else {"selected_alpha": float(selected)})
+    (path / GATE_CONFIG).write_text(json.dumps(config, indent=2) + "\n")
     return path
+
+
+def selected_alpha(path: str | Path) -> float | None:
+    """The fixed alpha a run's validation chose over its gate (``gate.select``), or None."""
+    config = Path(path) / GATE_CONFIG
+    return json.loads(config.read_text()).get("selected_alpha") if config.exists() else None
 
 
 def load_gate(path: str | Path, device: str | torch.device = "cpu") -> AlphaGate | None:
@@ -245,7 +254,8 @@ class GatedPolicy:
 
 
 def load_gated_policy(adapter_dir: str | Path, dtype: torch.dtype | str = torch.float32, alpha: float | None = None):
-    """An adapter folder loaded unmerged (the gate scales the delta per question) with its gate, if saved."""
+    """An adapter folder loaded unmerged (the gate scales the delta per question) with its gate, if saved; at
+    ``alpha`` if given, else at the alpha the run's validation chose over the gate (``selected_alpha``), if any."""
     from peft import PeftModel
 
     from gan_cot.models import load_model, resolve_base
@@ -255,4 +265,4 @@ def load_gated_policy(adapter_dir: str | Path, dtype: torch.dtype | str = torch.
     model = PeftModel.from_pretrained(load_model(base_path, dtype=dtype), str(adapter_dir))
     model.eval()
     gate = load_gate(adapter_dir, device=next(model.parameters()).device)
-    return GatedPolicy(model, gate, alpha)
+    return GatedPolicy(model, gate, selected_alpha(adapter_dir) if alpha is None else alpha)

@@ -117,6 +117,7 @@ class LearnedGate(NoGate):
     def __init__(self, cfg):
         self.cfg = cfg
         self.gate: AlphaGate | None = None
+        self.selected: float | None = None  # gate.select's pick: a fixed alpha that answers in the gate's place
 
     def attach(self, model, hidden_size: int, seed: int) -> None:
         """Build the gate on its own random stream (the run's sampling is not shifted) and attach it to the model
@@ -172,13 +173,14 @@ class LearnedGate(NoGate):
         return -torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv).mean()
 
     def eval_policy(self, model):
-        return GatedPolicy(model, self.gate)
+        return GatedPolicy(model, self.gate, self.selected)
 
     def save(self, folder: Path) -> None:
-        save_gate(self.gate, folder)
+        save_gate(self.gate, folder, self.selected)
 
     def result(self, final: dict) -> dict:
-        return {"gate": True, **{k: v for k, v in final.items() if k.startswith("alpha_")}}
+        alphas = {k: v for k, v in final.items() if k.startswith("alpha_")}
+        return {"gate": True, "selected_alpha": self.selected, **alphas}
 
     def round_metrics(self, rollout, examples, strategy) -> dict:
         """The alphas the round's chains ran under (each chain's draw from the gate, all processes): mean, std, min,
