@@ -356,13 +356,14 @@ def log_eval_run(method: str, seed: int, task_name: str, task, base: dict, final
     return run.info.run_id
 
 
-def load_eval_rows(run_id: str) -> list[dict] | None:
-    """A run's per-question rows (:func:`log_eval_rows`), or None when it has none."""
+def load_eval_rows(run_id: str, artifact: str = ROWS_ARTIFACT) -> list[dict] | None:
+    """A run's per-question rows (:func:`log_eval_rows`; ``artifact``: :data:`BASE_ROWS_ARTIFACT` for its base's), or
+    None when it has none."""
     import mlflow
 
     try:
         with quiet_downloads():
-            return mlflow.artifacts.load_dict(f"runs:/{run_id}/{ROWS_ARTIFACT}")["rows"]
+            return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact}")["rows"]
     except Exception:  # no such artifact: MLflow raises its own or an OSError, depending on the store
         return None
 

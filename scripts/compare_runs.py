@@ -4,6 +4,8 @@ tokens and AES, the differences the intervals allow, and the Pareto plot.
     python scripts/compare_runs.py                                   # experiment gan-cot in mlruns/
     python scripts/compare_runs.py --experiment comparison-ledger-hard --reference gan-cot --json
     python scripts/compare_runs.py --experiment NAME --mlflow-dir DIR --output pareto.png --per-run
+    python scripts/compare_runs.py --experiment comparison-ledger-hard --export docs/data/comparison-ledger-hard.json.gz
+    python scripts/compare_runs.py --outcomes docs/data/comparison-ledger-hard.json.gz --output docs/pareto-ledger-hard.png
 
 Reads the project's store (the SQLite store in ``mlruns/``, or ``MLFLOW_TRACKING_URI`` when set and no
 ``--mlflow-dir`` is given), groups the finished runs by their ``method`` tag (else their ``credit.mode`` param, else
@@ -28,6 +30,14 @@ bars, the front, the base, and the ``oracle`` row (``scripts/oracle.py``) as the
 and attached to the reference method's runs as ``comparison/pareto.png``. ``--per-run`` adds one row per run. With
 ``--json`` the last line is one JSON object: ``{"experiment", "reference", "warnings", "methods", "differences",
 "runs", "plot", "plot_runs"}``.
+
+``--export FILE.json.gz`` writes the experiment's finished runs instead (and prints one line): their method, seed and
+task, the figures read above, their start and end, their per-question rows and their base's, and the run_comparison.py
+``summary.json`` records of ``--summaries DIR`` (default ``outputs/comparison/TASK`` for ``comparison-TASK``), about
+1 kB per run of 500 questions (:mod:`gan_cot.outcomes`); written to a temporary name, then renamed, and the same store gives
+the same bytes. ``--outcomes FILE`` reads such a file instead of a store: the same table, intervals, differences,
+plot and JSON as from the store (the plot is attached to no run: ``plot_runs`` is empty), so a clean clone, which has
+no ``mlruns/``, makes them again from ``docs/data/``.
 """
 
 from __future__ import annotations
@@ -37,6 +47,7 @@ import os
 import sys
 from pathlib import Path
 
+from gan_cot import outcomes
 from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json
 from gan_cot.comparison import (
     FIGURES,
@@ -51,6 +62,7 @@ from gan_cot.comparison import (
 from gan_cot.efficiency import acu, aes, compression_rate
 
 DEFAULT_OUTPUT = REPO_ROOT / "outputs" / "compare" / "pareto.png"
+DEFAULT_EXPERIMENT = "gan-cot"
 COMPARE_METHOD = "compare"  # the tag of the plot's own run in older stores: never listed as a method
 PLOT_ARTIFACT = "comparison"  # the folder of a run's artifacts that holds the comparison's plot
 RUN_COLUMNS = [  # (key, header, format) of --per-run
@@ -70,8 +82,15 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--experiment", default="gan-cot", help="MLflow experiment name (default gan-cot)")
+    p.add_argument("--experiment", default=None, help=f"MLflow experiment name (default {DEFAULT_EXPERIMENT}; with "
+                   "--outcomes, the file's)")  # fmt: skip
     p.add_argument("--mlflow-dir", default=None, help="local MLflow store folder (default mlruns/)")
+    p.add_argument("--outcomes", default=None, metavar="FILE",
+                   help="read the runs from this outcomes file (--export's) instead of a store")  # fmt: skip
+    p.add_argument("--export", default=None, metavar="FILE.json.gz",
+                   help="write the experiment's runs and per-question rows to this file and stop")  # fmt: skip
+    p.add_argument("--summaries", default=None, metavar="DIR", help="with --export: the folder of run_comparison.py's "
+                   "summary.json (default outputs/comparison/TASK for an experiment comparison-TASK)")  # fmt: skip
     p.add_argument("--output", default=str(DEFAULT_OUTPUT), help="where to write the Pareto plot (PNG)")
     p.add_argument(
         "--reference", default=None, help="method the vs-REF marks compare with (default: gan-cot's, else the first)"
@@ -113,36 +132,40 @@ def _number(run, key: str) -> float | None:
         return None
 
 
-def run_row(run) -> dict:
-    """One run's figures and those derived against its base."""
+FIGURE_KEYS = ("final_accuracy", "final_mean_tokens", "final_tokens_vs_minimal", "base_accuracy", "base_mean_tokens",
+               "n_params", "wall_seconds")  # fmt: skip
+"""What a comparison reads of a run: a metric, else a param that parses as a number."""
+
+
+def run_record(run) -> dict:
+    """What a comparison reads of one MLflow run, as plain values (what an outcomes file keeps of it): its id and
+    name, its method (its ``method`` tag, else its ``credit.mode`` param, else its name), seed and task, its start and
+    end (ms since the epoch) and those of :data:`FIGURE_KEYS` it has."""
     tags, params = run.data.tags, run.data.params
-    method = tags.get("method") or params.get("credit.mode") or run.info.run_name or "-"
-    seed = tags.get("seed") or params.get("seed")
-    accuracy, tokens = _number(run, "final_accuracy"), _number(run, "final_mean_tokens")
-    base_accuracy, base_tokens = _number(run, "base_accuracy"), _number(run, "base_mean_tokens")
-    n_params = _number(run, "n_params")
     return {
         "run_id": run.info.run_id,
-        "run": run.info.run_id[:8],
         "run_name": run.info.run_name,
-        "method": method,
-        "seed": seed if seed is not None else "-",
+        "method": tags.get("method") or params.get("credit.mode") or run.info.run_name or "-",
+        "seed": tags.get("seed") or params.get("seed"),
         "task": tags.get("task") or params.get("task"),
-        "accuracy": accuracy,
-        "mean_tokens": tokens,
-        "tokens_vs_minimal": _number(run, "final_tokens_vs_minimal"),
-        "base_accuracy": base_accuracy,
-        "base_mean_tokens": base_tokens,
-        "n_params": n_params,
-        "compression": compression_rate(tokens, base_tokens),
-        "acu": acu(accuracy, n_params, tokens),
-        "aes": aes(accuracy, tokens, base_accuracy, base_tokens),
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "figures": {k: v for k in FIGURE_KEYS if (v := _number(run, k)) is not None},
     }
 
 
-def collect_runs(experiment_id: str) -> list[dict]:
-    """The experiment's finished runs with final figures (newest first), the ``compare`` runs left out."""
+def usable(record: dict) -> bool:
+    """Whether a run has the final figures a comparison needs."""
+    return {"final_accuracy", "final_mean_tokens"} <= set(record["figures"])
+
+
+def store_records(experiment_id: str, base_rows: bool = False) -> list[dict]:
+    """The experiment's finished runs with final figures as :func:`run_record` gives them, the ``compare`` runs left
+    out, each with its per-question rows (``rows``, None where it logged none) and, with ``base_rows``, its base's on
+    the same questions (``base_rows``)."""
     import mlflow
+
+    from gan_cot.tracking import BASE_ROWS_ARTIFACT, load_eval_rows
 
     runs = mlflow.search_runs(
         experiment_ids=[experiment_id],
@@ -150,18 +173,58 @@ def collect_runs(experiment_id: str) -> list[dict]:
         order_by=["attributes.start_time DESC"],
         output_format="list",
     )
-    rows = [run_row(r) for r in runs if r.data.tags.get("method") != COMPARE_METHOD]
-    return [r for r in rows if r["accuracy"] is not None and r["mean_tokens"] is not None]
+    records = [run_record(r) for r in runs if r.data.tags.get("method") != COMPARE_METHOD]
+    records = [r for r in records if usable(r)]
+    for r in records:
+        r["rows"] = load_eval_rows(r["run_id"])
+        r["base_rows"] = load_eval_rows(r["run_id"], BASE_ROWS_ARTIFACT) if base_rows else None
+    return records
+
+
+def run_row(record: dict) -> dict:
+    """One run's figures and those derived against its base (and its per-question rows, ``rows``)."""
+    f = record["figures"]
+    accuracy, tokens = f.get("final_accuracy"), f.get("final_mean_tokens")
+    base_accuracy, base_tokens = f.get("base_accuracy"), f.get("base_mean_tokens")
+    n_params = f.get("n_params")
+    seed = record.get("seed")
+    return {
+        "run_id": record["run_id"],
+        "run": record["run_id"][:8],
+        "run_name": record.get("run_name"),
+        "method": record["method"],
+        "seed": seed if seed is not None else "-",
+        "task": record.get("task"),
+        "accuracy": accuracy,
+        "mean_tokens": tokens,
+        "tokens_vs_minimal": f.get("final_tokens_vs_minimal"),
+        "base_accuracy": base_accuracy,
+        "base_mean_tokens": base_tokens,
+        "n_params": n_params,
+        "compression": compression_rate(tokens, base_tokens),
+        "acu": acu(accuracy, n_params, tokens),
+        "aes": aes(accuracy, tokens, base_accuracy, base_tokens),
+        "rows": record.get("rows"),
+    }
+
+
+def collect_rows(records: list[dict]) -> list[dict]:
+    """The table's rows of run records, newest first, from a store (:func:`store_records`) or an outcomes file
+    (:func:`gan_cot.outcomes.read`) alike: everything after this is the same for both."""
+    return [run_row(r) for r in sorted(records, key=outcomes.record_order) if usable(r)]
+
+
+def collect_runs(experiment_id: str) -> list[dict]:
+    """The experiment's finished runs with final figures (newest first), the ``compare`` runs left out."""
+    return collect_rows(store_records(experiment_id))
 
 
 def run_figures(row: dict) -> RunFigures:
-    from gan_cot.tracking import load_eval_rows
-
     seed = int(row["seed"]) if str(row["seed"]).lstrip("-").isdigit() else None
     return RunFigures(
         method=row["method"], seed=seed, run_id=row["run_id"], accuracy=row["accuracy"], tokens=row["mean_tokens"],
         base_accuracy=row["base_accuracy"], base_tokens=row["base_mean_tokens"],
-        tokens_vs_minimal=row["tokens_vs_minimal"], rows=load_eval_rows(row["run_id"]), task=row["task"],
+        tokens_vs_minimal=row["tokens_vs_minimal"], rows=row["rows"], task=row["task"],
     )  # fmt: skip
 
 
@@ -278,27 +341,61 @@ def attach_plot(plot: Path, run_ids: list[str]) -> list[str]:
     return list(run_ids)
 
 
+def read_outcomes(args) -> tuple[str, list[dict]]:
+    """The experiment's name and run records from ``--outcomes``; UsageError where the options ask for a store too."""
+    if args.mlflow_dir is not None or args.export is not None:
+        raise UsageError("--outcomes reads a file, not a store: leave out --mlflow-dir and --export")
+    data = outcomes.read(args.outcomes)
+    if args.experiment not in (None, data["experiment"]):
+        raise UsageError(f"--experiment {args.experiment}: {args.outcomes} holds experiment {data['experiment']}")
+    return data["experiment"], data["records"]
+
+
+def export_outcomes(exp, path: Path, summaries: str | None) -> int:
+    """Write ``exp``'s runs, their per-question rows and their base's, and the run_comparison.py records of
+    ``summaries`` (default: ``outputs/comparison/TASK`` for ``comparison-TASK``) to ``path`` (:mod:`gan_cot.outcomes`)."""
+    if summaries is None and exp.name.startswith("comparison-"):
+        summaries = REPO_ROOT / "outputs" / "comparison" / exp.name[len("comparison-") :]
+    records = store_records(exp.experiment_id, base_rows=True)
+    metas = outcomes.summary_records(summaries, exp.name)
+    size = outcomes.write(path, outcomes.export(exp.name, records, metas))
+    with_rows = sum(r["rows"] is not None for r in records)
+    with_base = sum(r["base_rows"] is not None for r in records)
+    print(f"{path}: {len(records)} finished runs of {exp.name} ({with_rows} with per-question rows, {with_base} with "
+          f"their base's), {len(metas)} run_comparison.py records from {summaries or '-'}; {size:,} bytes")  # fmt: skip
+    return 0
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     output = Path(args.output)
     if output.suffix.lower() != ".png":
         fail(f"--output {output} must end in .png")
+    if args.export is not None and not args.export.endswith(".json.gz"):
+        fail(f"--export {args.export} must end in .json.gz")
     try:
-        exp = open_experiment(args.experiment, args.mlflow_dir)
+        if args.outcomes is not None:
+            name, records = read_outcomes(args)
+        else:
+            exp = open_experiment(args.experiment or DEFAULT_EXPERIMENT, args.mlflow_dir)
+            name = exp.name
+            if args.export is not None:
+                return export_outcomes(exp, Path(args.export), args.summaries)
+            records = store_records(exp.experiment_id)
     except UsageError as e:
         fail(str(e))
-    rows = collect_runs(exp.experiment_id)
+    rows = collect_rows(records)
     summaries = summarize([run_figures(r) for r in rows], n_boot=args.boot)
     names = {m.method for m in summaries}
     if args.reference is not None and args.reference not in names:
         listed = ", ".join(sorted(names)) or "(none)"
-        fail(f"--reference {args.reference}: no such method in {exp.name}; methods: {listed}")
+        fail(f"--reference {args.reference}: no such method in {name}; methods: {listed}")
     sets = by_question_set(summaries)
     refs = {q: reference_of(group, args.reference) for q, group in sets.items() if q.n is not None}
     ref = next(iter(refs.values()), None)  # the largest question set's: the plot's
     diffs = differences(summaries)
     warnings = question_warnings(summaries)
-    print(f"experiment {exp.name}: {len(rows)} finished runs, {len(names)} methods, {len(sets)} question sets")
+    print(f"experiment {name}: {len(rows)} finished runs, {len(names)} methods, {len(sets)} question sets")
     for w in warnings:
         print(f"WARNING: {w}")
     for q, group in sets.items():
@@ -312,12 +409,14 @@ def main(argv=None) -> int:
         print(run_table(rows))
     main_set = next((q for q in sets if q.n is not None), None)
     try:
-        plot = plot_pareto(sets.get(main_set, []), rows, output, f"{exp.name}: accuracy vs tokens"
+        plot = plot_pareto(sets.get(main_set, []), rows, output, f"{name}: accuracy vs tokens"
                            + (f" ({main_set.label})" if main_set else ""))  # fmt: skip
     except OSError as e:
         fail(f"cannot write the plot to {output} ({e.strerror}); choose another path with --output")
-    plot_runs = attach_plot(plot, [r.run_id for r in ref.runs]) if ref is not None else []
-    where = f"attached to the {len(plot_runs)} runs of {ref.method} as {PLOT_ARTIFACT}/{plot.name}" if ref else ""
+    plot_runs, where = [], ""
+    if ref is not None and args.outcomes is None:  # an outcomes file has no store to attach it to
+        plot_runs = attach_plot(plot, [r.run_id for r in ref.runs])
+        where = f"attached to the {len(plot_runs)} runs of {ref.method} as {PLOT_ARTIFACT}/{plot.name}"
     print(f"plot: {plot}" + (f" ({where})" if where else ""), flush=True)
     if args.json:
         methods = [
@@ -328,7 +427,7 @@ def main(argv=None) -> int:
         ]  # fmt: skip
         keep = ("run_id", "run_name", "method", "seed", "task", "accuracy", "mean_tokens", "tokens_vs_minimal",
                 "base_accuracy", "base_mean_tokens", "n_params", "compression", "acu", "aes")  # fmt: skip
-        print_json({"experiment": exp.name, "reference": ref.method if ref else None, "warnings": warnings,
+        print_json({"experiment": name, "reference": ref.method if ref else None, "warnings": warnings,
                     "methods": methods, "differences": diffs, "runs": [{k: r[k] for k in keep} for r in rows],
                     "plot": str(plot), "plot_runs": plot_runs})  # fmt: skip
     return 0

@@ -2,6 +2,7 @@
 
     python scripts/results.py                       # rewrite the generated blocks of docs/results.md
     python scripts/results.py --check               # exit 1 if docs/results.md is not what the runs say
+    python scripts/results.py --mlflow-dir /nowhere --outputs /nowhere --check   # from docs/data/ alone
 
 docs/results.md is a page of prose with generated blocks between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->``;
 this script rewrites every block it has data for and leaves the prose, and a block it has no data for, alone:
@@ -14,6 +15,13 @@ this script rewrites every block it has data for and leaves the prose, and a blo
   average that ``scripts/run_comparison.py`` recorded (``outputs/comparison/TASK/summary.json``);
 - ``comparison:EXPERIMENT``: the same for the experiments of :data:`EXPERIMENTS`, each in its own store.
 
+Where the store has no finished runs of a comparison's experiment (a clean clone has no ``mlruns/`` and no
+``outputs/``), its block comes from the committed outcomes file ``docs/data/EXPERIMENT.json.gz``
+(``compare_runs.py --export``: every run's figures and per-question rows, and the run_comparison.py records), by the
+same code: ``make results`` and ``--check`` work from a clean clone. Each block rewritten is named with the file or
+store it came from (``comparison:ledger-hard: from docs/data/comparison-ledger-hard.json.gz``). ``--data DIR`` reads
+the outcomes files elsewhere.
+
 The commands that produce those inputs are in docs/results.md itself ("How to regenerate").
 """
 
@@ -25,9 +33,11 @@ import re
 import sys
 from pathlib import Path
 
-from gan_cot.cli import REPO_ROOT, fail
+from gan_cot import outcomes
+from gan_cot.cli import REPO_ROOT, UsageError, fail
 
 DOC = REPO_ROOT / "docs" / "results.md"
+DATA = REPO_ROOT / "docs" / "data"  # the outcomes files of the comparisons (compare_runs.py --export)
 TASKS = {"ledger-hard": "ledger-hard-verbose-base", "ledger": "ledger-verbose-base"}
 EXPERIMENTS = {"recipes-ledger": ("comparison/recipes/mlruns", "comparison/recipes")}
 """Other comparisons on the page: experiment -> (its store, its run_comparison folder), under the outputs folder."""
@@ -52,8 +62,9 @@ def base_block(task: str) -> str | None:
     )
 
 
-def oracle_block(task: str, root: Path) -> str | None:
-    """``scripts/oracle.py``'s table: its own output folder, or the one ``run_comparison.py --methods oracle`` gave it."""
+def oracle_block(task: str, root: Path) -> tuple[str, str] | None:
+    """``scripts/oracle.py``'s table and the file it came from: its own output folder, or the one
+    ``run_comparison.py --methods oracle`` gave it."""
     found = [
         root / "oracle" / task / "oracle.json",
         *sorted((root / "comparison" / task).glob("seed*/oracle/oracle.json")),
@@ -79,32 +90,58 @@ def oracle_block(task: str, root: Path) -> str | None:
     lines += ["", "| row | accuracy | tokens |", "|---|---|---|"]
     for name, f in o["figures"].items():
         lines.append(f"| {name} | {f['accuracy']:.3f} | {f['tokens']:.1f} |")
-    return "\n".join(lines)
+    return "\n".join(lines), _shown(path)
 
 
-def comparison_block(experiment: str, store: str | None, meta_dir: Path) -> str | None:
-    """The compare_runs table of ``experiment`` in ``store``, with the command, seeds, wall time and load that each
-    ``run_comparison.py`` call recorded in ``meta_dir`` (its ``summary.json``, or one per folder where seeds ran
-    apart); None when the store has no such experiment."""
-    import mlflow
-
-    from gan_cot.cli import UsageError
-
+def _compare_runs():
     sys.path.insert(0, str(REPO_ROOT / "scripts"))
     import compare_runs
 
-    from gan_cot.comparison import differences, question_warnings, summarize
+    return compare_runs
 
+
+def comparison_source(experiment: str, store: str | None, meta_dir: Path, data_dir: Path):
+    """``(runs, metas, source)``: the run records of ``experiment`` (``compare_runs.store_records``), the command,
+    seeds, wall time and load that each ``run_comparison.py`` call recorded (its ``summary.json`` in ``meta_dir``, or
+    one per folder where seeds ran apart) and where they came from: the MLflow store ``store`` where it has finished
+    runs of the experiment, else its outcomes file ``data_dir/EXPERIMENT.json.gz`` (``compare_runs.py --export``,
+    the records inside it); None when neither has them. A bad outcomes file is a UsageError."""
+    from gan_cot import tracking
+
+    compare_runs = _compare_runs()
     try:
         exp = compare_runs.open_experiment(experiment, store)
-    except UsageError:
+        records = compare_runs.store_records(exp.experiment_id)
+    except UsageError:  # no store, or no such experiment in it
+        records = []
+    if records:
+        store_name = f"the MLflow store {tracking.tracking_uri(store)}"
+        return records, outcomes.summary_records(meta_dir, experiment), store_name
+    path = data_dir / f"{experiment}.json.gz"
+    if not path.exists():
         return None
-    rows = compare_runs.collect_runs(exp.experiment_id)
+    data = outcomes.read(path)
+    return data["records"], data["summaries"], _shown(path)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the checkout where it is inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def comparison_block(records: list[dict], metas: list[dict]) -> str | None:
+    """The compare_runs table of an experiment's run records (from a store or an outcomes file alike), after the
+    run_comparison.py records ``metas``; None when no run has final figures."""
+    from gan_cot.comparison import differences, question_warnings, summarize
+
+    compare_runs = _compare_runs()
+    rows = compare_runs.collect_rows(records)
     summaries = summarize([compare_runs.run_figures(r) for r in rows])
     if not summaries:
         return None
-    metas = [json.loads(p.read_text()) for p in [meta_dir / "summary.json", *sorted(meta_dir.glob("*/summary.json"))]
-             if p.exists()]  # fmt: skip
     lines = []
     for meta in metas:
         load = meta.get("load_average") or [None, None]
@@ -149,7 +186,6 @@ def comparison_block(experiment: str, store: str | None, meta_dir: Path) -> str 
     lines += ["", f"Pairs of methods that differ beyond the 95% intervals ({len(pairs)} pairs, {len(diffs)} figures; "
               "every other pair and figure: no difference), with the better method on each figure:", ""]  # fmt: skip
     lines += [f"- {a} vs {b}: " + ", ".join(figs) for (a, b), figs in pairs.items()] or ["- none"]
-    mlflow.set_tracking_uri(mlflow.get_tracking_uri())
     return "\n".join(lines)
 
 
@@ -174,23 +210,36 @@ def main(argv=None) -> int:
     p.add_argument("--doc", default=str(DOC), help="the page to rewrite")
     p.add_argument("--outputs", default=str(REPO_ROOT / "outputs"), help="where the runs wrote their outputs")
     p.add_argument("--mlflow-dir", default=None, help="local MLflow store folder (default mlruns/)")
+    p.add_argument("--data", default=str(DATA), help="the comparisons' outcomes files, read where the store lacks "
+                   "an experiment (default docs/data)")  # fmt: skip
     p.add_argument("--check", action="store_true", help="only say whether the page is up to date")
     args = p.parse_args(argv)
     doc, root = Path(args.doc), Path(args.outputs)
     if not doc.exists():
         fail(f"--doc {doc}: no such file")
     blocks: dict[str, str | None] = {}
+    sources: dict[str, str] = {}
+
+    def comparison(name: str, experiment: str, store: str | None, meta_dir: Path) -> None:
+        try:
+            found = comparison_source(experiment, store, meta_dir, Path(args.data))
+        except UsageError as e:
+            fail(str(e))
+        blocks[name] = comparison_block(*found[:2]) if found else None
+        if found:
+            sources[name] = found[2]
+
     for task in TASKS:
         blocks[f"base:{task}"] = base_block(task)
-        blocks[f"oracle:{task}"] = oracle_block(task, root)
-        blocks[f"comparison:{task}"] = comparison_block(
-            f"comparison-{task}", args.mlflow_dir, root / "comparison" / task
-        )
+        sources[f"base:{task}"] = _shown(REPO_ROOT / "models" / TASKS[task] / "base_card.json")
+        blocks[f"oracle:{task}"], sources[f"oracle:{task}"] = oracle_block(task, root) or (None, "")
+        comparison(f"comparison:{task}", f"comparison-{task}", args.mlflow_dir, root / "comparison" / task)
     for experiment, (store, meta) in EXPERIMENTS.items():
-        if (root / store).exists():
-            blocks[f"comparison:{experiment}"] = comparison_block(experiment, str(root / store), root / meta)
+        comparison(f"comparison:{experiment}", experiment, str(root / store), root / meta)
     text = doc.read_text()
     new, done = render(text, blocks)
+    for name in done:
+        print(f"{name}: from {sources[name]}")
     if args.check:
         print("up to date" if new == text else f"out of date: {', '.join(done)}")
         return 0 if new == text else 1
