@@ -168,8 +168,11 @@ def resume_changes(cfg) -> dict[str, tuple[str, str]]:
     now = flatten(to_dict(cfg))
     if now.get("instruction") == "auto":  # the run wrote what auto resolved to (from the model and format, compared)
         now["instruction"] = before.get("instruction", "auto")
+    default = flatten(to_dict(type(cfg)()))  # a key newer than the run, at its default, is what the run did
     changed = {
-        k: (before.get(k, "-"), now.get(k, "-")) for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)
+        k: (before.get(k, "-"), now.get(k, "-"))
+        for k in sorted(set(before) | set(now))
+        if before.get(k) != now.get(k) and not (k not in before and now.get(k) == default.get(k))
     }
     other = [k for k in changed if k not in RESUMABLE]
     if other:

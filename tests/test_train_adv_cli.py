@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gan_cot.cli import UsageError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -98,3 +100,20 @@ def test_a_resume_that_changes_rounds_records_it(resumable, capsys):
     assert json.loads((resumable["out"] / "config.json").read_text())["rounds"] == 5
     tags = mlflow.MlflowClient().get_run(resumable["run_id"]).data.tags
     assert tags["resumed.rounds"] == "2 -> 5"
+
+
+def test_a_key_newer_than_the_run_at_its_default_is_no_change(resumable):
+    """A run written before a key existed did what the key's default does: resuming it is not another recipe; the key
+    at another value still is."""
+    from gan_cot.adv_config import AdvConfig
+    from gan_cot.config import load_config
+
+    script = _load_script()
+    path = resumable["out"] / "config.json"
+    old = json.loads(path.read_text())
+    del old["gate"]["select"], old["discriminator"]["max_length"]
+    path.write_text(json.dumps(old))
+    assert script.resume_changes(resumable["cfg"]) == {}
+    cfg = load_config(AdvConfig, resumable["argv"][1], [*resumable["argv"][2:], "discriminator.max_length=64"])
+    with pytest.raises(UsageError, match="discriminator.max_length - -> 64"):
+        script.resume_changes(cfg)
