@@ -45,6 +45,7 @@ import sys
 import time
 from pathlib import Path
 
+from gan_cot.checkpoint import write_json
 from gan_cot.cli import REPO_ROOT, UsageError, fail, print_json
 
 OURS = {  # gan-cot and its ablations: overrides of the config
@@ -216,6 +217,17 @@ def has_rows(run_dir: Path, args) -> bool:
     return tracking.load_eval_rows(json.loads(result.read_text())["run_id"]) is not None
 
 
+def earlier_record(path: Path, args) -> dict | None:
+    """With ``--resume``, the record an earlier command of the same experiment left in ``path`` (None otherwise)."""
+    if not args.resume or not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and record.get("experiment") == args.experiment else None
+
+
 def with_free_port(cmd: list[str]) -> list[str]:
     """A deepspeed launch gets a port nobody listens on (its default, 29500, is taken by any other comparison or
     training run on the machine); other commands are returned as they are."""
@@ -344,11 +356,18 @@ def main(argv=None) -> int:
     summary = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
     if proc.returncode != 0:
         print(proc.stderr.strip(), file=sys.stderr)
-    record = {"experiment": args.experiment, "command": "python scripts/run_comparison.py " + " ".join(argv or sys.argv[1:]),
-              "seeds": seeds, "eval_n": args.eval_n, "runs": results, "wall_seconds": round(time.time() - started, 1),
-              "run_seconds": round(sum(r["seconds"] or 0 for r in results.values()), 1),
-              "load_average": [load_start, os.getloadavg()[0]], "compare": summary}  # fmt: skip
-    (out / "summary.json").write_text(json.dumps(record, indent=2) + "\n")
+    command = "python scripts/run_comparison.py " + " ".join(argv or sys.argv[1:])
+    wall, load = round(time.time() - started, 1), [load_start, os.getloadavg()[0]]
+    invocations = [{"command": command, "seeds": seeds, "wall_seconds": wall, "load_average": load}]
+    before = earlier_record(out / "summary.json", args)
+    if before:  # --resume into the same experiment (one process per seed, say): its runs are kept beside these
+        results = before.get("runs", {}) | results
+        seeds = sorted(set(before.get("seeds", [])) | set(seeds))
+        invocations = before.get("invocations", []) + invocations
+    record = {"experiment": args.experiment, "command": command, "seeds": seeds, "eval_n": args.eval_n,
+              "runs": results, "wall_seconds": wall, "run_seconds": round(sum(r["seconds"] or 0 for r in results.values()), 1),
+              "load_average": load, "invocations": invocations, "compare": summary}  # fmt: skip
+    write_json(out / "summary.json", record, indent=2)
     if args.json:
         print_json(record)
     return 0 if all(r["ok"] for r in results.values()) and summary is not None else 1

@@ -144,3 +144,19 @@ def test_each_deepspeed_launch_gets_its_own_free_port():
     other = ["/venv/bin/python", "scripts/train_baseline.py"]
     assert run_comparison.with_free_port(other) == other
     assert run_comparison.with_free_port([*cmd[:1], "--master_port", "1234", *cmd[1:]])[2] == "1234"
+
+
+def test_a_resumed_command_keeps_the_earlier_commands_runs_in_the_record(tmp_path):
+    """One process per seed writes the same summary.json: with --resume the earlier record of the same experiment is
+    read back (its runs and seeds kept beside the new ones); another experiment's, a broken one or no --resume: not."""
+    import json
+    from types import SimpleNamespace
+
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps({"experiment": "comparison-x", "seeds": [1], "runs": {"gan-cot/seed1": {"ok": True}}}))
+    same = SimpleNamespace(resume=True, experiment="comparison-x")
+    assert run_comparison.earlier_record(path, same)["runs"] == {"gan-cot/seed1": {"ok": True}}
+    assert run_comparison.earlier_record(path, SimpleNamespace(resume=True, experiment="comparison-y")) is None
+    assert run_comparison.earlier_record(path, SimpleNamespace(resume=False, experiment="comparison-x")) is None
+    path.write_text("{half a rec")
+    assert run_comparison.earlier_record(path, same) is None
