@@ -288,9 +288,9 @@ class GateConfig:
     )
     select: list[float] = field(
         default_factory=list,
-        help="learned: after the last round, the gate against each of these fixed alphas on the guard's validation "
-        "questions (guard.n); the most accurate, then the shortest, answers from then on (the gate on a tie); "
-        "[]: the gate as trained",
+        help="learned or none: after the last round, the policy as trained against each of these fixed alphas on the "
+        "guard's validation questions (guard.n); the most accurate, then the shortest, answers from then on (the "
+        "policy as trained on a tie); []: the policy as trained",
     )
     lr: float = field(1e-2, help="learned: gate learning rate (its own optimizer parameter group)")
     hidden: int = field(64, help="learned: width of the gate's hidden layer")
@@ -307,8 +307,8 @@ class GateConfig:
             c = self.choices
             if len(c) < 2 or any(a < 0 for a in c) or any(b <= a for a, b in zip(c, c[1:])):
                 raise ConfigError(f"gate.choices must be two or more alphas >= 0 in ascending order, got {c}")
-        if self.select and self.kind != "learned":
-            raise ConfigError(f"gate.select is for gate.kind=learned (got gate.kind={self.kind}); set gate.select=[]")
+        if self.select and self.kind == "fixed":
+            raise ConfigError("gate.select is for gate.kind=learned or none (fixed has its alpha); set gate.select=[]")
         if any(not (a >= 0 and math.isfinite(a)) for a in self.select):
             raise ConfigError(f"gate.select must be alphas >= 0, got {self.select}")
         check_bounds(self, "gate", ("hidden", "lr"), ("sft_alpha", "length_coef"))

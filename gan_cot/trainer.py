@@ -169,6 +169,7 @@ class AdversarialTrainer:
             "guard_actions": self.guard.actions,
             "wall_seconds": round(time.time() - started, 1),
             **self.gate.result(final),
+            **({"selected_alpha": self.gate.selected} if cfg.gate.select else {}),
         }
         adapter = self.save_adapter(self.out / "adapter")
         if self.strategy.is_main:
@@ -307,27 +308,28 @@ class AdversarialTrainer:
         return {"warmup_disc_loss": loss, **{f"pool_label_frac_{k}": v / total for k, v in counts.items()}}
 
     def select_alpha(self) -> dict:
-        """``gate.select``: the gate as trained against each of those fixed alphas on the guard's validation questions
-        (``guard.n``); the most accurate, then the shortest, answers from here on (the gate on a tie). Returns each
-        candidate's validation accuracy and tokens and the pick (``select_alpha``; -1 for the gate)."""
+        """``gate.select``: the policy as trained (its gate, or alpha 1 without one) against each of those fixed alphas
+        on the guard's validation questions (``guard.n``); the most accurate, then the shortest, answers from here on
+        (the policy as trained on a tie). Returns each candidate's validation accuracy and tokens and the pick
+        (``select_alpha``; -1 for the gate)."""
         from gan_cot.gate.model import GatedPolicy
 
         n = self.cfg.guard.n
-        found = {"gate": self.evaluate("validation", n)}
-        for a in self.cfg.gate.select:
-            found[float(a)] = self.evaluate("validation", n, policy=GatedPolicy(self.strategy.model, None, a))
-        pick = max(
-            found, key=lambda k: (found[k]["accuracy"], -found[k]["mean_tokens"])
-        )  # the gate first: ties keep it
-        self.gate.selected = None if pick == "gate" else pick
+        own = "gate" if self.gate.kind == "learned" else 1.0  # the policy as trained: its gate, or the plain adapter
+        found = {own: self.evaluate("validation", n)}
+        for a in map(float, self.cfg.gate.select):
+            if a not in found:
+                found[a] = self.evaluate("validation", n, policy=GatedPolicy(self.strategy.model, None, a))
+        best = max(found.values(), key=lambda v: (v["accuracy"], -v["mean_tokens"]))  # the first on a tie
+        pick = next(k for k, v in found.items() if v is best)
+        self.gate.selected = None if pick == own else pick
+        label = {k: "gate" if k == "gate" else f"alpha{k:g}" for k in found}
         out = {"select_alpha": -1.0 if pick == "gate" else pick}
         for k, v in found.items():
-            name = "gate" if k == "gate" else f"alpha{k:g}"
-            out |= {f"select_accuracy_{name}": v["accuracy"], f"select_tokens_{name}": v["mean_tokens"]}
+            out |= {f"select_accuracy_{label[k]}": v["accuracy"], f"select_tokens_{label[k]}": v["mean_tokens"]}
         if self.strategy.is_main:
-            shown = ", ".join(f"{'gate' if k == 'gate' else f'{k:g}'} {v['accuracy']:.3f}/{v['mean_tokens']:.1f}"
-                              for k, v in found.items())  # fmt: skip
-            chosen = "the gate" if pick == "gate" else f"alpha {pick:g}"
+            shown = ", ".join(f"{label[k]} {v['accuracy']:.3f}/{v['mean_tokens']:.1f}" for k, v in found.items())
+            chosen = "the policy as trained" if pick == own else f"alpha {pick:g}"
             self.log(f"select: validation accuracy/tokens on {n} questions: {shown}; {chosen} answers from here on")
         return out
 

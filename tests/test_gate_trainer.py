@@ -85,8 +85,32 @@ def test_select_lets_the_most_accurate_alpha_answer_and_a_finished_run_resumes_i
     assert result["selected_alpha"] == (None if best == "gate" else best)
     assert load_gated_policy(tmp_path / "out" / "adapter").fixed_alpha == result["selected_alpha"]
     assert any(line.startswith("select: validation accuracy/tokens on 4 questions") for line in lines), lines
-    with pytest.raises(ConfigError, match="gate.select is for gate.kind=learned"):
-        load_config(AdvConfig, ROOT / "configs/tiny.yaml", ["gate.kind=none", "gate.select=[0.5]"])
+    with pytest.raises(ConfigError, match="gate.select is for gate.kind=learned or none"):
+        load_config(AdvConfig, ROOT / "configs/tiny.yaml", ["gate.kind=fixed", "gate.alpha=1", "gate.select=[0.5]"])
+
+
+def test_select_without_a_gate_saves_the_chosen_alpha_in_the_adapter(tmp_path, tiny_config):
+    """gate.kind=none with gate.select: the plain adapter (alpha 1) against the listed alphas; a chosen alpha is folded
+    into the saved adapter (alpha * delta), so any LoRA loader answers as the run was scored."""
+    from safetensors.torch import load_file
+
+    from gan_cot.trainer import AdversarialTrainer
+
+    result = AdversarialTrainer(
+        tiny_config(tmp_path, "gate.kind=none", "gate.select=[0.5]"), log=lambda m: None
+    ).train()
+    m = _client(tmp_path / "mlruns").get_run(result["run_id"]).data.metrics
+    half_wins = (m["select_accuracy_alpha0.5"], -m["select_tokens_alpha0.5"]) > (
+        m["select_accuracy_alpha1"], -m["select_tokens_alpha1"])  # fmt: skip
+    assert result["selected_alpha"] == (0.5 if half_wins else None)
+    assert m["select_alpha"] == (0.5 if half_wins else 1.0)
+    saved = load_file(str(tmp_path / "out" / "adapter" / "adapter_model.safetensors"))
+    trained = load_file(
+        str(next((tmp_path / "out" / "checkpoints").glob("round-*")) / "adapter" / "adapter_model.safetensors")
+    )
+    for k, v in saved.items():
+        expect = trained[k] * 0.5 if (half_wins and "lora_B" in k) else trained[k]
+        assert torch.allclose(v, expect), k
 
 
 def test_a_new_gate_picks_the_full_delta_and_does_not_shift_the_random_stream(tmp_path, gate_config):

@@ -5,7 +5,8 @@ The trainer's own warm start (:meth:`gan_cot.trainer.AdversarialTrainer.warm_sta
 sft.prune_threshold``), then ``sft.warmup_steps`` SFT steps on them, with the same config, engine, evaluation and
 MLflow logging as a gan-cot run; the one round it is given does nothing. Run it with
 ``deepspeed scripts/train_adv.py --warm-start-only`` (which sets ``rounds=1`` and ``gate.kind=none``: an untrained
-gate would answer with the base). Its adapter is the like-for-like warm start of the baselines (``init=``).
+gate would answer with the base; a config's ``gate.select`` still chooses the plain adapter's alpha on validation, as
+it does for gan-cot's gate). Its adapter is the like-for-like warm start of the baselines (``init=``).
 """
 
 from __future__ import annotations

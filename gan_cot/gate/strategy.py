@@ -41,6 +41,7 @@ class NoGate:
 
     kind = "none"
     method_suffix = "-nogate"  # the default (the learned gate) is plain gan-cot
+    selected: float | None = None  # gate.select's pick: a fixed alpha that answers in place of the trained policy
 
     def attach(self, model, hidden_size: int, seed: int) -> None:
         pass
@@ -68,10 +69,11 @@ class NoGate:
         return None
 
     def eval_policy(self, model):
-        return model
+        return model if self.selected is None else GatedPolicy(model, None, self.selected)
 
     def save(self, folder: Path) -> None:
-        pass
+        if self.selected is not None:
+            scale_saved_delta(folder, self.selected)
 
     def result(self, final: dict) -> dict:
         return {}
@@ -96,13 +98,7 @@ class FixedAlpha(NoGate):
         return GatedPolicy(model, None, self.alpha)
 
     def save(self, folder: Path) -> None:
-        """Scale the saved ``lora_B`` tensors by alpha: the folder then holds ``alpha * delta`` for any LoRA loader."""
-        from safetensors.torch import load_file, save_file
-
-        path = Path(folder) / "adapter_model.safetensors"
-        state = load_file(str(path))
-        state = {k: (v * self.alpha if "lora_B" in k else v).contiguous() for k, v in state.items()}
-        save_file(state, str(path), metadata={"format": "pt"})
+        scale_saved_delta(folder, self.alpha)
 
     def result(self, final: dict) -> dict:
         return {"alpha": self.alpha}
@@ -117,7 +113,6 @@ class LearnedGate(NoGate):
     def __init__(self, cfg):
         self.cfg = cfg
         self.gate: AlphaGate | None = None
-        self.selected: float | None = None  # gate.select's pick: a fixed alpha that answers in the gate's place
 
     def attach(self, model, hidden_size: int, seed: int) -> None:
         """Build the gate on its own random stream (the run's sampling is not shifted) and attach it to the model
@@ -179,8 +174,7 @@ class LearnedGate(NoGate):
         save_gate(self.gate, folder, self.selected)
 
     def result(self, final: dict) -> dict:
-        alphas = {k: v for k, v in final.items() if k.startswith("alpha_")}
-        return {"gate": True, "selected_alpha": self.selected, **alphas}
+        return {"gate": True, **{k: v for k, v in final.items() if k.startswith("alpha_")}}
 
     def round_metrics(self, rollout, examples, strategy) -> dict:
         """The alphas the round's chains ran under (each chain's draw from the gate, all processes): mean, std, min,
@@ -195,6 +189,16 @@ class LearnedGate(NoGate):
         if picks:
             out["alpha_pick_mean"] = float(sum(picks) / len(picks))
         return out
+
+
+def scale_saved_delta(folder: Path, alpha: float) -> None:
+    """Scale the saved ``lora_B`` tensors by alpha: the folder then holds ``alpha * delta`` for any LoRA loader."""
+    from safetensors.torch import load_file, save_file
+
+    path = Path(folder) / "adapter_model.safetensors"
+    state = load_file(str(path))
+    state = {k: (v * alpha if "lora_B" in k else v).contiguous() for k, v in state.items()}
+    save_file(state, str(path), metadata={"format": "pt"})
 
 
 def build_gate(cfg) -> NoGate:
