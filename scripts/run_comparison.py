@@ -12,6 +12,8 @@ leak into the next), seed by seed; outputs go to ``OUTPUT_ROOT/seed<S>/<method>`
   ``gan-cot-frozen`` (the discriminator never refreshed), ``gan-cot-gold`` (refreshed on the task's gold labels),
   ``gan-cot-nogate`` (the plain adapter, no alpha gate);
 - ``pruned-sft``: gan-cot's warm start alone (``train_adv.py --warm-start-only``);
+- ``gan-cot-learned-gate`` and ``pruned-sft-alpha1``: gan-cot and pruned-sft with ``gate.select=[]`` (the learned
+  gate, or the plain adapter, as trained), for configs that choose the alpha on validation;
 - the baselines: ``scripts/train_baseline.py --config configs/baselines/NAME.yaml``; the chain-rewriting recipes
   (c3ot, tokenskip, implicit-cot, system1-distill, step-skip) start from the base, as their papers do;
 - ``base``: the base itself (``scripts/evaluate.py --experiment``), the reference row;
@@ -55,10 +57,14 @@ OURS = {  # gan-cot and its ablations: overrides of the config
     "gan-cot-gold": ["discriminator.labels=gold"],
     "gan-cot-nogate": ["gate.kind=none"],
 }
+UNSELECTED = {  # the trained policy as it answers without gate.select, under a name of its own
+    "gan-cot-learned-gate": "gan-cot",
+    "pruned-sft-alpha1": "pruned-sft",
+}
 WARM = ["srs", "dpo", "grpo-kimi", "grpo-o1pruner", "grpo-shorterbetter", "grpo-l1"]  # fine-tune from a warm start
 RECIPES = ["c3ot", "tokenskip", "implicit-cot", "system1-distill", "step-skip"]  # rewrite chains; from the base
 BASELINES = [*WARM, "budget-forcing", "merge", *RECIPES]
-METHODS = ["base", *OURS, "pruned-sft", *BASELINES, "oracle"]
+METHODS = ["base", *OURS, "pruned-sft", *UNSELECTED, *BASELINES, "oracle"]
 
 
 def settings(config: str | Path) -> dict:
@@ -119,6 +125,9 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     run_dir = out / f"seed{seed}"
     common = [f"seed={seed}", f"experiment={args.experiment}", f"mlflow_dir={args.mlflow_dir}"]
     common += [f"eval.n={args.eval_n}", f"output_dir={run_dir / name}"]
+    if name in UNSELECTED:  # the same command as its method's, the alpha left as trained
+        cmd = method_command(UNSELECTED[name], seed, args, out, shared)
+        return [c for c in cmd if not c.startswith("output_dir=")] + [f"output_dir={run_dir / name}", "gate.select=[]"]
     if name in OURS or name == "pruned-sft":
         deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
         cmd = [deepspeed, "--num_gpus", "1", str(REPO_ROOT / "scripts/train_adv.py"), "--config", str(args.config)]
@@ -215,6 +224,20 @@ def has_rows(run_dir: Path, args) -> bool:
 
     mlflow.set_tracking_uri(tracking.tracking_uri(args.mlflow_dir))
     return tracking.load_eval_rows(json.loads(result.read_text())["run_id"]) is not None
+
+
+def name_run(run_dir: Path, method: str, args) -> None:
+    """Tag the MLflow run of ``run_dir`` with the comparison's name for it (the trainer tags by its config, and a
+    policy left as trained is tagged like the method it ablates)."""
+    import mlflow
+
+    from gan_cot import tracking
+
+    mlflow.set_tracking_uri(tracking.tracking_uri(args.mlflow_dir))
+    run_id = json.loads((run_dir / "result.json").read_text())["run_id"]
+    client = mlflow.tracking.MlflowClient()
+    client.set_tag(run_id, "method", method)
+    client.set_tag(run_id, "mlflow.runName", tracking.run_name(method, int(client.get_run(run_id).data.tags["seed"])))
 
 
 def earlier_record(path: Path, args) -> dict | None:
@@ -338,7 +361,9 @@ def main(argv=None) -> int:
         t0 = time.time()
         with open(log, "w") as fh:
             rc = subprocess.call(with_free_port(cmd), stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
-            if rc == 0 and (m in OURS or m == "pruned-sft") and not has_rows(run_dir, args):
+            if rc == 0 and m in UNSELECTED:
+                name_run(run_dir, m, args)
+            if rc == 0 and (m in OURS or m in UNSELECTED or m == "pruned-sft") and not has_rows(run_dir, args):
                 rows = [sys.executable, str(Path(__file__).resolve()), "--rows-for", str(run_dir)]
                 rc = subprocess.call(rows, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
         seconds = round(time.time() - t0, 1)

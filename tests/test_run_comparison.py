@@ -160,3 +160,30 @@ def test_a_resumed_command_keeps_the_earlier_commands_runs_in_the_record(tmp_pat
     assert run_comparison.earlier_record(path, SimpleNamespace(resume=False, experiment="comparison-x")) is None
     path.write_text("{half a rec")
     assert run_comparison.earlier_record(path, same) is None
+
+
+def test_a_policy_left_as_trained_runs_its_methods_command_under_its_own_name(tmp_path, capsys):
+    """gan-cot-learned-gate / pruned-sft-alpha1: their method's command with gate.select=[] in their own folder, and
+    the finished run is tagged with the comparison's name for it."""
+    import json
+    from types import SimpleNamespace
+
+    import mlflow
+
+    from gan_cot import tracking
+
+    cmds = _dry_run(
+        capsys, "--config", "configs/ledger-hard.yaml", "--methods", "gan-cot-learned-gate,pruned-sft-alpha1"
+    )
+    learned, plain = cmds[("gan-cot-learned-gate", 0)], cmds[("pruned-sft-alpha1", 0)]
+    assert learned.endswith("seed0/gan-cot-learned-gate gate.select=[]") and "--warm-start-only" not in learned
+    assert plain.endswith("seed0/pruned-sft-alpha1 gate.select=[]") and "--warm-start-only" in plain
+
+    store = tmp_path / "mlruns"
+    tracking.setup("comparison-x", store)
+    with mlflow.start_run() as run:
+        mlflow.set_tags({"method": "gan-cot", "seed": "2"})
+    (tmp_path / "result.json").write_text(json.dumps({"run_id": run.info.run_id}))
+    run_comparison.name_run(tmp_path, "gan-cot-learned-gate", SimpleNamespace(mlflow_dir=str(store)))
+    tags = mlflow.tracking.MlflowClient().get_run(run.info.run_id).data.tags
+    assert tags["method"] == "gan-cot-learned-gate" and tags["mlflow.runName"] == "gan-cot-learned-gate-seed2"
