@@ -94,7 +94,10 @@ class AdversarialTrainer:
         dtype = resolve_dtype(cfg.policy.dtype)
         base = load_model(cfg.model, dtype=dtype)
         if cfg.policy.gradient_checkpointing:
-            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(base, "activation_checkpointing_enable"):  # newer transformers: the old name warns
+                base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model = get_peft_model(base, cfg.lora.peft())
         self.gate.attach(model, base.config.hidden_size, cfg.seed)  # before the engine: it owns the gate's weights
         params = [p for p in model.parameters() if p.requires_grad]

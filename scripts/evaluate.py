@@ -14,8 +14,9 @@ JSON object with ``--json``.
 
 An adapter folder with a saved alpha gate (``alpha_gate.json``, written by a run with the learned gate) is
 evaluated unmerged with the gate choosing each question's alpha (``--alpha auto``, the default for such a
-folder); ``--alpha FLOAT`` fixes alpha for every question instead (any adapter folder, gate or not: the LoRA delta
-is scaled, CoT-Valve style). ``--max-think-tokens N`` is a thinking budget: a chain still thinking after N tokens
+folder), or at the fixed alpha the run's validation chose over the gate (``gate.select``) where it chose one;
+``--alpha gate`` lets the gate answer even then; ``--alpha FLOAT`` fixes alpha for every question instead (any
+adapter folder, gate or not: the LoRA delta is scaled, CoT-Valve style). ``--max-think-tokens N`` is a thinking budget: a chain still thinking after N tokens
 gets the end of thinking (``\n####``) appended and ``--max-answer-tokens`` more tokens to answer; with
 ``--base`` the base gets the same budget.
 """
@@ -55,8 +56,9 @@ def parse_args(argv=None):
     p.add_argument(
         "--alpha",
         default=None,
-        help="adapter folders: auto (the saved alpha gate chooses per question; the default when one is saved) or "
-        "a number >= 0 (the LoRA delta scaled by it for every question)",
+        help="adapter folders: auto (the default when a gate is saved: the alpha the run's validation chose "
+        "(gate.select), else the saved gate per question), gate (the saved gate per question, whatever validation "
+        "chose) or a number >= 0 (the LoRA delta scaled by it for every question)",
     )
     p.add_argument("--max-think-tokens", type=int, default=None, help="thinking budget: force the end of thinking")
     p.add_argument(
@@ -106,7 +108,7 @@ def parse_args(argv=None):
 
 
 def resolve_alpha(model: str, alpha: str | None) -> str | float | None:
-    """``--alpha`` checked against the model folder: "auto" (its saved gate), a float, or None (no gating: a
+    """``--alpha`` checked against the model folder: "auto" or "gate" (its saved gate), a float, or None (no gating: a
     plain model, or an adapter without a gate, loaded merged). A folder with a saved gate defaults to "auto"."""
     from gan_cot.gate import GATE_CONFIG
 
@@ -114,19 +116,19 @@ def resolve_alpha(model: str, alpha: str | None) -> str | float | None:
     has_gate = (folder / GATE_CONFIG).exists()
     if alpha is None:
         return "auto" if has_gate else None
-    if alpha == "auto":
+    if alpha in ("auto", "gate"):
         if not has_gate:
             raise UsageError(
-                f"--alpha auto needs a saved alpha gate, and {model} has none ({GATE_CONFIG}); train with "
+                f"--alpha {alpha} needs a saved alpha gate, and {model} has none ({GATE_CONFIG}); train with "
                 "the learned gate (gate.kind=learned), or fix alpha with --alpha FLOAT"
             )
-        return "auto"
+        return alpha
     try:
         value = float(alpha)
     except ValueError:
-        raise UsageError(f"--alpha must be auto or a number >= 0, got {alpha!r}") from None
+        raise UsageError(f"--alpha must be auto, gate or a number >= 0, got {alpha!r}") from None
     if not value >= 0:
-        raise UsageError(f"--alpha must be auto or a number >= 0, got {alpha!r}")
+        raise UsageError(f"--alpha must be auto, gate or a number >= 0, got {alpha!r}")
     if not (folder / "adapter_config.json").exists():
         raise UsageError(
             f"--alpha {alpha} scales a LoRA adapter's delta, and {model} is not an adapter folder "
@@ -153,8 +155,8 @@ def make_task(args):
 def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, alpha=None, keep_rows=False) -> dict:
     """Load ``path``, evaluate it with the command's decoding settings, free it; adds ``n_params`` and ``acu``.
 
-    ``alpha`` ("auto" or a float): load the adapter folder unmerged with its gate (if saved) and scale the delta by
-    the gate's alpha or by the float."""
+    ``alpha`` ("auto", "gate" or a float): load the adapter folder unmerged with its gate (if saved) and scale the
+    delta by the gate's alpha (or the selected one: ``resolve_alpha``) or by the float."""
     import torch
 
     from gan_cot.efficiency import acu
@@ -171,7 +173,8 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
         else:
             from gan_cot.gate import load_gated_policy
 
-            model = load_gated_policy(path, dtype=dtype, alpha=None if alpha == "auto" else alpha)
+            fixed = None if alpha in ("auto", "gate") else alpha
+            model = load_gated_policy(path, dtype=dtype, alpha=fixed, use_selected=alpha != "gate")
     except (UsageError, ValueError, OSError) as e:
         fail(str(e))
         model.peft_model.to(device)

@@ -84,6 +84,7 @@ def test_select_lets_the_most_accurate_alpha_answer_and_a_finished_run_resumes_i
     assert m["select_alpha"] == (-1.0 if best == "gate" else best)
     assert result["selected_alpha"] == (None if best == "gate" else best)
     assert load_gated_policy(tmp_path / "out" / "adapter").fixed_alpha == result["selected_alpha"]
+    assert load_gated_policy(tmp_path / "out" / "adapter", use_selected=False).fixed_alpha is None
     assert any(line.startswith("select: validation accuracy/tokens on 4 questions") for line in lines), lines
     with pytest.raises(ConfigError, match="gate.select is for gate.kind=learned or none"):
         load_config(AdvConfig, ROOT / "configs/tiny.yaml", ["gate.kind=fixed", "gate.alpha=1", "gate.select=[0.5]"])
@@ -246,7 +247,28 @@ def test_evaluate_script_alpha_auto_without_a_gate_is_one_clear_error(adapters):
     lines = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: --alpha auto needs a saved alpha gate"), r.stderr
     r = _run("scripts/evaluate.py", "--model", str(plain), "--alpha", "fast", "--n", "2")
-    assert r.returncode == 2 and "--alpha must be auto or a number" in r.stderr
+    assert r.returncode == 2 and "--alpha must be auto, gate or a number" in r.stderr
+
+
+def test_evaluate_script_answers_at_the_selected_alpha_unless_told_to_let_the_gate_answer(adapters, tmp_path):
+    """A gate saved with a validation-chosen alpha (gate.select): --alpha auto answers at that alpha on every question,
+    --alpha gate lets the gate choose per question as before the choice."""
+    import shutil
+
+    from gan_cot.gate import load_gate, save_gate
+
+    _, gated = adapters
+    chosen = tmp_path / "chosen"
+    shutil.copytree(gated, chosen)
+    save_gate(load_gate(gated), chosen, selected=0.5)
+    common = ["scripts/evaluate.py", "--model", str(chosen), "--n", "4", "--max-new-tokens", "8", "--json"]
+    auto = json.loads(_run(*common).stdout.splitlines()[-1])
+    assert auto["alpha"] == "auto" and auto["alpha_mean"] == 0.5 and auto["alpha_std"] == 0.0
+    gate = json.loads(_run(*common, "--alpha", "gate").stdout.splitlines()[-1])
+    own = json.loads(_run(*common[:2], str(gated), *common[3:]).stdout.splitlines()[-1])
+    assert (
+        gate["alpha"] == "gate" and gate["alpha_mean"] == own["alpha_mean"] and gate["alpha_std"] == own["alpha_std"]
+    )
 
 
 def test_evaluate_script_gate_fixed_alpha_and_thinking_budget(adapters):

@@ -253,9 +253,15 @@ class GatedPolicy:
         return self.peft_model.parameters()
 
 
-def load_gated_policy(adapter_dir: str | Path, dtype: torch.dtype | str = torch.float32, alpha: float | None = None):
+def load_gated_policy(
+    adapter_dir: str | Path,
+    dtype: torch.dtype | str = torch.float32,
+    alpha: float | None = None,
+    use_selected: bool = True,
+):
     """An adapter folder loaded unmerged (the gate scales the delta per question) with its gate, if saved; at
-    ``alpha`` if given, else at the alpha the run's validation chose over the gate (``selected_alpha``), if any."""
+    ``alpha`` if given, else at the alpha the run's validation chose over the gate (``selected_alpha``), if any and
+    ``use_selected`` (False: the gate answers, as it did before the choice)."""
     from peft import PeftModel
 
     from gan_cot.models import load_model, resolve_base
@@ -265,4 +271,6 @@ def load_gated_policy(adapter_dir: str | Path, dtype: torch.dtype | str = torch.
     model = PeftModel.from_pretrained(load_model(base_path, dtype=dtype), str(adapter_dir))
     model.eval()
     gate = load_gate(adapter_dir, device=next(model.parameters()).device)
-    return GatedPolicy(model, gate, selected_alpha(adapter_dir) if alpha is None else alpha)
+    if alpha is None and use_selected:
+        alpha = selected_alpha(adapter_dir)
+    return GatedPolicy(model, gate, alpha)
