@@ -307,7 +307,8 @@ class AdversarialTrainer:
         records = self.pool.records
         counts = {lab: sum(r.labels.count(lab) for r in records) for lab in ("useful", "redundant", "wrong")}
         total = max(1, sum(counts.values()))
-        loss = train_on(self.disc, records, d, self.strategy, random.Random(self.cfg.seed), d.warmup_steps)
+        loss = train_on(self.disc, records, d, self.strategy, random.Random(self.cfg.seed), d.warmup_steps,
+                        desc="discriminator (pool labels)")  # fmt: skip
         return {"warmup_disc_loss": loss, **{f"pool_label_frac_{k}": v / total for k, v in counts.items()}}
 
     def select_alpha(self) -> dict:

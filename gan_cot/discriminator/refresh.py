@@ -55,16 +55,19 @@ def policy_records(policy, tokenizer, task, examples, chains: list[list[str]], c
     return [StepRecord(ex.question, steps, lean.labels) for ex, steps, lean in zip(examples, chains, leans)]
 
 
-def train_on(disc, records, cfg, strategy, rng, steps: int) -> float | None:
+def train_on(disc, records, cfg, strategy, rng, steps: int, desc: str | None = None) -> float | None:
     """``steps`` discriminator steps on random batches of ``records`` (a fresh optimizer: each refresh is a short
-    fine-tune, and no optimizer state has to survive a checkpoint); returns the last loss."""
+    fine-tune, and no optimizer state has to survive a checkpoint); returns the last loss. ``desc``: a progress bar
+    of that name on the main process (stderr; gone when done)."""
+    from tqdm.auto import tqdm
+
     from gan_cot.discriminator.train import discriminator_loss
 
     params = [p for p in disc.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr)
     disc.model.train()
     loss = None
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc=desc, disable=desc is None or not strategy.is_main, leave=False):
         batch = rng.sample(records, min(32, len(records)))
         loss, _ = discriminator_loss(disc, batch)
         loss.backward()
