@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 from gan_cot.checkpoint import write_json
@@ -177,9 +178,11 @@ class RunLogger:
                     rows[-1]["alpha"] = c.alpha
         if rows:
             keys = list(dict.fromkeys(k for row in rows for k in row))
-            mlflow.log_table(
-                {k: [row.get(k) for row in rows] for k in keys}, artifact_file=f"samples/round-{r:05d}.json"
-            )
+            with warnings.catch_warnings():  # MLflow's hint on integer columns, every round: ours have no gaps
+                warnings.simplefilter("ignore", UserWarning)
+                mlflow.log_table(
+                    {k: [row.get(k) for row in rows] for k in keys}, artifact_file=f"samples/round-{r:05d}.json"
+                )
 
     def finish(self, final: dict, adapter: Path, rows: list[dict] | None = None, base: dict | None = None) -> None:
         """The final figures (``final_*``), the adapter, and the per-question rows of the final evaluation when given

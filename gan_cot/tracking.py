@@ -321,7 +321,7 @@ def log_task_inputs(task, task_name: str, seed: int, eval_n: int | None, train_n
         evaluation = mlflow.data.from_pandas(
             frame, source=source("test", len(test)), name=f"{task_name}/test", targets="answer"
         )
-    mlflow.log_input(evaluation, context="evaluation")
+        mlflow.log_input(evaluation, context="evaluation")  # the schema is inferred here too
     digest = hashlib.sha256(f"{task_name}-{seed}-train-{train_n}".encode()).hexdigest()[:8]
     train = MetaDataset(source=source("train", train_n or "all"), name=f"{task_name}/train", digest=digest)
     mlflow.log_input(train, context="training")
