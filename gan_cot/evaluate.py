@@ -25,6 +25,7 @@ import warnings
 from tqdm.auto import tqdm
 
 from gan_cot.efficiency import split_thinking
+from gan_cot.gate.stats import alpha_stats
 from gan_cot.generation import generate
 
 
@@ -51,24 +52,6 @@ def reference_tokens(tokenizer, task, examples, minimal: bool) -> list[int]:
     return [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
 
-def alpha_stats(alphas: list[float], difficulties: list[int | None]) -> dict:
-    """``alpha_mean``, ``alpha_std``, ``alpha_min``, ``alpha_max`` and ``alpha_difficulty`` (difficulty -> mean
-    alpha, for the questions whose difficulty the task knows) of per-question alphas."""
-    if not alphas:
-        return {}
-    by_level: dict[int, list[float]] = {}
-    for a, d in zip(alphas, difficulties):
-        if d is not None:
-            by_level.setdefault(int(d), []).append(a)
-    return {
-        "alpha_mean": statistics.fmean(alphas),
-        "alpha_std": statistics.pstdev(alphas),
-        "alpha_min": min(alphas),
-        "alpha_max": max(alphas),
-        "alpha_difficulty": {str(d): statistics.fmean(v) for d, v in sorted(by_level.items())},
-    }
-
-
 def answer_cut(fmt, c) -> bool:
     """Whether completion ``c`` was stopped by the answer budget in the middle of its answer: past the end of
     thinking, no end of sequence, and an answer begun but not whole (a ``\\boxed{`` not closed, or a ``####`` line
@@ -83,13 +66,6 @@ def answer_cut(fmt, c) -> bool:
         return "\\boxed{" in tail and not boxed_contents(tail)
     line = tail.lstrip(" ")
     return not line.strip() or "\n" not in line
-
-
-def flat_alpha_stats(alphas: list[float], difficulties: list) -> dict:
-    """:func:`alpha_stats` as flat float metrics (``alpha_difficulty_{d}``)."""
-    stats = alpha_stats(alphas, difficulties)
-    per_level = stats.pop("alpha_difficulty", {})
-    return {k: float(v) for k, v in stats.items()} | {f"alpha_difficulty_{d}": float(v) for d, v in per_level.items()}
 
 
 def evaluate(

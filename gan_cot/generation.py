@@ -15,22 +15,8 @@ from dataclasses import dataclass
 import torch
 from transformers import StoppingCriteria
 
+from gan_cot.generated import Generated, cut_at_eos
 from gan_cot.models import render_prompt
-
-
-@dataclass(frozen=True)
-class Generated:
-    """One generated chain in token ids."""
-
-    prompt_ids: list[int]
-    completion_ids: list[int]  # the end-of-sequence token included when the chain ended
-    finished: bool  # ended with the end-of-sequence token
-    forced: bool = False  # the thinking budget ran out and the end of thinking was forced
-
-    @property
-    def num_tokens(self) -> int:
-        """Generated tokens, the end-of-sequence token excluded."""
-        return len(self.completion_ids) - int(self.finished)
 
 
 @dataclass(frozen=True)
@@ -52,16 +38,6 @@ def _scaled(model, alpha):
     from gan_cot.gate.scaling import gated_inference
 
     return gated_inference(model, alpha)
-
-
-def _cut(ids: list[int], eos: int, pad: int | None) -> tuple[list[int], bool]:
-    """Generated ids up to and including the first end-of-sequence token; pad tokens the model wrote are dropped."""
-    finished = eos in ids
-    if finished:
-        ids = ids[: ids.index(eos) + 1]
-    if pad is not None and pad != eos:
-        ids = [t for t in ids if t != pad]
-    return ids, finished
 
 
 def _left_pad(seqs: list[list[int]], pad: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,7 +144,7 @@ def generate_ids(
     forced: list[int] = []
     for j, row in enumerate(out[:, width:].tolist()):
         length, reason = budget.stopped.get(j, (None, None)) if budget is not None else (None, None)
-        ids, finished = _cut(row if length is None else row[:length], eos, pad)
+        ids, finished = cut_at_eos(row if length is None else row[:length], eos, pad)
         for _ in range(g // reps):
             if reason == "think":
                 forced.append(len(results))
@@ -192,7 +168,7 @@ def generate_ids(
             pad_token_id=pad, eos_token_id=eos,
         )[:, ids.shape[1] :].tolist()  # fmt: skip
     for i, row in zip(forced, answer):
-        extra, finished = _cut(row, eos, pad)
+        extra, finished = cut_at_eos(row, eos, pad)
         r = results[i]
         results[i] = Generated(r.prompt_ids, r.completion_ids + extra, finished, True)
     return results

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from gan_cot.cli import REPO_ROOT, check_model_path, one_line
+from gan_cot import shipped
+from gan_cot.usage import check_model_path, one_line
 
 EOS = "<|endoftext|>"
 PAD = "<|pad|>"
@@ -28,15 +29,9 @@ TINY_CHAT_TEMPLATE = (
 
 
 def resolve_base(name_or_path: str) -> str:
-    """A base model as an adapter records it: a folder relative to the working directory, else to the
-    repository (the shipped models), else a Hub id."""
-    if (
-        not Path(name_or_path).is_absolute()
-        and not Path(name_or_path).exists()
-        and (REPO_ROOT / name_or_path).exists()
-    ):
-        return str(REPO_ROOT / name_or_path)
-    return name_or_path
+    """A model as a config or an adapter records it: a folder relative to the working directory, else one of the
+    shipped models (``models/ledger-verbose-base``), else a Hub id."""
+    return shipped.resolve(name_or_path)
 
 
 # DeepSeek-R1-style: the generation prompt opens the thinking; the model closes it with </think> and answers.
@@ -59,6 +54,7 @@ def _adapter_base(name_or_path: str) -> str | None:
 
 
 def load_tokenizer(name_or_path: str, trust_remote_code: bool = False):
+    name_or_path = resolve_base(name_or_path)
     check_model_path(name_or_path)
     source = name_or_path
     if _adapter_base(name_or_path) and not (Path(name_or_path) / "tokenizer_config.json").exists():
@@ -75,6 +71,7 @@ def load_model(name_or_path: str, dtype: torch.dtype | str = "auto", trust_remot
     A peft adapter folder (``adapter_config.json``) loads its base model with the adapter merged in. Weights that
     do not fit their config (a tensor of another shape) raise ValueError naming the folder.
     """
+    name_or_path = resolve_base(name_or_path)
     check_model_path(name_or_path)
     if _adapter_base(name_or_path):
         from peft import PeftModel

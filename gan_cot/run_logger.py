@@ -83,7 +83,7 @@ class RunLogger:
         import mlflow
 
         from gan_cot import tracking
-        from gan_cot.config import to_dict
+        from gan_cot.config_loader import to_dict
 
         tracking.setup(self.cfg.experiment, self.cfg.mlflow_dir)
         run_file = self.out / "mlflow_run.json"

@@ -32,9 +32,9 @@ import socket
 import warnings
 from pathlib import Path
 
-from gan_cot.cli import REPO_ROOT, check_writable_dir
+from gan_cot.usage import check_writable_dir
 
-DEFAULT_STORE = REPO_ROOT / "mlruns"
+DEFAULT_STORE = Path("mlruns")  # in the working directory, as MLflow's own default
 UI = "http://127.0.0.1:5000"  # where ``mlflow ui`` serves by default
 KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"  # MLflow 3's "model training" kind (the other is genai_development)
@@ -402,8 +402,8 @@ def log_eval_table(rows: list[dict], base_rows: list[dict] | None = None) -> Non
 def pareto_point(rows: list[dict], base_rows: list[dict] | None, base: dict, n_boot: int = 1000) -> dict:
     """The run's point on the accuracy/tokens plane with its 95% intervals over questions (from ``rows``), and its
     base's (from ``base_rows``, else the ``base`` figures without an interval); AES and compression against it."""
-    from gan_cot.comparison import RunFigures, bootstrap
     from gan_cot.efficiency import aes, compression_rate
+    from gan_cot.intervals import RunFigures, bootstrap
 
     def point(r: list[dict]) -> dict:
         ci = bootstrap([RunFigures("run", None, "run", None, None, rows=r)], n_boot=n_boot)

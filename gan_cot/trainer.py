@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from gan_cot import shipped
 from gan_cot.checkpoint import Checkpoints, atomic_dir, seed_everything, write_json
 from gan_cot.distributed import NonFiniteLoss, Strategy, init_distributed
 from gan_cot.gate import build_gate
@@ -101,7 +102,7 @@ class AdversarialTrainer:
         model = get_peft_model(base, cfg.lora.peft())
         self.gate.attach(model, base.config.hidden_size, cfg.seed)  # before the engine: it owns the gate's weights
         params = [p for p in model.parameters() if p.requires_grad]
-        ds_config = json.loads(Path(cfg.deepspeed).read_text())
+        ds_config = json.loads(Path(shipped.resolve(cfg.deepspeed)).read_text())
         ds_config["train_micro_batch_size_per_gpu"] = cfg.loss.micro_batch
         ds_config["gradient_accumulation_steps"] = 1
         ds_config.pop("train_batch_size", None)
@@ -117,7 +118,7 @@ class AdversarialTrainer:
         self.pool = SFTPool(cfg, self.tokenizer, self.task, self.train_examples)
         self.checkpoints = Checkpoints(self.out / "checkpoints", self.strategy)
         self.logger = RunLogger(cfg, self.out, self.strategy.is_main, self.log)
-        self.engine = ENGINES[cfg.rollout.engine](cfg)
+        self.rollout_engine = ENGINES[cfg.rollout.engine](cfg)
         self.guard = Guard(cfg.guard, self.strategy, self.log)
 
     def method(self) -> str:
@@ -192,17 +193,17 @@ class AdversarialTrainer:
         with clock("sft"):
             metrics.update(self.pool.train(self.strategy, self.gate, r, cfg.sft.steps, self.sft_lr(factor)))
         with clock("rollout"):
-            batch = self.rollout(self.round_questions(r), explore=True)
+            rollout = self.rollout(self.round_questions(r), explore=True)
         with clock("score"):
-            scores = score(batch, self.disc, self.task, self.train_examples, cfg, self.gate)
+            scores = score(rollout, self.disc, self.task, self.train_examples, cfg, self.gate)
             if not cfg.sft.pool_frozen:
-                self.pool.offer(batch, scores)
+                self.pool.offer(rollout, scores)
         with clock("update"):
-            metrics.update(policy_update(self.strategy, batch, scores, cfg, self.gate, self.tokenizer.pad_token_id))
+            metrics.update(policy_update(self.strategy, rollout, scores, cfg, self.gate, self.tokenizer.pad_token_id))
         with clock("refresh"):
-            metrics.update(self.refresh(batch, scores))
-        metrics.update(rollout_stats(batch, scores, self.strategy))
-        metrics.update(self.gate.round_metrics(batch, self.train_examples, self.strategy))
+            metrics.update(self.refresh(rollout, scores))
+        metrics.update(rollout_stats(rollout, scores, self.strategy))
+        metrics.update(self.gate.round_metrics(rollout, self.train_examples, self.strategy))
         if self.guard.active and cfg.guard.every and (r + 1) % cfg.guard.every == 0:
             with clock("guard"):
                 metrics.update(self.guard_check(f"round {r}"))
@@ -212,7 +213,7 @@ class AdversarialTrainer:
             metrics.update({f"val_{k}": v for k, v in ev.items() if isinstance(v, float)})
         metrics["lr"] = self.strategy.lr
         if r % 5 == 0 or r == cfg.rounds - 1:
-            self.logger.samples(r, batch, scores)
+            self.logger.samples(r, rollout, scores)
         return metrics | clock.seconds
 
     # -- stages ---------------------------------------------------------------------------------------
@@ -225,17 +226,17 @@ class AdversarialTrainer:
         return idx[self.strategy.rank :: self.strategy.world]
 
     def rollout(self, indices: list[int], group_size=None, explore: bool = False, temperature=None):
-        self.engine.sync(self.strategy.model, self.gate)
+        self.rollout_engine.sync(self.strategy.model, self.gate)
         with self.strategy.for_generation():
             return rollout(
                 self.strategy.model, self.tokenizer, self.task, self.train_examples, indices, self.cfg.rollout,
-                self.gate, group_size, explore, temperature, self.engine,
+                self.gate, group_size, explore, temperature, self.rollout_engine,
             )  # fmt: skip
 
     def sample_and_score(self, indices: list[int], group_size: int):
         """A sampled warm-start pool's chains (``sft.pool_source: samples``), scored."""
-        batch = self.rollout(indices, group_size, temperature=self.cfg.sft.pool_temperature)
-        return batch, score(batch, self.disc, self.task, self.train_examples, self.cfg, self.gate)
+        rollout = self.rollout(indices, group_size, temperature=self.cfg.sft.pool_temperature)
+        return rollout, score(rollout, self.disc, self.task, self.train_examples, self.cfg, self.gate)
 
     def warm_start(self) -> dict:
         """Before round 0: fill the SFT pool (``sft.pool_questions``), teach the discriminator the pool's policy labels,
@@ -343,12 +344,12 @@ class AdversarialTrainer:
     def guard_check(self, where: str) -> dict:
         return self.guard.check(self.validation_accuracy(), where)
 
-    def refresh(self, batch, scores) -> dict:
+    def refresh(self, rollout, scores) -> dict:
         from gan_cot.discriminator.refresh import refresh_discriminator
 
         with self.strategy.for_generation() if self.cfg.discriminator.labels != "gold" else contextlib.nullcontext():
             return refresh_discriminator(
-                self.disc, batch, scores, self.train_examples, self.task, self.cfg.discriminator, self.strategy.model,
+                self.disc, rollout, scores, self.train_examples, self.task, self.cfg.discriminator, self.strategy.model,
                 self.tokenizer, self.strategy, seed=len(self.pool) + self.strategy.rank, rollout_cfg=self.cfg.rollout,
             )  # fmt: skip
 
@@ -368,7 +369,8 @@ class AdversarialTrainer:
         """Greedy accuracy and tokens on ``n`` questions of ``split``, sharded over processes and gathered, of the
         policy as it answers (through its gate) or of ``policy``; ``keep_rows``: with ``rows``, every question's id,
         difficulty, correctness, tokens and (gated) alpha, gathered from every process."""
-        from gan_cot.evaluate import evaluate, flat_alpha_stats
+        from gan_cot.evaluate import evaluate
+        from gan_cot.gate.stats import flat_alpha_stats
 
         s = self.strategy
         examples = self.task.examples(split, n)[s.rank :: s.world]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import torch
 
-from gan_cot.generation import Generated, _cut
+from gan_cot.generated import Generated, cut_at_eos
 
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)  # the ranks vLLM reserves room for (max_lora_rank)
 CPU_KV_CACHE_GIB = 1  # vLLM's KV cache on a CPU, unless VLLM_CPU_KVCACHE_SPACE says otherwise
@@ -247,7 +247,7 @@ class VLLMEngine:
         answers: list[tuple[int, float]] = []  # (chain, temperature of its answer)
         forced_ids = tokenizer(fmt.forced_end, add_special_tokens=False)["input_ids"] if fmt is not None else []
         for j, seq in enumerate(chains):
-            seq, finished = _cut(seq, eos, pad)
+            seq, finished = cut_at_eos(seq, eos, pad)
             gen = Generated(ids[j // group_size], seq, finished)
             if not finished and fmt is not None:
                 if marker not in tokenizer.decode(seq, skip_special_tokens=True):
@@ -263,7 +263,7 @@ class VLLMEngine:
             for j, t in answers
         ]  # fmt: skip
         for (j, _), seqs in zip(answers, self.generate(second)):
-            extra, finished = _cut(seqs[0], eos, pad)
+            extra, finished = cut_at_eos(seqs[0], eos, pad)
             r = results[j]
             results[j] = Generated(r.prompt_ids, r.completion_ids + extra, finished, r.forced)
         return results

@@ -111,8 +111,8 @@ def check_policy_vocab(name_or_path: str, trust_remote_code: bool = False) -> No
     """Raise ValueError when a local policy folder's config cannot be read or its tokenizer reaches past its
     embedding (an adapter folder: its tokenizer, or its base's, against the base's embedding). Hub ids pass: they
     are checked when they load."""
-    from gan_cot.cli import one_line
     from gan_cot.models import _adapter_base, load_tokenizer
+    from gan_cot.usage import one_line
 
     folder = Path(name_or_path).expanduser()
     if not folder.is_dir():

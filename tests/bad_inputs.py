@@ -35,8 +35,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from gan_cot.cli import REPO_ROOT, print_json
-from gan_cot.cli_entry import load_script
+from commands import command as load_script
+
+from gan_cot.shipped import REPO_ROOT
+from gan_cot.usage import print_json
 
 DEEPSPEED_CONFIG = REPO_ROOT / "configs" / "deepspeed" / "zero0.json"
 TINY_CONFIG = REPO_ROOT / "configs" / "tiny.yaml"  # runs in seconds, should a bad input slip through the checks
@@ -54,7 +56,7 @@ class Shared:
 
 def build_shared(root: Path, model_dir: Path | None = None) -> Shared:
     """Save a tiny policy (unless ``model_dir`` is given) and a discriminator on its backbone under ``root``."""
-    from gan_cot.reliability.tiny import build_tiny_pair
+    from gan_cot_lab.reliability.tiny import build_tiny_pair
 
     return Shared(*build_tiny_pair(root, model_dir=model_dir))
 

@@ -34,12 +34,12 @@ def tiny_disc_dir(tmp_path_factory, tiny_model_dir):
 @pytest.fixture
 def tiny_config(tiny_model_dir, tiny_disc_dir):
     """``make(folder, *overrides)``: configs/tiny.yaml on the tiny policy and discriminator, writing under folder."""
-    from gan_cot.adv_config import AdvConfig
-    from gan_cot.config import load_config
+    from gan_cot.config_loader import load_config
+    from gan_cot.trainer_config import AdversarialConfig
 
     def make(folder, *overrides):
         return load_config(
-            AdvConfig,
+            AdversarialConfig,
             ROOT / "configs" / "tiny.yaml",
             [f"model={tiny_model_dir}", f"discriminator.name={tiny_disc_dir}", f"output_dir={folder / 'out'}",
              f"mlflow_dir={folder / 'mlruns'}", f"deepspeed={ROOT / 'configs/deepspeed/zero0.json'}", *overrides],

@@ -48,7 +48,7 @@ def test_gsm8k_skip_bad_skips_duplicate_ids_and_long_lines(tmp_path):
 
 
 def test_probing_a_folder_leaves_nothing_behind(tmp_path):
-    from gan_cot.cli import check_writable_dir
+    from gan_cot.usage import check_writable_dir
 
     check_writable_dir(tmp_path / "a" / "b" / "c", keep=False)
     assert list(tmp_path.iterdir()) == []

@@ -10,9 +10,9 @@ import pytest
 import torch
 import yaml
 
-from gan_cot.baselines.config import BaselineConfig
-from gan_cot.config import ConfigError, from_dict, load_config
+from gan_cot.config_loader import ConfigError, from_dict, load_config
 from gan_cot.generation import Completion
+from gan_cot_lab.baselines.config import BaselineConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs" / "baselines").glob("*.yaml"))
@@ -56,7 +56,7 @@ def store(tmp_path_factory):
 
 
 def run_baseline(tmp_path, store, name, model_dir, *extra):
-    from gan_cot.baselines import run
+    from gan_cot_lab.baselines import run
 
     cfg = load_config(
         BaselineConfig,
@@ -161,8 +161,8 @@ class _Answers:
 
 
 def test_shortest_correct_and_preference_pairs():
-    from gan_cot.baselines.dpo import preference_pairs
-    from gan_cot.baselines.srs import shortest_correct
+    from gan_cot_lab.baselines.dpo import preference_pairs
+    from gan_cot_lab.baselines.srs import shortest_correct
 
     group = [
         Completion("a b c #### 5", 6, True),
@@ -191,8 +191,8 @@ def test_srs(tmp_path, store, tiny_policy_dir, parity_verifier):
 
 
 def test_srs_without_a_correct_chain_says_what_to_change(tmp_path, store, tiny_model_dir, monkeypatch):
-    from gan_cot.baselines import BaselineError
     from gan_cot.tasks.ledger import LedgerTask
+    from gan_cot_lab.baselines import BaselineError
 
     monkeypatch.setattr(LedgerTask, "verify", lambda self, completion, example: False)
     with pytest.raises(BaselineError, match="raise sample.n"):
@@ -221,9 +221,9 @@ def test_grpo(tmp_path, store, tiny_policy_dir, parity_verifier, reward):
 
 
 def test_l1_evaluates_with_its_length_instruction(tiny_model_dir):
-    from gan_cot.baselines.common import SuffixTask
     from gan_cot.rewards import l1_prompt
     from gan_cot.tasks import get_task
+    from gan_cot_lab.baselines.common import SuffixTask
 
     task = get_task("ledger", seed=0)
     ex = task.examples("test", 1)[0]
@@ -235,13 +235,13 @@ def test_l1_evaluates_with_its_length_instruction(tiny_model_dir):
 def test_budget_forcing_caps_the_thinking(tiny_model_dir, tiny_tokenizer):
     """The evaluation's thinking budget (what the budget-forcing baseline hands it): past N thinking tokens the end of
     thinking is appended and the answer gets its own few greedy tokens, batched, sampled or not."""
-    from gan_cot.baselines.budget import train
-    from gan_cot.baselines.common import Context
-    from gan_cot.baselines.config import BaselineConfig
-    from gan_cot.config import load_config
+    from gan_cot.config_loader import load_config
     from gan_cot.formats import HASH
     from gan_cot.generation import generate
     from gan_cot.models import load_model
+    from gan_cot_lab.baselines.budget import train
+    from gan_cot_lab.baselines.common import Context
+    from gan_cot_lab.baselines.config import BaselineConfig
 
     model = load_model(str(tiny_model_dir), dtype=torch.float32)  # untrained: never stops on its own
     cfg = load_config(
@@ -290,8 +290,8 @@ def test_merge_averages_the_weights(tmp_path, store, tiny_model_dir, tiny_tokeni
 
 
 def test_merge_refuses_another_architecture(tmp_path, store, tiny_model_dir, tiny_tokenizer):
-    from gan_cot.baselines import BaselineError
     from gan_cot.models import build_tiny_model, save_pretrained
+    from gan_cot_lab.baselines import BaselineError
 
     other, _ = build_tiny_model(tiny_tokenizer, hidden_size=64, layers=2, heads=2)
     other_dir = save_pretrained(other, tiny_tokenizer, tmp_path / "wide")
@@ -300,8 +300,7 @@ def test_merge_refuses_another_architecture(tmp_path, store, tiny_model_dir, tin
 
 
 def test_script_names_a_bad_key(tmp_path):
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import train_baseline
+    from gan_cot_lab.commands import train_baseline
 
     with pytest.raises(SystemExit) as e:
         train_baseline.main(["--config", str(ROOT / "configs" / "baselines" / "srs.yaml"), "stepz=3"])

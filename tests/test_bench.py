@@ -1,7 +1,6 @@
 """scripts/bench.py end to end on a tiny policy and discriminator built in-process: the three ratios come back as
 numbers or null, and both throughput figures are positive. A benchmark: nothing here checks a timing target."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -17,12 +16,12 @@ TINY = [
 
 def load_bench():
     """The script (its argument parsing and main) with the package's table beside it."""
-    import gan_cot.bench
+    from commands import command
 
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.table = gan_cot.bench.table
+    import gan_cot_lab.bench
+
+    module = command("bench")
+    module.table = gan_cot_lab.bench.table
     return module
 
 

@@ -1,6 +1,5 @@
 """scripts/compare_runs.py on a temporary MLflow store: the table, the JSON line, the Pareto PNG, the errors."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -10,9 +9,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("compare_runs", ROOT / "scripts" / "compare_runs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from commands import command
+
+    module = command("compare_runs")
     return module
 
 

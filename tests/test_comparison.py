@@ -1,9 +1,9 @@
-"""Grouping runs by method and the bootstrap intervals of gan_cot.comparison, on synthetic runs."""
+"""Grouping runs by method and the bootstrap intervals of gan_cot_lab.comparison, on synthetic runs."""
 
 import numpy as np
 import pytest
 
-from gan_cot.comparison import (
+from gan_cot_lab.comparison import (
     Interval,
     RunFigures,
     bootstrap,

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gan_cot.config import ConfigError, load_config
+from gan_cot.config_loader import ConfigError, load_config
 from gan_cot.discriminator.config import DiscriminatorTrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,11 +43,11 @@ def test_bad_configs_name_the_key(tmp_path, text, overrides, message):
 
 
 def test_every_yaml_under_configs_loads():
-    from gan_cot.adv_config import AdvConfig
-    from gan_cot.baselines.config import BaselineConfig
-    from gan_cot.config import from_dict
+    from gan_cot.config_loader import from_dict
+    from gan_cot.trainer_config import AdversarialConfig
+    from gan_cot_lab.baselines.config import BaselineConfig
 
-    kinds = {"discriminator": DiscriminatorTrainConfig, "configs": AdvConfig, "baselines": BaselineConfig}
+    kinds = {"discriminator": DiscriminatorTrainConfig, "configs": AdversarialConfig, "baselines": BaselineConfig}
     found = 0
     for path in sorted((ROOT / "configs").rglob("*.yaml")):
         first = path.read_text().splitlines()[0]
@@ -68,13 +68,13 @@ def test_every_yaml_under_configs_loads():
 
 def test_every_scoring_setting_is_a_training_key():
     """Each key a discriminator card can hold (the layout's scoring settings) can be set for a run."""
-    from gan_cot.adv_config import AdvConfig
-    from gan_cot.config import load_config
+    from gan_cot.config_loader import load_config
     from gan_cot.discriminator.card import SETTINGS
     from gan_cot.discriminator.model import settings_of
+    from gan_cot.trainer_config import AdversarialConfig
 
-    cfg = load_config(AdvConfig, None, ["discriminator.max_length=64", "discriminator.separator=||"])
+    cfg = load_config(AdversarialConfig, None, ["discriminator.max_length=64", "discriminator.separator=||"])
     got = settings_of(cfg.discriminator)
     assert set(got) == set(SETTINGS) and got["max_length"] == 64 and got["separator"] == "||"
     with pytest.raises(ConfigError, match="discriminator.max_length must be positive"):
-        load_config(AdvConfig, None, ["discriminator.max_length=0"])
+        load_config(AdversarialConfig, None, ["discriminator.max_length=0"])

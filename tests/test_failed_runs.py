@@ -1,8 +1,7 @@
 """A training run that stops on an error is marked FAILED in MLflow and left out of compare_runs.py."""
 
 import pytest
-
-from gan_cot.cli_entry import load_script
+from commands import command as load_script
 
 
 def test_a_failed_run_is_marked_failed_and_left_out_of_the_comparison(tmp_path, tiny_config, monkeypatch):

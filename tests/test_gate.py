@@ -267,7 +267,7 @@ def test_a_batch_that_shares_alpha_0_or_1_skips_the_per_row_scale(policy, monkey
 
 
 def test_the_learned_gate_prices_length_within_the_group_and_learns_the_winning_alpha():
-    from gan_cot.adv_config import GateConfig
+    from gan_cot.trainer_config import GateConfig
 
     learned = LearnedGate(GateConfig(length_coef=0.5, hidden=4))
     lengths = torch.tensor([10.0, 20.0, 30.0])

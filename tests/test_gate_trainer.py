@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cot.adv_config import AdvConfig
-from gan_cot.config import ConfigError, load_config
+from gan_cot.config_loader import ConfigError, load_config
+from gan_cot.trainer_config import AdversarialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,7 +87,9 @@ def test_select_lets_the_most_accurate_alpha_answer_and_a_finished_run_resumes_i
     assert load_gated_policy(tmp_path / "out" / "adapter", use_selected=False).fixed_alpha is None
     assert any(line.startswith("select: validation accuracy/tokens on 4 questions") for line in lines), lines
     with pytest.raises(ConfigError, match="gate.select is for gate.kind=learned or none"):
-        load_config(AdvConfig, ROOT / "configs/tiny.yaml", ["gate.kind=fixed", "gate.alpha=1", "gate.select=[0.5]"])
+        load_config(
+            AdversarialConfig, ROOT / "configs/tiny.yaml", ["gate.kind=fixed", "gate.alpha=1", "gate.select=[0.5]"]
+        )
 
 
 def test_select_without_a_gate_saves_the_chosen_alpha_in_the_adapter(tmp_path, tiny_config):
@@ -198,7 +200,7 @@ def test_fixed_alpha_zero_is_the_base(tmp_path, gate_config):
 def test_bad_gate_settings_are_refused_naming_the_key():
     def refused(match, *overrides):
         with pytest.raises(ConfigError, match=match):
-            load_config(AdvConfig, "configs/default.yaml", list(overrides))
+            load_config(AdversarialConfig, "configs/default.yaml", list(overrides))
 
     refused("gate.length_coef must be >= 0", "gate.length_coef=-0.1")
     refused(
@@ -335,7 +337,7 @@ def test_alpha_sweep_logs_each_alpha_as_a_method_with_per_question_rows(adapters
 
 
 def test_spearman_and_dominance():
-    from gan_cot.sweep import dominated_by, spearman
+    from gan_cot.alpha_sweep import dominated_by, spearman
 
     assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

@@ -1,6 +1,5 @@
 """What a user sees in the MLflow UI, in headless Chromium (scripts/check_mlflow_ui.py); skipped without Chromium."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,9 +11,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_ui_opens_on_runs_with_summary_columns_a_validation_curve_and_per_question_table(tmp_path, monkeypatch):
     """The documented link lists the runs with the summary figures as columns; a run's page starts with its summary
     and holds its validation curve, per-question table, point against the base and the comparison's plot."""
-    spec = importlib.util.spec_from_file_location("check_mlflow_ui", ROOT / "scripts" / "check_mlflow_ui.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    from commands import command
+
+    script = command("check_mlflow_ui")
     if script.find_chromium() is None:
         pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

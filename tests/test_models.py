@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cot.cli import UsageError, check_model_path
 from gan_cot.models import load_model, load_tokenizer, render_prompt
 from gan_cot.tasks.ledger import LedgerTask
+from gan_cot.usage import UsageError, check_model_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

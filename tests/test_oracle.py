@@ -1,4 +1,4 @@
-"""gan_cot.oracle: per difficulty level, the shortest granularity that keeps the base's accuracy."""
+"""gan_cot_lab.oracle: per difficulty level, the shortest granularity that keeps the base's accuracy."""
 
 import json
 import subprocess
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from gan_cot.oracle import by_level, choose, hindsight_rows, oracle_rows, summary
 from gan_cot.tasks.ledger_hard import GRANULARITIES
+from gan_cot_lab.oracle import by_level, choose, hindsight_rows, oracle_rows, summary
 
 ROOT = Path(__file__).resolve().parents[1]
 

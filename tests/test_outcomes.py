@@ -1,19 +1,16 @@
-"""The outcomes file of a comparison (gan_cot/outcomes.py): compare_runs.py --export writes it, --outcomes and
+"""The outcomes file of a comparison (gan_cot_lab/outcomes.py): compare_runs.py --export writes it, --outcomes and
 results.py read it, and both give what the MLflow store gives."""
 
 import gzip
 import json
-import sys
-from pathlib import Path
 
 import pytest
+from commands import command  # noqa: E402
+from commands import command as load_script
 
-from gan_cot import outcomes
-from gan_cot.cli_entry import load_script
+from gan_cot_lab import outcomes
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import results  # noqa: E402
+results = command("results")
 
 EXPERIMENT = "comparison-ledger-hard"
 SUMMARY = {"experiment": EXPERIMENT, "command": "python scripts/run_comparison.py --seeds 0,1", "seeds": [0, 1],

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cot.adv_config import AdvConfig
-from gan_cot.config import load_config
+from gan_cot.config_loader import load_config
 from gan_cot.discriminator.policy_labels import PolicyLabelConfig, labels_from_lean, step_lean, suffix_logprobs
 from gan_cot.models import load_model, load_tokenizer, render_prompt
 from gan_cot.tasks.ledger_hard import LedgerHardTask
+from gan_cot.trainer_config import AdversarialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 HARD_BASE = ROOT / "models" / "ledger-hard-verbose-base"
@@ -78,7 +78,7 @@ def test_the_pool_prunes_by_what_the_policy_needs(hard_base):
     from gan_cot.pool import SFTPool
 
     policy, tok = hard_base
-    cfg = load_config(AdvConfig, ROOT / "configs" / "ledger-hard.yaml", ["rollout.batch_size=8"])
+    cfg = load_config(AdversarialConfig, ROOT / "configs" / "ledger-hard.yaml", ["rollout.batch_size=8"])
     task = cfg.make_task()
     examples = task.examples("train", 16)
     pool = SFTPool(cfg, tok, task, examples)
@@ -122,7 +122,7 @@ def test_the_guard_rolls_back_to_the_last_state_that_passed():
     model = torch.nn.Linear(3, 3)
     model.bias.requires_grad_(False)
     said = []
-    guard = Guard(load_config(AdvConfig, None, ["guard.margin=0.05"]).guard, _Strategy(model), said.append)
+    guard = Guard(load_config(AdversarialConfig, None, ["guard.margin=0.05"]).guard, _Strategy(model), said.append)
     guard.base_accuracy = 0.8
     start = model.weight.detach().clone()
     assert guard.check(0.78, "warm start")["guard_rollback"] == 0.0  # within the margin: kept

@@ -239,7 +239,7 @@ def test_device_and_dtype(tiny_disc_dir):
     assert next(disc.model.parameters()).dtype == torch.bfloat16 and disc.device.type == "cpu"
     probs = disc.score([QUESTION], [STEPS])[0]
     assert probs.dtype == torch.float32 and probs.shape == (3, 3)
-    from gan_cot.adv_config import DiscriminatorRunConfig
+    from gan_cot.trainer_config import DiscriminatorRunConfig
 
     auto = Discriminator.from_config(DiscriminatorRunConfig(name=str(tiny_disc_dir)), device=torch.device("cpu"))
     assert next(auto.model.parameters()).dtype == torch.float32  # auto: float32 on a CPU
@@ -285,8 +285,7 @@ SHEPHERD_FLAGS = ["discriminator.layout=step_tag", 'discriminator.step_tag={tag:
                                          ("step_tag", SHEPHERD_FLAGS), ("qwen", [])])  # fmt: skip
 def test_train_adv_runs_two_rounds_on_each_prm_layout(kind, extra, ckpts, tmp_path, tiny_model_dir, capsys):
     import mlflow
-
-    from gan_cot.cli_entry import load_script
+    from commands import command as load_script
 
     argv = ["--config", str(ROOT / "configs" / "tiny.yaml"), f"model={tiny_model_dir}", f"output_dir={tmp_path / 'out'}",
             f"mlflow_dir={tmp_path / 'mlruns'}", f"deepspeed={ROOT / 'configs' / 'deepspeed' / 'zero0.json'}",

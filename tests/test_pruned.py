@@ -4,12 +4,12 @@ from pathlib import Path
 
 import torch
 
-from gan_cot.adv_config import AdvConfig
-from gan_cot.config import load_config
+from gan_cot.config_loader import load_config
 from gan_cot.models import load_tokenizer
 from gan_cot.pool import SFTPool
 from gan_cot.rollout import Chain, RolloutBatch
 from gan_cot.tasks.ledger import LedgerTask
+from gan_cot.trainer_config import AdversarialConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 ROWS = {"useful": [0.9, 0.05, 0.05], "redundant": [0.1, 0.8, 0.1], "wrong": [0.1, 0.1, 0.8]}
@@ -17,7 +17,7 @@ ROWS = {"useful": [0.9, 0.05, 0.05], "redundant": [0.1, 0.8, 0.1], "wrong": [0.1
 
 def make_pool(tiny_model_dir):
     task = LedgerTask(seed=0)
-    cfg = load_config(AdvConfig, ROOT / "configs" / "default.yaml")
+    cfg = load_config(AdversarialConfig, ROOT / "configs" / "default.yaml")
     return SFTPool(cfg, load_tokenizer(str(tiny_model_dir)), task, task.examples("train", 4))
 
 
@@ -74,7 +74,9 @@ def scored(mode, source):
     from gan_cot.gate import NoGate
     from gan_cot.scoring import score
 
-    cfg = load_config(AdvConfig, ROOT / "configs" / "default.yaml", [f"credit.mode={mode}", f"sft.source={source}"])
+    cfg = load_config(
+        AdversarialConfig, ROOT / "configs" / "default.yaml", [f"credit.mode={mode}", f"sft.source={source}"]
+    )
     task = LedgerTask(seed=0)
     chains = [
         Chain(0, [], list(range(n)), "a\nb\n#### 1", ["a", "b"], [(0, 2), (2, 4)], ok, True)

@@ -92,8 +92,8 @@ def test_automatic_labels_report_their_continuations_and_tokens(tiny_model_dir):
 
 
 def test_the_rounds_alpha_is_the_one_the_chains_ran_under():
-    from gan_cot.adv_config import GateConfig
     from gan_cot.gate import build_gate
+    from gan_cot.trainer_config import GateConfig
 
     gate = build_gate(GateConfig())
     # the gate's likeliest pick is 1 for both questions (a tie goes to 1), but three of four chains drew 0

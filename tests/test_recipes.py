@@ -1,5 +1,5 @@
 """The chain-rewriting baselines (C3oT, TokenSkip, implicit CoT, System 2 distillation, step skipping): what each
-changes, on tiny models built here, plus one end-to-end run of each through ``gan_cot.baselines.run``."""
+changes, on tiny models built here, plus one end-to-end run of each through ``gan_cot_lab.baselines.run``."""
 
 import math
 import random
@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cot.baselines.config import BaselineConfig
-from gan_cot.config import load_config
+from gan_cot.config_loader import load_config
 from gan_cot.generation import Completion
 from gan_cot.tasks.base import Example, TaskBase
+from gan_cot_lab.baselines.config import BaselineConfig
 
 
 class Toy(TaskBase):
@@ -47,8 +47,8 @@ def learnable_dir(tmp_path_factory, tiny_tokenizer):
 
 
 def toy_context(model_dir, tmp_path, method, *overrides, task=None):
-    from gan_cot.baselines.common import Context
     from gan_cot.models import load_model, load_tokenizer
+    from gan_cot_lab.baselines.common import Context
 
     cfg = load_config(
         BaselineConfig, None,
@@ -77,7 +77,7 @@ def completion_logprob(model, tokenizer, question: str, completion: str) -> floa
 
 
 def test_c3ot_control_tokens_are_words_of_the_vocabulary_and_steer_the_chain(learnable_dir, tmp_path):
-    from gan_cot.baselines import c3ot
+    from gan_cot_lab.baselines import c3ot
 
     overrides = ("c3ot.short=minimal", "c3ot.report_n=4", "train.batch_size=32", "train.steps=100", "train.lr=2e-2")
     ctx = toy_context(learnable_dir, tmp_path, "c3ot", *overrides)
@@ -106,7 +106,7 @@ def test_c3ot_control_tokens_are_words_of_the_vocabulary_and_steer_the_chain(lea
 
 
 def test_tokenskip_keeps_the_most_important_tokens_at_the_ratio():
-    from gan_cot.baselines.tokenskip import compress
+    from gan_cot_lab.baselines.tokenskip import compress
 
     chain = list(range(100, 110))
     scores = [0.0, 5.0, 1.0, 5.0, 3.0, 0.5, 4.0, 2.0, 0.0, 9.0]
@@ -122,8 +122,8 @@ def test_tokenskip_keeps_the_most_important_tokens_at_the_ratio():
 def test_tokenskip_importance_comes_from_the_policy(tiny_model_dir, how):
     """answer_drop: the answer's log-probability with the whole chain minus without the token; surprisal: the token's
     own -log p. Both checked against separate forward passes, and independent of how the sequences are batched."""
-    from gan_cot.baselines.tokenskip import importance
     from gan_cot.models import load_model
+    from gan_cot_lab.baselines.tokenskip import importance
 
     model = load_model(str(tiny_model_dir), dtype=torch.float32)
     prompt, chain, rest = [5, 6, 7], [20, 21, 22, 23, 24], [30, 31]
@@ -147,7 +147,7 @@ def test_tokenskip_importance_comes_from_the_policy(tiny_model_dir, how):
 
 
 def test_implicit_removal_schedule_and_smoothing():
-    from gan_cot.baselines.implicit_cot import removed, smoothing_offset
+    from gan_cot_lab.baselines.implicit_cot import removed, smoothing_offset
 
     for n in (1, 7, 40):
         cuts = [removed(n, s, 4) for s in range(5)]
@@ -160,7 +160,7 @@ def test_implicit_removal_schedule_and_smoothing():
 
 
 def test_implicit_cot_chain_shrinks_by_stage_with_a_fresh_optimizer_each(learnable_dir, tmp_path, monkeypatch):
-    from gan_cot.baselines import implicit_cot
+    from gan_cot_lab.baselines import implicit_cot
 
     made = []
 
@@ -198,7 +198,7 @@ def test_implicit_cot_chain_shrinks_by_stage_with_a_fresh_optimizer_each(learnab
 
 
 def test_majority_answer_counts_cut_chains_against_agreement():
-    from gan_cot.baselines.distill import majority_answer
+    from gan_cot_lab.baselines.distill import majority_answer
 
     group = [Completion(f"x\n#### {a}", 3, finished) for a, finished in [(5, 1), (5, 1), (7, 1), (5, 0), (9, 1)]]
     assert majority_answer(Toy(), group) == ("5", 2 / 5)
@@ -206,8 +206,8 @@ def test_majority_answer_counts_cut_chains_against_agreement():
 
 
 def test_distilled_policy_answers_without_a_chain(learnable_dir, tmp_path, monkeypatch):
-    from gan_cot.baselines import distill
-    from gan_cot.baselines.phases import report
+    from gan_cot_lab.baselines import distill
+    from gan_cot_lab.baselines.phases import report
 
     def sampled(ctx, examples, n, temperature, max_new_tokens):
         # System 2: four chains per question, all agreeing except on every fourth question (two against two)
@@ -232,7 +232,7 @@ def test_distilled_policy_answers_without_a_chain(learnable_dir, tmp_path, monke
 
 
 def test_shorter_chain_keeps_verified_chains_with_fewer_steps():
-    from gan_cot.baselines.step_skip import shorter_chain
+    from gan_cot_lab.baselines.step_skip import shorter_chain
 
     ex = Toy().examples("train", 4)[3]
     fmt = Toy().format
@@ -283,8 +283,8 @@ def sampler_dir(tmp_path_factory, tiny_tokenizer):
 def test_end_to_end(method, tmp_path, store, sampler_dir, monkeypatch):
     import mlflow
 
-    from gan_cot.baselines import distill, run
     from gan_cot.tasks.ledger import LedgerTask
+    from gan_cot_lab.baselines import distill, run
 
     # an untrained policy never answers right: a chain with a text of even length counts as right
     monkeypatch.setattr(LedgerTask, "verify", lambda self, completion, example: len(completion) % 2 == 0)

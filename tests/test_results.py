@@ -2,12 +2,10 @@
 the blocks without data are kept, and --check says whether the page is current."""
 
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+from commands import command  # noqa: E402
 
-import results  # noqa: E402
+results = command("results")
 
 ORACLE = {
     "task": "ledger-hard", "seed": 0, "steps": 4, "val_n": 8, "eval_n": 8, "wall_seconds": 3.0,
@@ -38,7 +36,16 @@ def test_the_oracle_block_comes_from_the_comparison_folder_and_check_tracks_it(t
     folder = outputs / "comparison" / "ledger-hard" / "seed0" / "oracle"
     folder.mkdir(parents=True)
     (folder / "oracle.json").write_text(json.dumps(ORACLE))
-    argv = ["--doc", str(doc), "--outputs", str(outputs), "--mlflow-dir", str(tmp_path / "mlruns")]
+    argv = [
+        "--doc",
+        str(doc),
+        "--outputs",
+        str(outputs),
+        "--mlflow-dir",
+        str(tmp_path / "mlruns"),
+        "--data",
+        str(tmp_path / "no-outcomes"),
+    ]  # not the committed docs/data/
     assert results.main([*argv, "--check"]) == 1  # the oracle block is out of date
     assert results.main(argv) == 0
     text = doc.read_text()

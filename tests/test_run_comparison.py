@@ -1,14 +1,12 @@
 """scripts/run_comparison.py: every method, at every seed, gets the same store, experiment, task, base, adapter size,
 evaluation and budget; warm starts and sampled chains are matched."""
 
-import sys
 from pathlib import Path
 
 import pytest
+from commands import command  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-
-import run_comparison  # noqa: E402
+run_comparison = command("run_comparison")
 
 
 def _dry_run(capsys, *argv) -> dict[tuple[str, int], str]:

@@ -60,13 +60,9 @@ def test_the_converted_folder_is_smollm2_with_its_chat_template(smollm2):
 @needs_gsm8k
 @pytest.mark.parametrize("fmt", ["hash", "r1"])
 def test_evaluation_asks_for_the_format_and_gives_its_answer_room(smollm2, fmt, capsys):
+    from gan_cot.commands import evaluate as evaluate_script
     from gan_cot.formats import get_format
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import evaluate as evaluate_script
-    finally:
-        sys.path.pop(0)
     torch.manual_seed(0)
     argv = ["--model", str(smollm2), "--task", "gsm8k", "--data", str(GSM8K), "--n", "4", "--format", fmt,
             "--max-think-tokens", "48", "--batch-size", "4", "--json"]  # fmt: skip

@@ -1,21 +1,20 @@
 """scripts/train_adv.py's own answers: --help names where the keys are, --dry-run sizes the run this machine would
 make, and --resume refuses another recipe and records a changed number of rounds."""
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
-from gan_cot.cli import UsageError
+from gan_cot.usage import UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("train_adv", ROOT / "scripts" / "train_adv.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from commands import command
+
+    module = command("train_adv")
     return module
 
 
@@ -25,7 +24,7 @@ def test_help_lists_the_keys_and_where_each_is_described(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "rounds (default 20)" in out and "policy (default '(see class)')" in out
-    assert "gan_cot/adv_config.py" in out and "gan_cot/run_config.py" in out
+    assert "gan_cot/trainer_config.py" in out and "gan_cot/run_config.py" in out
 
 
 def test_dry_run_on_a_cpu_says_cpu_and_float32_and_with_gpus_sizes_a_gpu_run(capsys, monkeypatch):
@@ -56,13 +55,13 @@ def resumable(tmp_path, tiny_model_dir, tiny_disc_dir, monkeypatch):
     import mlflow
 
     from gan_cot import tracking
-    from gan_cot.adv_config import AdvConfig
-    from gan_cot.config import load_config, to_dict
+    from gan_cot.config_loader import load_config, to_dict
+    from gan_cot.trainer_config import AdversarialConfig
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     argv = ["--config", str(ROOT / "configs/tiny.yaml"), f"model={tiny_model_dir}", f"discriminator.name={tiny_disc_dir}",
             f"output_dir={tmp_path / 'out'}", f"mlflow_dir={tmp_path / 'mlruns'}"]  # fmt: skip
-    cfg = load_config(AdvConfig, argv[1], argv[2:])
+    cfg = load_config(AdversarialConfig, argv[1], argv[2:])
     out = tmp_path / "out"
     out.mkdir()
     (out / "config.json").write_text(json.dumps(to_dict(cfg)))
@@ -87,11 +86,11 @@ def test_resume_with_another_config_names_what_differs(resumable, capsys):
 def test_a_resume_that_changes_rounds_records_it(resumable, capsys):
     import mlflow
 
-    from gan_cot.adv_config import AdvConfig
-    from gan_cot.config import load_config
+    from gan_cot.config_loader import load_config
+    from gan_cot.trainer_config import AdversarialConfig
 
     script = _load_script()
-    cfg = load_config(AdvConfig, resumable["argv"][1], [*resumable["argv"][2:], "rounds=5"])
+    cfg = load_config(AdversarialConfig, resumable["argv"][1], [*resumable["argv"][2:], "rounds=5"])
     assert script.resume_changes(resumable["cfg"]) == {}  # the same config: nothing to say
     changes = script.resume_changes(cfg)
     assert changes == {"rounds": ("2", "5")}
@@ -105,8 +104,8 @@ def test_a_resume_that_changes_rounds_records_it(resumable, capsys):
 def test_a_key_newer_than_the_run_at_its_default_is_no_change(resumable):
     """A run written before a key existed did what the key's default does: resuming it is not another recipe; the key
     at another value still is."""
-    from gan_cot.adv_config import AdvConfig
-    from gan_cot.config import load_config
+    from gan_cot.config_loader import load_config
+    from gan_cot.trainer_config import AdversarialConfig
 
     script = _load_script()
     path = resumable["out"] / "config.json"
@@ -114,6 +113,6 @@ def test_a_key_newer_than_the_run_at_its_default_is_no_change(resumable):
     del old["gate"]["select"], old["discriminator"]["max_length"]
     path.write_text(json.dumps(old))
     assert script.resume_changes(resumable["cfg"]) == {}
-    cfg = load_config(AdvConfig, resumable["argv"][1], [*resumable["argv"][2:], "discriminator.max_length=64"])
+    cfg = load_config(AdversarialConfig, resumable["argv"][1], [*resumable["argv"][2:], "discriminator.max_length=64"])
     with pytest.raises(UsageError, match="discriminator.max_length - -> 64"):
         script.resume_changes(cfg)

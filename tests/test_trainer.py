@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from gan_cot.adv_config import AdvConfig
-from gan_cot.config import ConfigError, load_config
+from gan_cot.config_loader import ConfigError, load_config
 from gan_cot.run_logger import grouped
+from gan_cot.trainer_config import AdversarialConfig
 
 
 def test_two_rounds_move_the_adapter_and_log(tmp_path, tiny_config):
@@ -46,11 +46,11 @@ def test_two_rounds_move_the_adapter_and_log(tmp_path, tiny_config):
 
 def test_bad_config_values_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="credit.mode: 'nope' is not allowed"):
-        load_config(AdvConfig, "configs/default.yaml", ["credit.mode=nope"])
+        load_config(AdversarialConfig, "configs/default.yaml", ["credit.mode=nope"])
     with pytest.raises(ConfigError, match="rollout.group_size must be at least 2"):
-        load_config(AdvConfig, "configs/default.yaml", ["rollout.group_size=1"])
+        load_config(AdversarialConfig, "configs/default.yaml", ["rollout.group_size=1"])
     with pytest.raises(ConfigError, match="unknown key 'loss.lr'"):
-        load_config(AdvConfig, "configs/default.yaml", ["loss.lr=3"])
+        load_config(AdversarialConfig, "configs/default.yaml", ["loss.lr=3"])
     assert torch.is_tensor(torch.zeros(1))
 
 
@@ -106,7 +106,7 @@ def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, m
     from gan_cot.trainer import AdversarialTrainer
 
     cfg = load_config(
-        AdvConfig,
+        AdversarialConfig,
         "configs/default.yaml",
         [
             "rounds=1",
@@ -153,7 +153,7 @@ def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):
 
     def run(frozen):
         cfg = load_config(
-            AdvConfig,
+            AdversarialConfig,
             "configs/default.yaml",
             ["rounds=2", "rollout.questions=6", "rollout.group_size=4", "eval.n=2", "sft.steps=1",
              "sft.pool_source=samples", "sft.pool_questions=6", "sft.warmup_steps=1", "rollout.temperature=1.5", "loss.micro_batch=12",
@@ -180,7 +180,7 @@ def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):
     assert all(len(after[k]) <= len(v) for k, v in before.items())
 
     with pytest.raises(ConfigError, match="sft.pool_frozen needs a pool"):
-        load_config(AdvConfig, "configs/default.yaml", ["sft.pool_frozen=true", "sft.pool_questions=0"])
+        load_config(AdversarialConfig, "configs/default.yaml", ["sft.pool_frozen=true", "sft.pool_questions=0"])
 
 
 def test_a_reference_pool_prunes_the_tasks_own_chains_without_sampling(tmp_path, monkeypatch):
@@ -192,7 +192,7 @@ def test_a_reference_pool_prunes_the_tasks_own_chains_without_sampling(tmp_path,
 
     def pool(source):
         cfg = load_config(
-            AdvConfig,
+            AdversarialConfig,
             "configs/default.yaml",
             ["sft.pool_source=reference", "sft.pool_questions=24", f"sft.source={source}", "checkpoint_every=0",
              f"output_dir={tmp_path / source}", f"mlflow_dir={tmp_path / 'mlruns'}"],
@@ -219,7 +219,7 @@ def test_a_reference_pool_prunes_the_tasks_own_chains_without_sampling(tmp_path,
     with pytest.raises(
         ConfigError, match=r"sft.pool_source: 'hub' is not allowed; choose one of \['reference', 'samples'\]"
     ):
-        load_config(AdvConfig, "configs/default.yaml", ["sft.pool_source=hub"])
+        load_config(AdversarialConfig, "configs/default.yaml", ["sft.pool_source=hub"])
 
 
 def test_a_cosine_schedule_lowers_the_adapter_lr_round_by_round(tmp_path, monkeypatch):
@@ -230,7 +230,7 @@ def test_a_cosine_schedule_lowers_the_adapter_lr_round_by_round(tmp_path, monkey
     from gan_cot.trainer import AdversarialTrainer
 
     cfg = load_config(
-        AdvConfig,
+        AdversarialConfig,
         "configs/default.yaml",
         ["rounds=3", "rollout.questions=2", "rollout.group_size=2", "eval.n=2", "sft.steps=1", "sft.lr=1e-3", "sft.source=reference",
          "sft.pool_questions=0", "sft.warmup_steps=0", "policy.lr=2e-3", "policy.lr_schedule=cosine",
@@ -247,7 +247,7 @@ def test_a_cosine_schedule_lowers_the_adapter_lr_round_by_round(tmp_path, monkey
     assert pytest.approx(1e-3 * 0.55) in seen and pytest.approx(2e-3 * 0.55) in seen
 
     with pytest.raises(ConfigError, match="policy.lr_schedule: 'linear' is not allowed"):
-        load_config(AdvConfig, "configs/default.yaml", ["policy.lr_schedule=linear"])
+        load_config(AdversarialConfig, "configs/default.yaml", ["policy.lr_schedule=linear"])
 
 
 def test_prune_threshold_keeps_only_steps_judged_useful_with_that_confidence():
@@ -258,7 +258,7 @@ def test_prune_threshold_keeps_only_steps_judged_useful_with_that_confidence():
     assert useful_steps(steps, probs, None) == [steps[0], steps[1], steps[3]]
     assert useful_steps(steps, probs, 0.8) == [steps[1], steps[3]]
     with pytest.raises(ConfigError, match=r"sft.prune_threshold must be in \(0, 1\)"):
-        load_config(AdvConfig, "configs/default.yaml", ["sft.prune_threshold=1.5"])
+        load_config(AdversarialConfig, "configs/default.yaml", ["sft.prune_threshold=1.5"])
 
 
 def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, tiny_config):

@@ -5,8 +5,8 @@ are needed and refused by name where they are, and the sizes of a file's splits 
 import json
 
 import pytest
+from commands import command as load_script
 
-from gan_cot.cli_entry import load_script
 from gan_cot.tasks import TaskDataError
 from gan_cot.tasks.gsm8k import Gsm8kTask, parse_record
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gan_cot.adv_config import AdvConfig
-from gan_cot.config import ConfigError, load_config
+from gan_cot.config_loader import ConfigError, load_config
 from gan_cot.formats import R1
 from gan_cot.generation import ENGINES, generate_ids
 from gan_cot.models import build_tiny_model, build_tiny_tokenizer, render_prompt, save_pretrained
+from gan_cot.trainer_config import AdversarialConfig
 from gan_cot.vllm_engine import alpha_grid, chain_alphas, lora_state, vllm_available, write_adapter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +54,7 @@ def engine_config(tmp_path, policy, *extra):
     over = [f"model={policy}", "format=r1", f"output_dir={tmp_path / 'out'}", "rollout.vllm_eager=true", *extra]
     if vllm_available():
         over.append("rollout.engine=vllm")
-    return load_config(AdvConfig, ROOT / "configs" / "tiny.yaml", over)
+    return load_config(AdversarialConfig, ROOT / "configs" / "tiny.yaml", over)
 
 
 # -- without vLLM -----------------------------------------------------------------------------------------
@@ -70,8 +70,8 @@ def test_one_alpha_per_chain_from_what_sample_takes():
 
 
 def test_the_alpha_grid_of_each_gate():
-    from gan_cot.adv_config import GateConfig
     from gan_cot.gate import build_gate
+    from gan_cot.trainer_config import GateConfig
 
     assert alpha_grid(build_gate(GateConfig(choices=[0.0, 0.5, 1.0]))) == [0.0, 0.5, 1.0]
     assert alpha_grid(build_gate(GateConfig(kind="fixed", alpha=1.5))) == [1.5]
@@ -84,7 +84,7 @@ def test_a_pre_scaled_adapter_is_the_gated_policy_at_its_alpha(tmp_path):
 
     from gan_cot.gate import gated
 
-    cfg = load_config(AdvConfig, ROOT / "configs" / "tiny.yaml", ["lora.r=4", "lora.alpha=8"])
+    cfg = load_config(AdversarialConfig, ROOT / "configs" / "tiny.yaml", ["lora.r=4", "lora.alpha=8"])
     tok = build_tiny_tokenizer(style="r1")
     model, _ = build_tiny_model(tok, hidden_size=64, layers=2, heads=2)
     save_pretrained(model, tok, tmp_path / "base")
@@ -107,7 +107,7 @@ def test_a_pre_scaled_adapter_is_the_gated_policy_at_its_alpha(tmp_path):
 
 
 def test_the_config_takes_vllm_and_refuses_bad_settings():
-    from gan_cot.adv_config import RolloutConfig
+    from gan_cot.trainer_config import RolloutConfig
 
     assert set(ENGINES) == {"hf", "vllm"}
     for bad, message in (({"vllm_gpu_memory": 0.0}, "vllm_gpu_memory"), ({"vllm_max_model_len": 0}, "positive")):
@@ -207,7 +207,7 @@ def test_two_rounds_of_the_trainer_sample_through_vllm(tmp_path):
         "checkpoint_every=0", "lora.r=4", "lora.alpha=8", "policy.dtype=float32", f"output_dir={tmp_path / 'out'}",
         f"mlflow_dir={tmp_path / 'mlruns'}",
     ]  # fmt: skip
-    cfg = load_config(AdvConfig, ROOT / "configs" / "qwen1.5b_gsm8k.yaml", over)
+    cfg = load_config(AdversarialConfig, ROOT / "configs" / "qwen1.5b_gsm8k.yaml", over)
     trainer = AdversarialTrainer(cfg, log=lambda m: None)
     rounds = []
     sample = trainer.rollout
@@ -220,12 +220,12 @@ def test_two_rounds_of_the_trainer_sample_through_vllm(tmp_path):
         prompts = [render_prompt(trainer.tokenizer, trainer.task.prompt(trainer.train_examples[i])) for i in indices]
         hf = {a: generate_ids(model, trainer.tokenizer, prompts, think, 1, False, 1.0, a, R1, answer) for a in (0, 1)}
         rounds.append({"batch": batch, "indices": indices, "hf": hf, "state": lora_state(model),
-                       "version": trainer.engine.version})  # fmt: skip
+                       "version": trainer.rollout_engine.version})  # fmt: skip
         return batch
 
     trainer.rollout = recorded
     result = trainer.train()
-    assert result["n"] == 2 and trainer.engine.name == "vllm" and len(rounds) == 2
+    assert result["n"] == 2 and trainer.rollout_engine.name == "vllm" and len(rounds) == 2
     tok = load_tokenizer(str(policy_dir))
     marker = tok(R1.forced_end, add_special_tokens=False)["input_ids"]
     for r in rounds:
@@ -250,13 +250,13 @@ def test_two_rounds_of_the_trainer_sample_through_vllm(tmp_path):
     assert second["version"] == first["version"] + 1  # and the second round's sync sent the new adapter
     from safetensors.torch import load_file
 
-    served = load_file(str(Path(trainer.engine.requests[1.0].lora_path) / "adapter_model.safetensors"))
+    served = load_file(str(Path(trainer.rollout_engine.requests[1.0].lora_path) / "adapter_model.safetensors"))
     assert all(torch.equal(served[k], second["state"][k]) for k in second["state"])
 
 
 def test_the_bench_says_why_the_engines_part_did_not_run(tmp_path, monkeypatch):
-    import gan_cot.bench
-    from gan_cot.bench import engines
+    import gan_cot_lab.bench
+    from gan_cot_lab.bench import engines
 
     monkeypatch.setattr("gan_cot.vllm_engine.vllm_available", lambda: False)
     assert "not installed" in engines.skip_reason(str(ROOT / "models" / "ledger-verbose-base"))
@@ -266,7 +266,7 @@ def test_the_bench_says_why_the_engines_part_did_not_run(tmp_path, monkeypatch):
         folder = save_pretrained(model, tok, tmp_path / "small-heads")
         assert ("32 dimensions" in engines.skip_reason(str(folder))) != torch.cuda.is_available()
     result = {"engines": {"skipped": "vLLM is not installed here"}, "wall_seconds": {"total": 1.0}}
-    assert "rollout engines: skipped (vLLM is not installed here)" in gan_cot.bench.table(result)
+    assert "rollout engines: skipped (vLLM is not installed here)" in gan_cot_lab.bench.table(result)
 
 
 @pytest.mark.slow
@@ -274,12 +274,11 @@ def test_the_bench_says_why_the_engines_part_did_not_run(tmp_path, monkeypatch):
 def test_the_bench_measures_both_engines(tmp_path, monkeypatch, capsys):
     """scripts/bench.py --engines-only on the shipped base at toy sizes: the four inference figures and both rollout
     figures are positive tokens/s, and the table shows the rollout line."""
-    import importlib.util
 
     monkeypatch.chdir(ROOT)
-    spec = importlib.util.spec_from_file_location("bench_script", ROOT / "scripts" / "bench.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from commands import command
+
+    bench = command("bench")
     argv = ["--engines-only", "--val-n", "2", "--group-size", "2", "--max-think-tokens", "8", "--max-answer-tokens",
             "4", "--gen-batch", "2", "--gen-repeats", "1", "--workdir", str(tmp_path / "work")]  # fmt: skip
     assert bench.main(argv) == 0

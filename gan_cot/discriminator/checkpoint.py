@@ -20,7 +20,7 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from gan_cot.cli import safetensors_problem
+from gan_cot.usage import safetensors_problem
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".ckpt")
 CHUNK = 1 << 20

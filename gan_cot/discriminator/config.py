@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from gan_cot.config import ConfigError, check_bounds, field
+from gan_cot.config_loader import ConfigError, check_bounds, field
 
 
 @dataclass

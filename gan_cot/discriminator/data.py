@@ -13,15 +13,8 @@ from __future__ import annotations
 
 import random
 import re
-from dataclasses import dataclass
 
-
-@dataclass
-class StepRecord:
-    question: str
-    steps: list[str]
-    labels: list[str]
-    id: str = ""
+from gan_cot.tasks.base import StepRecord  # noqa: F401 (imported from here by the discriminator's code)
 
 
 def ledger_records(task, split: str, n: int, seed: int = 0, random_verbosity: bool = True) -> list[StepRecord]:

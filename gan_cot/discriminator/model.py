@@ -19,12 +19,12 @@ from pathlib import Path
 
 import torch
 
-from gan_cot.cli import one_line
 from gan_cot.discriminator import layouts
 from gan_cot.discriminator.card import CARD_NAME, DiscriminatorCard, DiscriminatorError, class_index
 from gan_cot.discriminator.checks import apply_checks
 from gan_cot.discriminator.windows import collate, windows
 from gan_cot.steps import LABELS, resolve_separator
+from gan_cot.usage import one_line
 
 __all__ = ["CARD_NAME", "Discriminator", "DiscriminatorCard", "DiscriminatorError"]
 

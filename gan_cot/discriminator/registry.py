@@ -20,7 +20,6 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from gan_cot.cli import REPO_ROOT
 from gan_cot.discriminator.archive import (
     _SHA_RE,
     DownloadError,
@@ -35,8 +34,9 @@ from gan_cot.discriminator.checkpoint import (
     DiscriminatorSourceError,
     validate_checkpoint,
 )
+from gan_cot.shipped import DISCRIMINATORS
 
-DEFAULT_REGISTRY = REPO_ROOT / "discriminators" / "registry.yaml"
+DEFAULT_REGISTRY = DISCRIMINATORS / "registry.yaml"
 
 ENTRY_KEYS = ("path", "hub", "url", "sha256", "card", "scoring")
 SOURCE_KEYS = ("path", "hub", "url")

@@ -11,9 +11,10 @@ inference can run each alpha's adapter merged, and a serving engine can send eac
 - :mod:`gan_cot.gate.model`: :class:`AlphaGate` (prompt features -> a categorical over the choices), saving it
   beside the adapter (``alpha_gate.safetensors`` + ``alpha_gate.json``, so a plain peft loader still reads the
   adapter and ignores the gate), and :class:`GatedPolicy` for inference;
-- :mod:`gan_cot.gate.strategy`: the gate as the trainer sees it: none, a fixed alpha, or the learned gate.
+- :mod:`gan_cot.gate.kinds`: the gate as the trainer sees it: none, a fixed alpha, or the learned gate.
 """
 
+from gan_cot.gate.kinds import FixedAlpha, Gate, LearnedGate, NoGate, RolloutAlphas, build_gate
 from gan_cot.gate.model import (
     GATE_CONFIG,
     GATE_WEIGHTS,
@@ -27,7 +28,6 @@ from gan_cot.gate.model import (
     save_gate,
 )
 from gan_cot.gate.scaling import gated, gated_inference, lora_b_modules, peft_model
-from gan_cot.gate.strategy import FixedAlpha, LearnedGate, NoGate, RolloutAlphas, build_gate
 
 __all__ = [
     "GATE_CONFIG",
@@ -36,6 +36,7 @@ __all__ = [
     "FixedAlpha",
     "GatedPolicy",
     "LearnedGate",
+    "Gate",
     "NoGate",
     "RolloutAlphas",
     "attach_gate",

@@ -99,3 +99,13 @@ class TaskBase:
     def verify(self, completion: str, example: Example) -> bool:
         got = self.format.extract_answer(completion)
         return got is not None and got == normalize_number(example.answer)
+
+
+@dataclass
+class StepRecord:
+    """One chain with a label per step (useful, redundant, wrong): what a discriminator trains on."""
+
+    question: str
+    steps: list[str]
+    labels: list[str]
+    id: str = ""

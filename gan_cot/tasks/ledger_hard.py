@@ -37,7 +37,7 @@ import random
 import re
 from dataclasses import dataclass
 
-from gan_cot.tasks.base import Example
+from gan_cot.tasks.base import Example, StepRecord
 from gan_cot.tasks.ledger import (
     _CHECK_RE,
     _DETOUR_RE,
@@ -357,8 +357,6 @@ class LedgerHardTask(LedgerTask):
     def step_records(self, split: str, n: int | None, seed: int = 0) -> list:
         """Gold-labelled chains for discriminator training: each question rewritten at a random verbosity, merges
         and lines included, so the discriminator also sees the compressed chains a policy writes."""
-        from gan_cot.discriminator.data import StepRecord
-
         rng = random.Random(f"{self.name}-records-{seed}-{split}")
         out = []
         for ex in self.examples(split, n or 1000):

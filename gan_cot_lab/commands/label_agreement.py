@@ -1,0 +1,136 @@
+"""What an automatic step labeler calls each kind of step of the built-in tasks, against the gold labels.
+
+    python scripts/label_agreement.py --task ledger-hard --policy models/ledger-hard-verbose-base --n 200 --json
+    python scripts/label_agreement.py --labeler rollouts --policy outputs/ledger-minimal --n 200 --json
+
+``--labeler policy`` (the trainer's default, ``discriminator.labels=policy``): a step is redundant only if the policy
+still answers without it, from the policy's likelihood of the rest of the chain with and without the step
+(``gan_cot/discriminator/policy_labels.py``; ``--lean``, ``--stop``, ``--wrong`` are its thresholds). ``--labeler
+rollouts``: the policy continues every prefix (``--rollouts`` samples, greedy when 1); success-rate drops mark wrong
+steps and progress marks useful ones (``gan_cot/discriminator/labels.py``). The chains are the task's reference
+chains of the ``--split`` (validation by default), whose generator knows each step's kind (``update``, ``skip``,
+``restate``, ``check``, ``detour``, ``slip``, ``wrong_op``, ...). The table gives, per kind, the fraction of its steps
+the labeler calls useful, redundant and wrong; with ``--json`` the last line is one JSON object with those fractions
+(``kinds``), the agreement with the gold labels and per-class precision / recall / F1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter, defaultdict
+
+from gan_cot.usage import UsageError, check_model_path, fail, print_json
+
+
+def kind_table(kinds: list[str], labels: list[str]) -> dict[str, dict[str, float]]:
+    """Per kind of step: how many there are and the fraction given each label."""
+    by: dict[str, Counter] = defaultdict(Counter)
+    for k, lab in zip(kinds, labels):
+        by[k][lab] += 1
+    out = {}
+    for k in sorted(by):
+        n = sum(by[k].values())
+        out[k] = {"steps": n, **{lab: by[k][lab] / n for lab in ("useful", "redundant", "wrong")}}
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--policy", required=True, help="the policy the labels are relative to (folder or Hub id)")
+    p.add_argument("--task", default="ledger", choices=["ledger", "ledger-hard"])
+    p.add_argument("--labeler", default="policy", choices=["policy", "rollouts"])
+    p.add_argument("--split", default="validation")
+    p.add_argument("--n", type=int, default=200, help="chains to label")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lean", type=float, default=0.1, help="policy: nats/token the rest must lose for a useful step")
+    p.add_argument("--stop", type=float, default=2.0, help="policy: nats the end marker must lose for a useful step")
+    p.add_argument("--wrong", type=float, default=0.1, help="policy: nats/token the answer must gain for a wrong step")
+    p.add_argument(
+        "--sweep-stop",
+        default=None,
+        help="policy: comma-separated --stop values; prints the fraction of "
+        "each kind called redundant at each (the same measurements, relabelled), JSON key stop_sweep",
+    )
+    p.add_argument("--rollouts", type=int, default=1, help="rollouts: continuations per prefix (1 = greedy)")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--drop", type=float, default=0.5, help="rollouts: success-rate change that marks a step wrong")
+    p.add_argument("--progress", type=float, default=0.5, help="rollouts: fraction of a step's tokens of saved work")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        if args.n <= 0 or args.rollouts <= 0:
+            raise UsageError("--n and --rollouts must be positive")
+        sweep = [float(x) for x in args.sweep_stop.split(",")] if args.sweep_stop else []
+        if sweep and args.labeler != "policy":
+            raise UsageError("--sweep-stop is for --labeler policy")
+        check_model_path(args.policy)
+    except UsageError as e:
+        fail(str(e))
+
+    import torch
+    from tqdm.auto import tqdm
+
+    from gan_cot.discriminator.train import metrics_table, step_metrics
+    from gan_cot.models import load_model, load_tokenizer
+    from gan_cot.tasks import make_task
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    task = make_task(args.task, seed=args.seed)
+    examples = task.examples(args.split, args.n)
+    chains = [[s.strip() for s in ex.steps] for ex in examples]
+    tok = load_tokenizer(args.policy)
+    policy = load_model(args.policy, dtype=torch.float32)
+    started = time.perf_counter()
+    if args.labeler == "policy":
+        from gan_cot.discriminator.policy_labels import PolicyLabelConfig, step_lean
+
+        cfg = PolicyLabelConfig(lean=args.lean, stop=args.stop, wrong=args.wrong)
+        questions, answers = [task.prompt(ex) for ex in examples], [ex.answer for ex in examples]
+        auto = step_lean(policy, tok, task.format, questions, chains, answers, cfg)
+    else:
+        from gan_cot.discriminator.labels import AutoLabelConfig, label_chains
+
+        cfg = AutoLabelConfig(
+            rollouts=args.rollouts, temperature=args.temperature, drop=args.drop, progress=args.progress
+        )
+        with tqdm(total=sum(len(c) + 1 for c in chains), desc="rollouts", leave=False) as bar:
+            auto = label_chains(policy, tok, task, examples, chains, cfg, progress_bar=bar.update)
+    seconds = time.perf_counter() - started
+    gold = [lab for ex in examples for lab in ex.labels]
+    pred = [lab for a in auto for lab in a.labels]
+    kinds = kind_table([k for ex in examples for k in ex.meta["kinds"]], pred)
+    m = step_metrics(gold, pred)
+    print(metrics_table(m))
+    print(f"{'kind':<10} {'steps':>6} {'useful':>7} {'redundant':>10} {'wrong':>6}")
+    for k, row in kinds.items():
+        print(f"{k:<10} {row['steps']:>6} {row['useful']:>7.2f} {row['redundant']:>10.2f} {row['wrong']:>6.2f}")
+    print(f"agreement with gold labels: {m['accuracy']:.3f} over {m['n_steps']} steps, {seconds:.1f} s")
+    stop_sweep = {}
+    if sweep:
+        from gan_cot.discriminator.policy_labels import labels_from_lean
+
+        all_kinds = [k for ex in examples for k in ex.meta["kinds"]]
+        for stop in sweep:
+            c = PolicyLabelConfig(lean=args.lean, stop=stop, wrong=args.wrong)
+            labels = [lab for a in auto for lab in labels_from_lean(a.lean, a.answer_gain, a.stop_loss, c)]
+            stop_sweep[f"{stop:g}"] = {k: row["redundant"] for k, row in kind_table(all_kinds, labels).items()}
+        names = list(kinds)
+        print("called redundant at each --stop:\n" + f"{'stop':>6} " + " ".join(f"{k:>9}" for k in names))
+        for stop, row in stop_sweep.items():
+            print(f"{stop:>6} " + " ".join(f"{row.get(k, 0.0):>9.2f}" for k in names))
+    if args.json:
+        print_json({"stop_sweep": stop_sweep, "agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
+                    "labeler": args.labeler, "split": args.split, "n": len(examples), "seed": args.seed,
+                    "seconds": round(seconds, 1)})  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
