@@ -223,3 +223,29 @@ def test_a_moved_store_keeps_its_artifacts(store, capsys):
     run = mlflow.get_run(store["adv"][0])
     assert run.info.artifact_uri.startswith((moved / "artifacts").as_uri() + "/")
     assert tracking.relocate_artifacts(tracking.tracking_uri(moved)) == 0  # moved once: nothing more to do
+
+
+def test_the_plot_can_leave_the_inaccurate_methods_off_and_names_them(tmp_path):
+    from gan_cot.intervals import Interval
+    from gan_cot_lab.comparison import MethodSummary
+
+    script = _load_script()
+
+    def method(name, acc, tokens):
+        rows = [{"id": i, "correct": i < acc * 10, "tokens": tokens} for i in range(10)]
+        from gan_cot.intervals import RunFigures
+
+        m = MethodSummary(name, [RunFigures(name, 0, name, acc, tokens, rows=rows)])
+        m.figures = {
+            "accuracy": Interval(acc, acc - 0.05, acc + 0.05),
+            "tokens": Interval(tokens, tokens - 1, tokens + 1),
+        }
+        m.questions = m.runs[0].questions
+        return m
+
+    methods = [method("adv", 0.9, 60.0), method("short", 0.1, 2.0), method("base", 0.85, 80.0)]
+    shown, hidden = script.split_by_accuracy(methods, 0.5)
+    assert [m.method for m in shown] == ["adv", "base"] and [m.method for m in hidden] == ["short"]
+    assert script.split_by_accuracy(methods, None) == (methods, [])
+    png = script.plot_pareto(methods, [], tmp_path / "p.png", "t", min_accuracy=0.5)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not list(tmp_path.glob("*.tmp"))

@@ -96,6 +96,9 @@ def parse_args(argv=None):
     p.add_argument(
         "--reference", default=None, help="method the vs-REF marks compare with (default: gan-cot's, else the first)"
     )
+    p.add_argument("--min-accuracy", type=float, default=None, metavar="A",
+                   help="leave the methods whose mean accuracy is below A off the plot (named under it), so that the "
+                   "accurate ones are told apart; the tables keep every method")  # fmt: skip
     p.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
     p.add_argument("--per-run", action="store_true", help="also print one row per run")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
@@ -287,16 +290,25 @@ def run_table(rows: list[dict]) -> str:
     return format_table(cells, left=3)
 
 
-def plot_pareto(summaries, rows: list[dict], output: Path, title: str) -> Path:
+def split_by_accuracy(summaries, min_accuracy: float | None) -> tuple[list, list]:
+    """The methods a plot shows and those it leaves off: below ``min_accuracy`` (None: none left off)."""
+    if min_accuracy is None:
+        return list(summaries), []
+    shown = [m for m in summaries if (m.figures["accuracy"].mean or 0.0) >= min_accuracy]
+    return shown, [m for m in summaries if m not in shown]
+
+
+def plot_pareto(summaries, rows: list[dict], output: Path, title: str, min_accuracy: float | None = None) -> Path:
     """Mean accuracy against mean tokens per method with 95% error bars, the front of the means as a step line, the
-    base and the oracle; written to a temporary name, then renamed, so a reader never sees half a PNG."""
+    base and the oracle; written to a temporary name, then renamed, so a reader never sees half a PNG. Methods below
+    ``min_accuracy`` are left off and named under the plot (the front is still that of every method)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    summaries = [m for m in summaries if m.has_rows]
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=100)
+    summaries, hidden = split_by_accuracy([m for m in summaries if m.has_rows], min_accuracy)
+    fig, ax = plt.subplots(figsize=(8, 5.5 if not hidden else 6), dpi=100)
     try:
         for m in summaries:
             a, t = m.figures["accuracy"], m.figures["tokens"]
@@ -319,6 +331,10 @@ def plot_pareto(summaries, rows: list[dict], output: Path, title: str) -> Path:
         ax.set_xlabel("mean tokens per answer (fewer is better); bars: 95% interval")
         ax.set_ylabel("accuracy")
         ax.set_title(title)
+        if hidden:
+            names = ", ".join(m.method for m in hidden)
+            fig.text(0.01, 0.01, f"not shown, accuracy below {min_accuracy:g}: {names}", fontsize=7, wrap=True)
+            fig.subplots_adjust(bottom=0.16)
         ax.grid(alpha=0.3)
         if front or bases:
             ax.legend(loc="lower right", fontsize=8)
@@ -411,7 +427,7 @@ def main(argv=None) -> int:
     main_set = next((q for q in sets if q.n is not None), None)
     try:
         plot = plot_pareto(sets.get(main_set, []), rows, output, f"{name}: accuracy vs tokens"
-                           + (f" ({main_set.label})" if main_set else ""))  # fmt: skip
+                           + (f" ({main_set.label})" if main_set else ""), min_accuracy=args.min_accuracy)  # fmt: skip
     except OSError as e:
         fail(f"cannot write the plot to {output} ({e.strerror}); choose another path with --output")
     plot_runs, where = [], ""
