@@ -14,9 +14,13 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gan_cot.tasks import DEFAULT_TASK, TASKS, make_task
 from gan_cot.usage import UsageError
+
+if TYPE_CHECKING:
+    from gan_cot.evaluate import EvalSettings
 
 DEFAULT_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0)
 
@@ -66,21 +70,24 @@ def summary(alpha, result: dict) -> dict:
     return row
 
 
-def sweep(policy, tokenizer, task, examples, alphas, log=None, **evaluate_kwargs) -> tuple[list[dict], list[dict]]:
+def sweep(
+    policy, tokenizer, task, examples, alphas, settings: EvalSettings | None = None, log=None
+) -> tuple[list[dict], list[dict]]:
     """Greedy evaluation of ``policy`` (a :class:`gan_cot.gate.GatedPolicy`) at each fixed alpha
-    (``evaluate_kwargs``: :func:`gan_cot.evaluate.evaluate`'s budget, batch size and seed).
+    (``settings``: the :class:`gan_cot.evaluate.EvalSettings` of every evaluation, its budget, batch size and seed;
+    None: the defaults).
 
     Returns the rows (one per alpha, :func:`summary`) and the MixChain records (one per question and alpha).
     ``log``: an optional callable that gets each row as it is done.
     """
-    from gan_cot.evaluate import evaluate
+    from gan_cot.evaluate import EvalSettings, evaluate
 
+    settings = EvalSettings() if settings is None else settings
     rows, records = [], []
     for alpha in alphas:
         res = evaluate(
-            policy, tokenizer, task, examples, alpha=float(alpha), show_progress=False, keep_rows=True,
-            **evaluate_kwargs,
-        )  # fmt: skip
+            policy, tokenizer, task, examples, settings, alpha=float(alpha), show_progress=False, keep_rows=True
+        )
         rows.append(summary(float(alpha), res))
         records += [
             {"question_id": r["id"], "difficulty": r["difficulty"], "alpha": float(alpha), "completion": r["completion"],
@@ -300,10 +307,15 @@ def load_sweep(args):
 
 
 def run_sweep(args, task, examples, tok, policy, log=print):
+    from gan_cot.evaluate import EvalSettings
+
     log(f"alpha sweep of {args.adapter} on {args.task}/{args.split} n={len(examples)}: {args.alphas}")
+    settings = EvalSettings(
+        max_new_tokens=args.max_new_tokens, max_think_tokens=args.max_think_tokens,
+        max_answer_tokens=args.max_answer_tokens, batch_size=args.batch_size, seed=args.seed,
+    )  # fmt: skip
     return sweep(
-        policy, tok, task, examples, args.alpha_list, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        max_think_tokens=args.max_think_tokens, max_answer_tokens=args.max_answer_tokens, seed=args.seed,
+        policy, tok, task, examples, args.alpha_list, settings,
         log=lambda r: log(f"  alpha {r['alpha']:g}: accuracy {r['accuracy']:.3f}, tokens {r['mean_tokens']:.1f}"),
     )  # fmt: skip
 

@@ -13,20 +13,22 @@ model (compression, ACU, AES, the Pareto front) are in :mod:`gan_cot.efficiency`
 A :class:`gan_cot.gate.GatedPolicy` (an adapter loaded unmerged, with or without its alpha gate) is evaluated with
 its LoRA delta scaled per question: ``alpha=None`` lets the gate choose (or uses the policy's fixed alpha), a float
 fixes alpha for every question (CoT-Valve's manual alpha); the result then adds the alpha statistics.
-``max_think_tokens`` is a thinking budget: a chain still thinking after that many tokens gets the end of thinking
-of the task's chain format appended and ``max_answer_tokens`` greedy tokens to answer, as the trainer's rollouts do.
+The decoding options are an :class:`EvalSettings`. Its ``max_think_tokens`` is a thinking budget: a chain still
+thinking after that many tokens gets the end of thinking of the task's chain format appended and
+``max_answer_tokens`` greedy tokens to answer, as the trainer's rollouts do.
 """
 
 from __future__ import annotations
 
 import statistics
 import warnings
+from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
 from gan_cot.efficiency import split_thinking
 from gan_cot.gate.stats import alpha_stats
-from gan_cot.generation import generate
+from gan_cot.generation import Sampling, generate
 
 
 def count_parameters(model) -> int:
@@ -68,51 +70,81 @@ def answer_cut(fmt, c) -> bool:
     return not line.strip() or "\n" not in line
 
 
+@dataclass(frozen=True)
+class EvalSettings:
+    """How :func:`evaluate` decodes, the same for every question:
+
+    - ``samples``: completions per question, scored avg@k; above 1 they are sampled at ``temperature``, else greedy.
+    - ``temperature``: the sampling temperature (not used by greedy decoding).
+    - ``max_new_tokens``: the tokens a chain may generate when there is no thinking budget.
+    - ``max_think_tokens``: a thinking budget: past it the end of thinking is forced, then ``max_answer_tokens``.
+    - ``max_answer_tokens``: the answer tokens after the end of thinking; None: the task format's answer budget.
+    - ``batch_size``: questions per generation batch.
+    - ``seed``: the seed of the evaluation's own random stream.
+    """
+
+    samples: int = 1
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    max_think_tokens: int | None = None
+    max_answer_tokens: int | None = None
+    batch_size: int = 64
+    seed: int = 0
+
+    def sampling(self, fmt) -> Sampling:
+        """The :class:`Sampling` of these settings for a task of chain format ``fmt`` (whose ``answer_tokens`` is
+        the answer budget when ``max_answer_tokens`` is None)."""
+        budget = self.max_think_tokens is not None
+        return Sampling(
+            n=self.samples,
+            do_sample=self.samples > 1,
+            temperature=self.temperature,
+            max_new_tokens=self.max_think_tokens if budget else self.max_new_tokens,
+            fmt=fmt if budget else None,
+            max_answer_tokens=fmt.answer_tokens if self.max_answer_tokens is None else self.max_answer_tokens,
+            batch_size=self.batch_size,
+        )
+
+
 def evaluate(
     model,
     tokenizer,
     task,
     examples,
-    samples: int = 1,
-    temperature: float = 1.0,
-    max_new_tokens: int = 256,
-    batch_size: int = 64,
-    seed: int = 0,
+    settings: EvalSettings = EvalSettings(),
+    *,
+    alpha: float | None = None,
     show_progress: bool = True,
     keep_completions: int = 0,
-    alpha: float | None = None,
-    max_think_tokens: int | None = None,
-    max_answer_tokens: int | None = None,
     keep_rows: bool = False,
 ) -> dict:
-    """Accuracy (avg@k over ``samples``), mean tokens (all, thinking, answer) and, where the task knows it,
+    """Accuracy (avg@k over ``settings.samples``), mean tokens (all, thinking, answer) and, where the task knows it,
     tokens vs minimal.
 
     ``model``: a causal LM, or a :class:`gan_cot.gate.GatedPolicy` (then ``alpha``: None for its gate, a float
-    to fix it; the result adds :func:`alpha_stats`). ``max_think_tokens``: generate at most that many tokens, then
-    force the end of thinking and ``max_answer_tokens`` more (``max_new_tokens`` is not used then; None: the chain
-    format's answer budget). ``well_formed`` is the share of completions with an answer the format can read;
-    ``answer_cut`` counts those whose answer ran out of budget (:func:`answer_cut`): a warning says so when they are
-    most of the answers. ``keep_rows``: add ``rows``, one per completion: question id, difficulty, alpha, tokens, correct, completion.
+    to fix it; the result adds :func:`alpha_stats`). ``settings`` (:class:`EvalSettings`): with a
+    ``max_think_tokens``, generate at most that many tokens, then force the end of thinking and ``max_answer_tokens``
+    more (``max_new_tokens`` is not used then; None: the chain format's answer budget). ``well_formed`` is the share
+    of completions with an answer the format can read; ``answer_cut`` counts those whose answer ran out of budget
+    (:func:`answer_cut`): a warning says so when they are most of the answers. ``keep_completions``: add the first
+    that many questions' first completions. ``keep_rows``: add ``rows``, one per completion: question id,
+    difficulty, alpha, tokens, correct, completion.
     """
     import torch
 
+    if not isinstance(settings, EvalSettings):
+        raise TypeError(f"evaluate takes its decoding options as EvalSettings, got {type(settings).__name__}")
     questions = [task.prompt(ex) for ex in examples]
-    if max_answer_tokens is None:
-        max_answer_tokens = task.format.answer_tokens
+    sampling = settings.sampling(task.format)
+    max_answer_tokens = sampling.max_answer_tokens
     alphas: list[float] = []
     # a private RNG stream: evaluating never shifts the caller's (a trainer's) random state
     with (
         torch.random.fork_rng(),
         tqdm(total=len(questions), desc="evaluate", disable=not show_progress, leave=False) as bar,
     ):
-        torch.manual_seed(seed)
-        groups = generate(
-            model, tokenizer, questions, max_new_tokens=max_new_tokens if max_think_tokens is None else max_think_tokens,
-            do_sample=samples > 1, temperature=temperature, num_return_sequences=samples, batch_size=batch_size,
-            progress=bar.update, alpha=alpha, fmt=None if max_think_tokens is None else task.format,
-            max_answer_tokens=max_answer_tokens, alphas_out=alphas,
-        )  # fmt: skip
+        torch.manual_seed(settings.seed)
+        groups = generate(model, tokenizer, questions, sampling, alpha=alpha, progress=bar.update, alphas_out=alphas)
     forced = sum(c.forced for group in groups for c in group)
     alphas = alphas or None
     correct, tokens, unfinished = [], [], 0
@@ -137,8 +169,8 @@ def evaluate(
         )
     result = {
         "n": len(examples),
-        "samples": samples,
-        "seed": seed,
+        "samples": settings.samples,
+        "seed": settings.seed,
         "accuracy": sum(correct) / max(1, len(correct)),
         "mean_tokens": statistics.fmean(tokens) if tokens else 0.0,
         "mean_thinking_tokens": statistics.fmean(t for t, _ in split) if split else 0.0,
@@ -157,7 +189,7 @@ def evaluate(
             {"question": ex.question, "answer": ex.answer, "completion": g[0].text, "correct": h[0]}
             for ex, g, h in per_example[:keep_completions]
         ]
-    if max_think_tokens is not None:
+    if settings.max_think_tokens is not None:
         result["forced"] = forced
     if alphas is not None:
         result.update(alpha_stats(alphas, [ex.difficulty for ex in examples]))

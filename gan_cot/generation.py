@@ -4,7 +4,7 @@ automatic labeler all sample through.
 :func:`generate_ids` runs one left-padded batch: ``max_new_tokens`` of thinking (the budget), then, for every chain
 that has not ended, the end-of-thinking marker (unless the chain already wrote it) and ``max_answer_tokens`` greedy
 tokens to answer, batched, each chain under its own alpha. :func:`generate` splits questions into batches, renders
-their prompts and returns text completions per question.
+their prompts and returns text completions per question, drawn as a :class:`Sampling` says.
 """
 
 from __future__ import annotations
@@ -208,43 +208,66 @@ def completion(tokenizer, gen: Generated) -> Completion:
     return Completion(tokenizer.decode(body, skip_special_tokens=True), gen.num_tokens, gen.finished, gen.forced)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How :func:`generate` draws completions, the same for every question:
+
+    - ``n``: completions per question (greedy decoding runs each question once and repeats its chain ``n`` times).
+    - ``do_sample``: sample at ``temperature`` with top-k 0 and top-p 1; greedy decoding when False.
+    - ``temperature``: the sampling temperature (not used by greedy decoding).
+    - ``max_new_tokens``: the tokens a chain may generate; with ``fmt``, its thinking budget.
+    - ``fmt``: a chain format (:mod:`gan_cot.formats`) or None: force the end of thinking after ``max_new_tokens``.
+    - ``max_answer_tokens``: with ``fmt``, the greedy tokens a chain gets to answer after the end of its thinking.
+    - ``batch_size``: questions per generation batch.
+    """
+
+    n: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    max_new_tokens: int = 256
+    fmt: object = None
+    max_answer_tokens: int = 0
+    batch_size: int = 64
+
+    def __post_init__(self):
+        for name in ("n", "batch_size", "max_new_tokens"):
+            value = getattr(self, name)
+            if value < 1:
+                raise ValueError(f"Sampling.{name} must be at least 1, got {value!r}")
+
+
 @torch.no_grad()
 def generate(
     model,
     tokenizer,
     questions: list[str],
-    max_new_tokens: int = 256,
-    do_sample: bool = False,
-    temperature: float = 1.0,
-    num_return_sequences: int = 1,
-    batch_size: int = 64,
-    progress=None,
-    prefixes: list[str] | None = None,
+    sampling: Sampling = Sampling(),
+    *,
     alpha: float | None = None,
-    fmt=None,
-    max_answer_tokens: int = 0,
+    prefixes: list[str] | None = None,
+    progress=None,
     alphas_out: list | None = None,
 ) -> list[list[Completion]]:
-    """``num_return_sequences`` completions per question, in batches of ``batch_size`` questions.
+    """``sampling.n`` completions per question, in batches of ``sampling.batch_size`` questions (:class:`Sampling`).
 
     ``model``: a causal LM or a :class:`gan_cot.gate.GatedPolicy` (each question at its gate's alpha, or at ``alpha``
-    when given; the alpha used per question is appended to ``alphas_out``). ``fmt`` and ``max_answer_tokens``: the
-    thinking budget of :func:`generate_ids`. ``prefixes`` (one per question) are chain
-    text already written: generation continues after them, and the returned text and token counts cover the
+    when given; the alpha used per question is appended to ``alphas_out``). ``sampling.fmt`` and
+    ``sampling.max_answer_tokens``: the thinking budget of :func:`generate_ids`. ``prefixes`` (one per question) are
+    chain text already written: generation continues after them, and the returned text and token counts cover the
     continuation only. ``progress``: an optional callable taking the number of questions just finished.
     """
     from gan_cot.gate.model import GatedPolicy
 
+    if not isinstance(sampling, Sampling):
+        raise TypeError(f"generate takes its decoding options as a Sampling, got {type(sampling).__name__}")
     if hasattr(model, "model_for"):  # a merged gated policy: each question on its alpha's merged weights
-        return _generate_merged(
-            model, tokenizer, questions, batch_size, alphas_out, progress, prefixes=prefixes,
-            max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
-            num_return_sequences=num_return_sequences, fmt=fmt, max_answer_tokens=max_answer_tokens,
-        )  # fmt: skip
+        return _generate_merged(model, tokenizer, questions, sampling, alphas_out, progress, prefixes=prefixes)
     gated_policy = isinstance(model, GatedPolicy)
     lm = model.peft_model if gated_policy else model
     if alpha is not None and not gated_policy:
         raise ValueError("a fixed alpha scales a LoRA delta: pass a GatedPolicy (an adapter loaded unmerged)")
+    s = sampling
+    batch_size = s.batch_size
     out: list[list[Completion]] = []
     for i in range(0, len(questions), batch_size):
         chunk = [render_prompt(tokenizer, q) for q in questions[i : i + batch_size]]
@@ -262,20 +285,20 @@ def generate(
             if alphas_out is not None:
                 alphas_out += a.tolist()
         gens = generate_ids(
-            lm, tokenizer, chunk, max_new_tokens, num_return_sequences, do_sample, temperature, a, fmt,
-            max_answer_tokens,
-        )  # fmt: skip
-        g = num_return_sequences
+            lm, tokenizer, chunk, s.max_new_tokens, s.n, s.do_sample, s.temperature, a, s.fmt, s.max_answer_tokens
+        )
+        g = s.n
         out += [[completion(tokenizer, x) for x in gens[k : k + g]] for k in range(0, len(gens), g)]
         if progress is not None:
             progress(len(chunk))
     return out
 
 
-def _generate_merged(policy, tokenizer, questions, batch_size, alphas_out, progress, prefixes=None, **kwargs):
+def _generate_merged(policy, tokenizer, questions, sampling: Sampling, alphas_out, progress, prefixes=None):
     """:func:`generate` for a :class:`gan_cot.gate.merged.MergedGatedPolicy`: the gate picks every question's alpha,
     then each alpha's questions run in batches on that alpha's merged model; completions come back in order."""
     device = _device(policy)
+    batch_size = sampling.batch_size
     alphas: list[float] = []
     for i in range(0, len(questions), batch_size):
         chunk = [render_prompt(tokenizer, q) for q in questions[i : i + batch_size]]
@@ -286,9 +309,8 @@ def _generate_merged(policy, tokenizer, questions, batch_size, alphas_out, progr
         idx = [i for i, x in enumerate(alphas) if x == a]
         pre = None if prefixes is None else [prefixes[i] for i in idx]
         groups = generate(
-            policy.model_for(a), tokenizer, [questions[i] for i in idx], batch_size=batch_size, progress=progress,
-            prefixes=pre, **kwargs,
-        )  # fmt: skip
+            policy.model_for(a), tokenizer, [questions[i] for i in idx], sampling, prefixes=pre, progress=progress
+        )
         for i, group in zip(idx, groups):
             out[i] = group
     if alphas_out is not None:

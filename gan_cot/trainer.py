@@ -369,7 +369,7 @@ class AdversarialTrainer:
         """Greedy accuracy and tokens on ``n`` questions of ``split``, sharded over processes and gathered, of the
         policy as it answers (through its gate) or of ``policy``; ``keep_rows``: with ``rows``, every question's id,
         difficulty, correctness, tokens and (gated) alpha, gathered from every process."""
-        from gan_cot.evaluate import evaluate
+        from gan_cot.evaluate import EvalSettings, evaluate
         from gan_cot.gate.stats import flat_alpha_stats
 
         s = self.strategy
@@ -377,11 +377,13 @@ class AdversarialTrainer:
         policy = self.gate.eval_policy(s.model) if policy is None else policy
         gated_eval = policy is not s.model
         think, answer = self.cfg.eval_budgets
+        settings = EvalSettings(
+            max_think_tokens=think, max_answer_tokens=answer, batch_size=self.cfg.eval.batch_size, seed=self.cfg.seed
+        )
         with s.for_generation():
             res = evaluate(
-                policy, self.tokenizer, self.task, examples, seed=self.cfg.seed, show_progress=s.is_main,
-                max_think_tokens=think, max_answer_tokens=answer, keep_rows=gated_eval or keep_rows,
-                batch_size=self.cfg.eval.batch_size,
+                policy, self.tokenizer, self.task, examples, settings, show_progress=s.is_main,
+                keep_rows=gated_eval or keep_rows,
             )  # fmt: skip
         keys = ["accuracy", "mean_tokens", "mean_minimal_tokens", "mean_thinking_tokens", "mean_answer_tokens"]
         keys += ["well_formed"]

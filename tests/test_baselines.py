@@ -237,7 +237,7 @@ def test_budget_forcing_caps_the_thinking(tiny_model_dir, tiny_tokenizer):
     thinking is appended and the answer gets its own few greedy tokens, batched, sampled or not."""
     from gan_cot.config_loader import load_config
     from gan_cot.formats import HASH
-    from gan_cot.generation import generate
+    from gan_cot.generation import Sampling, generate
     from gan_cot.models import load_model
     from gan_cot_lab.baselines.budget import train
     from gan_cot_lab.baselines.common import Context
@@ -251,13 +251,13 @@ def test_budget_forcing_caps_the_thinking(tiny_model_dir, tiny_tokenizer):
     assert options == {"max_think_tokens": 5, "max_answer_tokens": 3}
     marker = len(tiny_tokenizer("\n####", add_special_tokens=False)["input_ids"])
     questions = ["Ann has 3 pens. How many pens does Ann have?", "Bob has 7 cards. Bob wins 2 cards. How many?"]
-    for kwargs in ({}, {"do_sample": True, "num_return_sequences": 2}):
-        groups = generate(model, tiny_tokenizer, questions, max_new_tokens=5, fmt=HASH,
-                          max_answer_tokens=3, **kwargs)  # fmt: skip
-        assert [len(g) for g in groups] == [kwargs.get("num_return_sequences", 1)] * 2
+    for kwargs in ({}, {"do_sample": True, "n": 2}):
+        groups = generate(model, tiny_tokenizer, questions, Sampling(max_new_tokens=5, fmt=HASH, max_answer_tokens=3,
+                                                                     **kwargs))  # fmt: skip
+        assert [len(g) for g in groups] == [kwargs.get("n", 1)] * 2
         for c in (c for g in groups for c in g):
             assert c.forced and "####" in c.text and 5 + marker <= c.num_tokens <= 5 + marker + 3
-    free = generate(model, tiny_tokenizer, questions, max_new_tokens=64)
+    free = generate(model, tiny_tokenizer, questions, Sampling(max_new_tokens=64))
     assert all(c.num_tokens == 64 and not c.forced for g in free for c in g)  # no budget: it runs to the end
 
 

@@ -55,7 +55,7 @@ def test_same_seed_same_training_run(tmp_path, tiny_config):
 
 
 def test_same_seed_same_evaluation(tiny_model_dir):
-    from gan_cot.evaluate import evaluate
+    from gan_cot.evaluate import EvalSettings, evaluate
     from gan_cot.models import load_model, load_tokenizer
     from gan_cot.tasks.ledger import LedgerTask
 
@@ -63,13 +63,13 @@ def test_same_seed_same_evaluation(tiny_model_dir):
     tok = load_tokenizer(str(tiny_model_dir))
     task = LedgerTask(seed=0)
     examples = task.examples("test", 4)
-    kwargs = dict(samples=2, temperature=1.0, max_new_tokens=12, seed=5, show_progress=False, keep_completions=4)
+    settings = EvalSettings(samples=2, temperature=1.0, max_new_tokens=12, seed=5)
+    kwargs = dict(show_progress=False, keep_completions=4)
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    first = evaluate(model, tok, task, examples, **kwargs)
+    first = evaluate(model, tok, task, examples, settings, **kwargs)
     assert torch.equal(torch.get_rng_state(), before)  # evaluation samples from its own stream
-    second = evaluate(model, tok, task, examples, **kwargs)
+    second = evaluate(model, tok, task, examples, settings, **kwargs)
     assert first == second
-    greedy = [evaluate(model, tok, task, examples, max_new_tokens=12, show_progress=False, keep_completions=4)
-              for _ in range(2)]  # fmt: skip
+    greedy = [evaluate(model, tok, task, examples, EvalSettings(max_new_tokens=12), **kwargs) for _ in range(2)]
     assert greedy[0] == greedy[1]

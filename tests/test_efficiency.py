@@ -82,14 +82,14 @@ def test_against_base_reports_compression_and_aes():
 
 
 def test_evaluate_reports_thinking_and_answer_tokens(tiny_model_dir):
-    from gan_cot.evaluate import evaluate
+    from gan_cot.evaluate import EvalSettings, evaluate
     from gan_cot.models import load_model, load_tokenizer
     from gan_cot.tasks.ledger import LedgerTask
 
     task = LedgerTask()
     tok = load_tokenizer(str(tiny_model_dir))
     model = load_model(str(tiny_model_dir))
-    res = evaluate(model, tok, task, task.examples("test", 3), max_new_tokens=12, show_progress=False)
+    res = evaluate(model, tok, task, task.examples("test", 3), EvalSettings(max_new_tokens=12), show_progress=False)
     for key in ("accuracy", "mean_tokens", "tokens_vs_minimal", "mean_thinking_tokens", "mean_answer_tokens"):
         assert key in res
     assert res["mean_thinking_tokens"] + res["mean_answer_tokens"] == pytest.approx(res["mean_tokens"])

@@ -218,50 +218,50 @@ def test_fixed_alpha_overrides_the_gate(policy):
 
 
 def test_generate_with_a_gated_policy_reports_each_questions_alpha(policy):
-    from gan_cot.generation import generate
+    from gan_cot.generation import Sampling, generate
 
     model, tok = policy
     gp = GatedPolicy(model, AlphaGate(32))
     alphas = []
-    done = generate(gp, tok, QUESTIONS, max_new_tokens=4, batch_size=2, alphas_out=alphas)
+    done = generate(gp, tok, QUESTIONS, Sampling(max_new_tokens=4, batch_size=2), alphas_out=alphas)
     assert len(done) == 3 and alphas == pytest.approx([1.0, 1.0, 1.0])
     fixed = []
-    generate(gp, tok, QUESTIONS[:1], alpha=0.25, max_new_tokens=2, alphas_out=fixed)
+    generate(gp, tok, QUESTIONS[:1], Sampling(max_new_tokens=2), alpha=0.25, alphas_out=fixed)
     assert fixed == [0.25]
     with pytest.raises(ValueError, match="GatedPolicy"):
-        generate(model, tok, QUESTIONS[:1], alpha=0.5, max_new_tokens=2)
+        generate(model, tok, QUESTIONS[:1], Sampling(max_new_tokens=2), alpha=0.5)
 
 
 def test_a_batch_that_shares_alpha_0_or_1_skips_the_per_row_scale(policy, monkeypatch):
     """A batch whose rows all get alpha 0 runs on the base (adapter off) and all 1 on the plain adapter, with no
     per-row scale; the completions are those of the scaled delta, token for token. Mixed alphas stay scaled."""
     import gan_cot.gate.scaling as scaling
-    from gan_cot.generation import generate
+    from gan_cot.generation import Sampling, generate
 
     model, tok = policy
-    kw = dict(max_new_tokens=6, batch_size=3)
+    sampling = Sampling(max_new_tokens=6, batch_size=3)
 
     def scaled(alpha):
         with gated(model, torch.tensor(alpha)):
-            return [g[0].text for g in generate(model, tok, QUESTIONS, **kw)]
+            return [g[0].text for g in generate(model, tok, QUESTIONS, sampling)]
 
     calls = []
     real = scaling.gated
     monkeypatch.setattr(scaling, "gated", lambda m, a: calls.append(a) or real(m, a))
     for alpha in (0.0, 1.0):
-        done = generate(GatedPolicy(model, alpha=alpha), tok, QUESTIONS, **kw)
+        done = generate(GatedPolicy(model, alpha=alpha), tok, QUESTIONS, sampling)
         assert [g[0].text for g in done] == scaled([alpha] * 3)
     enc = encode(tok, QUESTIONS)
     GatedPolicy(model, alpha=1.0).generate(**enc, max_new_tokens=2, do_sample=False, pad_token_id=tok.pad_token_id)
     assert calls == []  # no batch went through the per-row scale
     with torch.no_grad(), model.disable_adapter():
-        base = [g[0].text for g in generate(model, tok, QUESTIONS, **kw)]
+        base = [g[0].text for g in generate(model, tok, QUESTIONS, sampling)]
     assert scaled([1.0] * 3) != base  # the delta matters, so the check above can fail
 
     gate = AlphaGate(32, choices=(0.0, 0.5, 1.0))
     monkeypatch.setattr(gate, "forward", lambda f: torch.tensor([0.0, 1.0, 0.5]))
     alphas = []
-    done = generate(GatedPolicy(model, gate), tok, QUESTIONS, alphas_out=alphas, **kw)
+    done = generate(GatedPolicy(model, gate), tok, QUESTIONS, sampling, alphas_out=alphas)
     assert alphas == [0.0, 1.0, 0.5] and len(calls) == 1
     assert [g[0].text for g in done] == scaled([0.0, 1.0, 0.5])
 
@@ -321,7 +321,7 @@ def test_merged_gated_inference_routes_each_question_to_its_alphas_weights(polic
     """Each alpha of the grid merged once: a question runs on plain weights W + alpha * delta, no LoRA layers, and
     gets what the unmerged, per-row-scaled policy gives it."""
     from gan_cot.gate.merged import MergedGatedPolicy
-    from gan_cot.generation import generate
+    from gan_cot.generation import Sampling, generate
 
     model, tok = policy
     gate = AlphaGate(32, choices=(0.0, 0.5, 1.0))
@@ -336,7 +336,8 @@ def test_merged_gated_inference_routes_each_question_to_its_alphas_weights(polic
     picks = torch.tensor([1.0, 0.0, 0.5])
     monkeypatch.setattr(gate, "forward", lambda f: picks[: len(f)])
     got, want = [], []
-    merged_out = generate(merged, tok, QUESTIONS, max_new_tokens=6, batch_size=3, alphas_out=got)
-    unmerged_out = generate(GatedPolicy(model, gate), tok, QUESTIONS, max_new_tokens=6, batch_size=3, alphas_out=want)
+    sampling = Sampling(max_new_tokens=6, batch_size=3)
+    merged_out = generate(merged, tok, QUESTIONS, sampling, alphas_out=got)
+    unmerged_out = generate(GatedPolicy(model, gate), tok, QUESTIONS, sampling, alphas_out=want)
     assert got == want == picks.tolist()
     assert [g[0].text for g in merged_out] == [g[0].text for g in unmerged_out]

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from gan_cot.formats import R1
-from gan_cot.generation import generate, generate_ids
+from gan_cot.generation import Sampling, generate, generate_ids
 from gan_cot.models import build_tiny_model, build_tiny_tokenizer, render_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,7 +42,7 @@ def test_the_tokenizer_is_r1_style():
 
 def test_a_chain_that_ends_is_finished_although_pad_is_eos(r1_policy):
     model, tok, prompts = r1_policy
-    out = generate(model, tok, QUESTIONS, max_new_tokens=60)
+    out = generate(model, tok, QUESTIONS, Sampling(max_new_tokens=60))
     assert [c.text for g in out for c in g] == [CHAIN, CHAIN] and all(c.finished for g in out for c in g)
     gens = generate_ids(model, tok, prompts, max_new_tokens=40, fmt=R1, max_answer_tokens=20)
     assert all(g.finished and not g.forced and g.completion_ids[-1] == tok.eos_token_id for g in gens)

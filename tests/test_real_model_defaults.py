@@ -56,7 +56,7 @@ def test_run_config_resolves_auto_into_the_text_it_logs(tiny_config, tmp_path):
 
 
 def test_an_evaluation_whose_answers_run_out_of_budget_warns(tiny_model_dir):
-    from gan_cot.evaluate import evaluate
+    from gan_cot.evaluate import EvalSettings, evaluate
     from gan_cot.models import load_model, load_tokenizer
     from gan_cot.tasks import get_task
 
@@ -66,7 +66,8 @@ def test_an_evaluation_whose_answers_run_out_of_budget_warns(tiny_model_dir):
     examples = task.examples("test", 3)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = evaluate(model, tok, task, examples, max_think_tokens=3, max_answer_tokens=2, show_progress=False)
+        budget = EvalSettings(max_think_tokens=3, max_answer_tokens=2)
+        res = evaluate(model, tok, task, examples, budget, show_progress=False)
     # an untrained model never writes the end of sequence: every forced answer is cut at its 2 tokens
     assert res["forced"] == 3 and res["answer_cut"] == 3 and 0.0 <= res["well_formed"] <= 1.0
     assert any("ran out of the answer budget" in str(w.message) for w in caught)

@@ -45,13 +45,11 @@ def main(argv=None) -> int:
         fail(str(e))
 
     from gan_cot.alpha_sweep import dominated_by, format_table, log_mlflow, plot, spearman, summary, write_jsonl
-    from gan_cot.evaluate import evaluate
+    from gan_cot.evaluate import EvalSettings, evaluate
 
     rows, records = run_sweep(args, task, examples, tok, policy)
-    res = evaluate(
-        policy, tok, task, examples, max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-        show_progress=False, keep_rows=True,
-    )  # fmt: skip
+    settings = EvalSettings(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    res = evaluate(policy, tok, task, examples, settings, show_progress=False, keep_rows=True)
     gate = summary("gate", res) | {k: res[k] for k in ("alpha_mean", "alpha_std", "alpha_min", "alpha_max")}
     gate["alpha_difficulty"] = res["alpha_difficulty"]
     known = [r for r in res["rows"] if r["difficulty"] is not None]

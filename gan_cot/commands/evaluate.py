@@ -161,7 +161,7 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
     import torch
 
     from gan_cot.efficiency import acu
-    from gan_cot.evaluate import count_parameters, evaluate
+    from gan_cot.evaluate import EvalSettings, count_parameters, evaluate
     from gan_cot.models import load_model, load_tokenizer, resolve_dtype, resolve_instruction, set_instruction
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -181,21 +181,16 @@ def evaluate_model(path: str, args, task, examples, keep_completions: int = 0, a
         model.peft_model.to(device)
         if model.gate is not None:
             model.gate.to(device)
-    result = evaluate(
-        model,
-        tok,
-        task,
-        examples,
+    settings = EvalSettings(
         samples=args.samples,
         temperature=args.temperature,
         max_new_tokens=args.max_new_tokens,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        keep_completions=keep_completions,
         max_think_tokens=args.max_think_tokens,
         max_answer_tokens=args.max_answer_tokens,
-        keep_rows=keep_rows,
+        batch_size=args.batch_size,
+        seed=args.seed,
     )
+    result = evaluate(model, tok, task, examples, settings, keep_completions=keep_completions, keep_rows=keep_rows)
     if alpha is None:
         result["n_params"] = count_parameters(model)
     else:  # the unmerged adapter and the gate run at inference too

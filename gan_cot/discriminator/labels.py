@@ -27,7 +27,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, replace
 
-from gan_cot.generation import generate
+from gan_cot.generation import Sampling, generate
 
 
 @dataclass
@@ -88,11 +88,13 @@ def label_chains(policy, tokenizer, task, examples, chains: list[list[str]], cfg
     for c, (ex, steps) in enumerate(zip(examples, chains)):
         for j, pre in enumerate(prefixes(steps, sep)):
             jobs.append((c, j, task.prompt(ex), pre))
+    sampling = Sampling(
+        n=cfg.rollouts, do_sample=cfg.rollouts > 1, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+        fmt=task.format, max_answer_tokens=cfg.max_answer_tokens, batch_size=cfg.batch_size,
+    )  # fmt: skip
     groups = generate(
-        policy, tokenizer, [q for _, _, q, _ in jobs], prefixes=[p for _, _, _, p in jobs],
-        max_new_tokens=cfg.max_new_tokens, do_sample=cfg.rollouts > 1, temperature=cfg.temperature,
-        num_return_sequences=cfg.rollouts, batch_size=cfg.batch_size, progress=progress_bar, fmt=task.format,
-        max_answer_tokens=cfg.max_answer_tokens,
+        policy, tokenizer, [q for _, _, q, _ in jobs], sampling, prefixes=[p for _, _, _, p in jobs],
+        progress=progress_bar,
     )  # fmt: skip
     success = [[0.0] * (len(s) + 1) for s in chains]
     remaining = [[0.0] * (len(s) + 1) for s in chains]

@@ -62,14 +62,15 @@ def output_dir(cfg) -> Path:
 EVAL_BUDGETS = (200, 8)  # eval.max_think_tokens and eval.max_answer_tokens when the config leaves them null
 
 
-def _evaluate(cfg, model, tokenizer, task, examples, **options) -> dict:
-    from gan_cot.evaluate import evaluate
+def _evaluate(cfg, model, tokenizer, task, examples, keep_rows: bool = False, **options) -> dict:
+    """The run's evaluation of ``model`` on ``examples``; ``options``: :class:`gan_cot.evaluate.EvalSettings` fields
+    over the config's (a method's ``Outcome.eval_options``)."""
+    from gan_cot.evaluate import EvalSettings, evaluate
 
-    return evaluate(
-        model, tokenizer, task, examples, batch_size=cfg.eval.batch_size, seed=cfg.seed, show_progress=cfg.progress,
-        **{"max_think_tokens": cfg.eval.max_think_tokens or EVAL_BUDGETS[0],
-           "max_answer_tokens": cfg.eval.max_answer_tokens or EVAL_BUDGETS[1], **options},
-    )  # fmt: skip
+    budgets = {"max_think_tokens": cfg.eval.max_think_tokens or EVAL_BUDGETS[0],
+               "max_answer_tokens": cfg.eval.max_answer_tokens or EVAL_BUDGETS[1]}  # fmt: skip
+    settings = EvalSettings(**(budgets | options), batch_size=cfg.eval.batch_size, seed=cfg.seed)
+    return evaluate(model, tokenizer, task, examples, settings, show_progress=cfg.progress, keep_rows=keep_rows)
 
 
 def base_evaluation(cfg, model, tokenizer, task, examples) -> dict:

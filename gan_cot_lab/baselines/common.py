@@ -40,7 +40,7 @@ class Outcome:
     saved: Path | None = None  # the adapter or model folder written
     metrics: dict[str, float] = field(default_factory=dict)  # extra figures for MLflow and the result
     trainer: Any = None  # the TRL trainer, for its log history
-    eval_options: dict[str, Any] = field(default_factory=dict)  # extra arguments of the final evaluation
+    eval_options: dict[str, Any] = field(default_factory=dict)  # EvalSettings fields of the final evaluation
 
 
 class SuffixTask:
@@ -94,15 +94,18 @@ def sample_chains(ctx: Context, examples: list, n: int, temperature: float, max_
     """``n`` sampled completions per example from the base (:func:`gan_cot.generation.generate`)."""
     from tqdm.auto import tqdm
 
-    from gan_cot.generation import generate
+    from gan_cot.generation import Sampling, generate
 
     questions = [ctx.task.prompt(ex) for ex in examples]
+    sampling = Sampling(
+        n=n,
+        do_sample=True,
+        temperature=temperature,
+        max_new_tokens=max_new_tokens,
+        batch_size=ctx.cfg.sample.batch_size,
+    )
     with tqdm(total=len(questions), desc="sample", disable=not ctx.cfg.progress, leave=False) as bar:
-        return generate(
-            ctx.model, ctx.tokenizer, questions, max_new_tokens=max_new_tokens, do_sample=True,
-            temperature=temperature, num_return_sequences=n, batch_size=ctx.cfg.sample.batch_size,
-            progress=bar.update,
-        )  # fmt: skip
+        return generate(ctx.model, ctx.tokenizer, questions, sampling, progress=bar.update)
 
 
 def save_adapter(model, tokenizer, path: Path) -> Path:

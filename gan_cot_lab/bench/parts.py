@@ -178,22 +178,22 @@ def generation_time(b, adapter: str) -> dict:
 
     from gan_cot.gate import GATE_CONFIG, load_gated_policy
     from gan_cot.gate.merged import MergedGatedPolicy
-    from gan_cot.generation import generate
+    from gan_cot.generation import Sampling, generate
     from gan_cot.models import load_model
 
     base, tok = b.load_base()
-    kw = dict(max_new_tokens=b.max_len, batch_size=b.args.gen_batch)
+    sampling = Sampling(max_new_tokens=b.max_len, batch_size=b.args.gen_batch)
     gated = (Path(adapter) / GATE_CONFIG).exists()
-    runs = {"base": lambda qs: generate(base, tok, qs, **kw)}
+    runs = {"base": lambda qs: generate(base, tok, qs, sampling)}
     if gated:  # the gate picks each question's alpha (its features' forward is timed too); the questions then run
         # on their alpha's merged copy of the model, and, for comparison, on the LoRA layers scaled per row
         unmerged = load_gated_policy(adapter)
         merged = MergedGatedPolicy(unmerged.model, unmerged.gate)
-        runs["ours"] = lambda qs: generate(merged, tok, qs, **kw)
-        runs["ours_unmerged"] = lambda qs: generate(unmerged, tok, qs, **kw)
+        runs["ours"] = lambda qs: generate(merged, tok, qs, sampling)
+        runs["ours_unmerged"] = lambda qs: generate(unmerged, tok, qs, sampling)
     else:
         compressed = load_model(adapter, dtype=torch.float32)  # the adapter merged into its base, as deployed
-        runs["ours"] = lambda qs: generate(compressed, tok, qs, **kw)
+        runs["ours"] = lambda qs: generate(compressed, tok, qs, sampling)
 
     questions = [b.task.prompt(ex) for ex in b.val]
     times: dict[str, list[float]] = {name: [] for name in runs}

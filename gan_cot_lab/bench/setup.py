@@ -181,10 +181,10 @@ class Bench:
     # -- evaluation ------------------------------------------------------------------------------
 
     def val_eval(self, model, tok) -> dict:
-        from gan_cot.evaluate import evaluate
+        from gan_cot.evaluate import EvalSettings, evaluate
 
-        res = evaluate(model, tok, self.task, self.val, max_new_tokens=self.max_len, seed=self.seed,
-                       show_progress=False)  # fmt: skip
+        settings = EvalSettings(max_new_tokens=self.max_len, seed=self.seed)
+        res = evaluate(model, tok, self.task, self.val, settings, show_progress=False)
         return {k: res.get(k) for k in ("accuracy", "mean_tokens", "tokens_vs_minimal")}
 
     @staticmethod

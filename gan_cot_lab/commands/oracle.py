@@ -87,7 +87,7 @@ def main(argv=None) -> int:
     import torch
 
     from gan_cot import tracking
-    from gan_cot.evaluate import evaluate
+    from gan_cot.evaluate import EvalSettings, evaluate
     from gan_cot.models import load_model, load_tokenizer
     from gan_cot.tasks.ledger_hard import GRANULARITIES
     from gan_cot_lab import oracle
@@ -100,11 +100,12 @@ def main(argv=None) -> int:
     out = Path(args.output or REPO_ROOT / "outputs" / "oracle" / cfg.task)
     tok = load_tokenizer(cfg.model)
     think, answer = cfg.eval_budgets
+    settings = EvalSettings(max_think_tokens=think, max_answer_tokens=answer, batch_size=cfg.eval.batch_size,
+                            seed=args.seed)  # fmt: skip
     splits = {"validation": task.examples("validation", args.val_n), "test": task.examples("test", eval_n)}
 
     def rows_of(model, split: str) -> tuple[dict, list[dict]]:
-        res = evaluate(model, tok, task, splits[split], seed=args.seed, max_think_tokens=think,
-                       max_answer_tokens=answer, batch_size=cfg.eval.batch_size, keep_rows=True)  # fmt: skip
+        res = evaluate(model, tok, task, splits[split], settings, keep_rows=True)
         return res, res.pop("rows")
 
     base_model = load_model(cfg.model, dtype=torch.float32)

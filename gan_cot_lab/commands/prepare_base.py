@@ -80,7 +80,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from gan_cot.evaluate import evaluate
+    from gan_cot.evaluate import EvalSettings, evaluate
     from gan_cot.models import build_tiny_model, load_model, load_tokenizer, save_pretrained
     from gan_cot.sft import task_pairs, train_sft
     from gan_cot.tasks import get_task
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
 
     def on_log(step, loss):
         if args.eval_every and step % args.eval_every == 0:
-            r = evaluate(model, tok, task, validation, seed=args.seed, show_progress=False)
+            r = evaluate(model, tok, task, validation, EvalSettings(seed=args.seed), show_progress=False)
             model.train()
             print(f"\nstep {step}: loss {loss:.4f}, validation accuracy {r['accuracy']:.2f}, "
                   f"tokens_vs_minimal {r['tokens_vs_minimal']:.2f}", flush=True)  # fmt: skip
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
     train_seconds = time.time() - started
     figures = {}
     if args.eval_n:
-        figures = evaluate(model, tok, task, task.examples("test", args.eval_n), seed=args.seed)
+        figures = evaluate(model, tok, task, task.examples("test", args.eval_n), EvalSettings(seed=args.seed))
     card = {
         "what": f"{args.chains}-chain policy for the {args.task} task (tiny Llama, SFT on {args.chains} chains)",
         "command": "python scripts/prepare_base.py " + shlex.join(sys.argv[1:] if argv is None else argv),

@@ -194,7 +194,7 @@ def log_trainer_rows(run_dir: Path) -> dict:
 
     from gan_cot import tracking
     from gan_cot.config_loader import load_config
-    from gan_cot.evaluate import evaluate
+    from gan_cot.evaluate import EvalSettings, evaluate
     from gan_cot.gate import load_gated_policy
     from gan_cot.models import load_model, load_tokenizer
     from gan_cot.trainer_config import AdversarialConfig
@@ -207,8 +207,10 @@ def log_trainer_rows(run_dir: Path) -> dict:
     learned = cfg.gate.kind == "learned"
     policy = load_gated_policy(adapter) if learned else load_model(adapter, dtype=torch.float32)
     think, answer = cfg.eval_budgets
-    res = evaluate(policy, load_tokenizer(adapter), task, examples, seed=cfg.seed, max_think_tokens=think,
-                   max_answer_tokens=answer, batch_size=cfg.eval.batch_size, keep_rows=True)  # fmt: skip
+    settings = EvalSettings(
+        max_think_tokens=think, max_answer_tokens=answer, batch_size=cfg.eval.batch_size, seed=cfg.seed
+    )
+    res = evaluate(policy, load_tokenizer(adapter), task, examples, settings, keep_rows=True)
     tracking.setup(cfg.experiment, cfg.mlflow_dir)
     with mlflow.start_run(run_id=result["run_id"]):
         tracking.log_eval_rows(res["rows"])
