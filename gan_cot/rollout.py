@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
-from gan_cot.generation import Generated, HFEngine
+from gan_cot.generation import Generated
 from gan_cot.models import render_prompt
 from gan_cot.steps import step_token_spans
 
@@ -68,33 +68,28 @@ def make_chain(tokenizer, task, example, index: int, gen: Generated, **alphas) -
 
 @torch.no_grad()
 def rollout(
-    model,
-    tokenizer,
-    task,
-    examples: list,
+    ctx,
     indices: list[int],
     cfg,
-    gate,
     group_size: int | None = None,
     explore: bool = False,
     temperature: float | None = None,
-    engine=None,
 ) -> RolloutBatch:
-    """``group_size`` (default ``cfg.group_size``) sampled chains for each of ``examples[indices]``, in generation
-    batches of ``cfg.batch_size`` chains. ``explore`` (a round's rollout): each chain draws its own alpha from a
-    learned gate; otherwise a question's chains share the gate's pick. ``engine`` samples (default: Hugging Face
-    ``generate`` on ``model``, :class:`gan_cot.generation.HFEngine`)."""
-    engine = engine or HFEngine()
+    """``group_size`` (default ``cfg.group_size``) sampled chains for each of ``ctx.examples[indices]`` from
+    ``ctx.policy``, drawn by ``ctx.rollout_engine`` in generation batches of ``cfg.batch_size`` chains (``cfg``: the
+    run's ``rollout`` section). ``explore`` (a round's rollout): each chain draws its own alpha from a learned gate;
+    otherwise a question's chains share the gate's pick."""
+    model, tokenizer, task, examples = ctx.policy, ctx.tokenizer, ctx.task, ctx.examples
     g = group_size or cfg.group_size
     per_batch = max(1, cfg.batch_size // g)
     chains: list[Chain] = []
     features: list[torch.Tensor] = []
     for b in range(0, len(indices), per_batch):
         idx = indices[b : b + per_batch]
-        prompts = [render_prompt(tokenizer, task.prompt(examples[i])) for i in idx]
+        prompts = [render_prompt(tokenizer, ctx.question(i)) for i in idx]
         enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, padding_side="left")
-        alphas = gate.rollout_alphas(model, enc["input_ids"], enc["attention_mask"], g, explore)
-        gens = engine.sample(
+        alphas = ctx.gate.rollout_alphas(model, enc["input_ids"], enc["attention_mask"], g, explore)
+        gens = ctx.rollout_engine.sample(
             model, tokenizer, prompts, g, temperature or cfg.temperature, alphas.chain, task.format,
             (cfg.max_think_tokens, cfg.max_answer_tokens),
         )  # fmt: skip

@@ -20,23 +20,24 @@ class Scores:
     advantages: list[torch.Tensor]  # [len(completion_ids)] per chain
 
 
-def score(rollout, disc, task, examples, cfg, gate) -> Scores:
+def score(ctx, rollout, disc, credit, prune_targets: bool = False) -> Scores:
     """Step probabilities (when the step credit or pruned SFT targets need them) and per-token advantages.
 
-    The sequence term is GRPO's group-normalised correctness (minus the length penalty in ``credit.mode=length``),
-    then adjusted by the gate (a learned gate's length cost); the step term is each step's expected credit.
+    ``credit``: the run's ``credit`` section. The sequence term is GRPO's group-normalised correctness (minus the
+    length penalty in ``credit.mode=length``), then adjusted by ``ctx.gate`` (a learned gate's length cost); the step
+    term is each step's expected credit. ``prune_targets``: the SFT pool prunes its targets by these probabilities
+    (``sft.source: pruned``), so the discriminator is asked even when the step credit is off.
     """
     chains = rollout.chains
-    step_credit_on = cfg.credit.mode == "discriminator"
+    step_credit_on = credit.mode == "discriminator"
     probs: list[torch.Tensor | None] = [None] * len(chains)
     with_steps = [i for i, c in enumerate(chains) if c.steps]
-    # the ablation (credit.mode=length) still asks the discriminator when it prunes SFT targets
-    if (step_credit_on or cfg.sft.source == "pruned") and with_steps:
-        questions = [task.prompt(examples[chains[i].example_index]) for i in with_steps]
+    if (step_credit_on or prune_targets) and with_steps:
+        questions = [ctx.question(chains[i].example_index) for i in with_steps]
         for i, p in zip(with_steps, disc.score(questions, [chains[i].steps for i in with_steps])):
             probs[i] = p
-    weights = CreditWeights(cfg.credit.useful, cfg.credit.redundant, cfg.credit.wrong)
-    penalty = cfg.credit.length_penalty if cfg.credit.mode == "length" else 0.0
+    weights = CreditWeights(credit.useful, credit.redundant, credit.wrong)
+    penalty = credit.length_penalty if credit.mode == "length" else 0.0
     seq_adv: list[float] = []
     advantages: list[torch.Tensor] = []
     g = rollout.group_size
@@ -44,12 +45,14 @@ def score(rollout, disc, task, examples, cfg, gate) -> Scores:
         group = chains[k : k + g]
         correct = torch.tensor([float(c.correct) for c in group])
         lengths = torch.tensor([float(len(c.completion_ids)) for c in group])
-        adv = gate.adjust_advantages(group_sequence_advantage(sequence_rewards(correct, lengths, penalty)), lengths)
+        adv = ctx.gate.adjust_advantages(
+            group_sequence_advantage(sequence_rewards(correct, lengths, penalty)), lengths
+        )
         for j, (c, a) in enumerate(zip(group, adv.tolist())):
             p = probs[k + j]
             credits = step_credit(p, weights) if step_credit_on and p is not None else None
             seq_adv.append(a)
-            advantages.append(token_advantages(len(c.completion_ids), c.step_spans, credits, a, cfg.credit.step_coef))
+            advantages.append(token_advantages(len(c.completion_ids), c.step_spans, credits, a, credit.step_coef))
     return Scores(probs, seq_adv, advantages)
 
 

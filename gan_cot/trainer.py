@@ -38,6 +38,7 @@ from gan_cot.guard import Guard
 from gan_cot.models import resolve_dtype
 from gan_cot.pool import SFTPool
 from gan_cot.rollout import rollout
+from gan_cot.round_context import RoundContext
 from gan_cot.run_logger import RunLogger
 from gan_cot.scoring import rollout_stats, score
 from gan_cot.tracking import ROW_KEYS
@@ -118,7 +119,10 @@ class AdversarialTrainer:
         self.pool = SFTPool(cfg, self.tokenizer, self.task, self.train_examples)
         self.checkpoints = Checkpoints(self.out / "checkpoints", self.strategy)
         self.logger = RunLogger(cfg, self.out, self.strategy.is_main, self.log)
-        self.rollout_engine = ENGINES[cfg.rollout.engine](cfg)
+        self.ctx = RoundContext(
+            self.strategy.model, self.tokenizer, self.task, self.train_examples, self.gate, self.strategy,
+            ENGINES[cfg.rollout.engine](cfg),
+        )  # fmt: skip
         self.guard = Guard(cfg.guard, self.strategy, self.log)
 
     def method(self) -> str:
@@ -195,11 +199,11 @@ class AdversarialTrainer:
         with clock("rollout"):
             rollout = self.rollout(self.round_questions(r), explore=True)
         with clock("score"):
-            scores = score(rollout, self.disc, self.task, self.train_examples, cfg, self.gate)
+            scores = self.score(rollout)
             if not cfg.sft.pool_frozen:
                 self.pool.offer(rollout, scores)
         with clock("update"):
-            metrics.update(policy_update(self.strategy, rollout, scores, cfg, self.gate, self.tokenizer.pad_token_id))
+            metrics.update(policy_update(self.ctx, rollout, scores, cfg.loss))
         with clock("refresh"):
             metrics.update(self.refresh(rollout, scores))
         metrics.update(rollout_stats(rollout, scores, self.strategy))
@@ -226,17 +230,19 @@ class AdversarialTrainer:
         return idx[self.strategy.rank :: self.strategy.world]
 
     def rollout(self, indices: list[int], group_size=None, explore: bool = False, temperature=None):
-        self.rollout_engine.sync(self.strategy.model, self.gate)
+        """Chains for training questions ``indices`` from the policy as it is now (the rollout engine synced first)."""
+        self.ctx.rollout_engine.sync(self.ctx.policy, self.gate)
         with self.strategy.for_generation():
-            return rollout(
-                self.strategy.model, self.tokenizer, self.task, self.train_examples, indices, self.cfg.rollout,
-                self.gate, group_size, explore, temperature, self.rollout_engine,
-            )  # fmt: skip
+            return rollout(self.ctx, indices, self.cfg.rollout, group_size, explore, temperature)
+
+    def score(self, rollout):
+        """The rollout's step probabilities and per-token advantages under the run's ``credit`` section."""
+        return score(self.ctx, rollout, self.disc, self.cfg.credit, prune_targets=self.cfg.sft.source == "pruned")
 
     def sample_and_score(self, indices: list[int], group_size: int):
         """A sampled warm-start pool's chains (``sft.pool_source: samples``), scored."""
         rollout = self.rollout(indices, group_size, temperature=self.cfg.sft.pool_temperature)
-        return rollout, score(rollout, self.disc, self.task, self.train_examples, self.cfg, self.gate)
+        return rollout, self.score(rollout)
 
     def warm_start(self) -> dict:
         """Before round 0: fill the SFT pool (``sft.pool_questions``), teach the discriminator the pool's policy labels,
@@ -347,11 +353,10 @@ class AdversarialTrainer:
     def refresh(self, rollout, scores) -> dict:
         from gan_cot.discriminator.refresh import refresh_discriminator
 
-        with self.strategy.for_generation() if self.cfg.discriminator.labels != "gold" else contextlib.nullcontext():
-            return refresh_discriminator(
-                self.disc, rollout, scores, self.train_examples, self.task, self.cfg.discriminator, self.strategy.model,
-                self.tokenizer, self.strategy, seed=len(self.pool) + self.strategy.rank, rollout_cfg=self.cfg.rollout,
-            )  # fmt: skip
+        d = self.cfg.discriminator
+        with self.strategy.for_generation() if d.labels != "gold" else contextlib.nullcontext():
+            seed = len(self.pool) + self.strategy.rank
+            return refresh_discriminator(self.ctx, self.disc, rollout, scores, d, self.cfg.rollout, seed)
 
     def lr_factor(self, r: int) -> float:
         """The adapter's learning-rate multiplier in round ``r`` (``policy.lr_schedule``); 1 for the warm-up."""

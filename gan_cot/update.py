@@ -52,12 +52,13 @@ def logprobs(model, batch: dict, alpha, reference: bool = False, chunk: int = 10
     return token_logprobs(logits, batch["input_ids"], chunk)
 
 
-def policy_update(strategy, rollout, scores, cfg, gate, pad_id: int) -> dict:
-    """``loss.epochs`` passes over the chains in micro-batches of ``loss.micro_batch``, in random order; returns the
-    mean of each step's statistics (PPO and KL terms, the gate's loss, the total)."""
-    lc = cfg.loss
+def policy_update(ctx, rollout, scores, lc) -> dict:
+    """``lc.epochs`` passes over the chains in micro-batches of ``lc.micro_batch`` (``lc``: the run's ``loss``
+    section), in random order, on ``ctx.strategy``'s engine; returns the mean of each step's statistics (PPO and KL
+    terms, the gate's loss, the total)."""
+    strategy, gate, pad_id = ctx.strategy, ctx.gate, ctx.tokenizer.pad_token_id
     chains = rollout.chains
-    model = strategy.model
+    model = ctx.policy
     batches = []
     for i in range(0, len(chains), lc.micro_batch):
         idx = list(range(i, min(i + lc.micro_batch, len(chains))))

@@ -150,7 +150,6 @@ def test_resume_with_the_gate_matches_an_unbroken_run(tmp_path, gate_config):
 def test_the_gate_explores_per_chain_and_only_its_own_loss_trains_it(tmp_path, gate_config):
     """In a round's rollout the G chains of a question draw their own alpha from the grid; the update runs each
     chain at its alpha as a constant, and SFT at gate.sft_alpha."""
-    from gan_cot.scoring import score
     from gan_cot.trainer import AdversarialTrainer
     from gan_cot.update import batch_tensors
 
@@ -158,7 +157,7 @@ def test_the_gate_explores_per_chain_and_only_its_own_loss_trains_it(tmp_path, g
     trainer = AdversarialTrainer(cfg, log=lambda m: None)
     trainer.setup()
     batch = trainer.rollout(trainer.round_questions(0), explore=True)
-    scores = score(batch, trainer.disc, trainer.task, trainer.train_examples, cfg, trainer.gate)
+    scores = trainer.score(batch)
     drawn = {c.alpha for c in batch.chains}
     assert drawn <= {0.0, 0.5, 1.0} and len(drawn) >= 2  # 24 draws at even odds
     assert all(c.question_alpha == 1.0 and c.alpha_logp == pytest.approx(math.log(1 / 3)) for c in batch.chains)

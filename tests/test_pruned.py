@@ -72,6 +72,7 @@ class FixedScores:
 
 def scored(mode, source):
     from gan_cot.gate import NoGate
+    from gan_cot.round_context import RoundContext
     from gan_cot.scoring import score
 
     cfg = load_config(
@@ -82,7 +83,8 @@ def scored(mode, source):
         Chain(0, [], list(range(n)), "a\nb\n#### 1", ["a", "b"], [(0, 2), (2, 4)], ok, True)
         for n, ok in ((6, True), (8, True), (6, False), (9, False))
     ]
-    return score(RolloutBatch(chains, 4), FixedScores(), task, task.examples("train", 1), cfg, NoGate())
+    ctx = RoundContext(None, None, task, task.examples("train", 1), NoGate())
+    return score(ctx, RolloutBatch(chains, 4), FixedScores(), cfg.credit, prune_targets=source == "pruned")
 
 
 def test_length_ablation_gets_no_step_credit_but_still_prunes():

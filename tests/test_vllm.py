@@ -220,12 +220,12 @@ def test_two_rounds_of_the_trainer_sample_through_vllm(tmp_path):
         prompts = [render_prompt(trainer.tokenizer, trainer.task.prompt(trainer.train_examples[i])) for i in indices]
         hf = {a: generate_ids(model, trainer.tokenizer, prompts, think, 1, False, 1.0, a, R1, answer) for a in (0, 1)}
         rounds.append({"batch": batch, "indices": indices, "hf": hf, "state": lora_state(model),
-                       "version": trainer.rollout_engine.version})  # fmt: skip
+                       "version": trainer.ctx.rollout_engine.version})  # fmt: skip
         return batch
 
     trainer.rollout = recorded
     result = trainer.train()
-    assert result["n"] == 2 and trainer.rollout_engine.name == "vllm" and len(rounds) == 2
+    assert result["n"] == 2 and trainer.ctx.rollout_engine.name == "vllm" and len(rounds) == 2
     tok = load_tokenizer(str(policy_dir))
     marker = tok(R1.forced_end, add_special_tokens=False)["input_ids"]
     for r in rounds:
@@ -250,7 +250,7 @@ def test_two_rounds_of_the_trainer_sample_through_vllm(tmp_path):
     assert second["version"] == first["version"] + 1  # and the second round's sync sent the new adapter
     from safetensors.torch import load_file
 
-    served = load_file(str(Path(trainer.rollout_engine.requests[1.0].lora_path) / "adapter_model.safetensors"))
+    served = load_file(str(Path(trainer.ctx.rollout_engine.requests[1.0].lora_path) / "adapter_model.safetensors"))
     assert all(torch.equal(served[k], second["state"][k]) for k in second["state"])
 
 

@@ -15,12 +15,14 @@ from gan_cot.discriminator.data import StepRecord
 from gan_cot.steps import LABELS
 
 
-def step_records(chains, examples, task, cfg, policy, tokenizer, rollout_cfg, cost=None) -> list[StepRecord]:
+def step_records(ctx, chains, cfg, rollout_cfg, cost=None) -> list[StepRecord]:
     """One record per chain (chains with steps only): ``gold`` labels from the task, ``policy`` labels from the
     policy's own likelihoods (:func:`policy_records`), or ``auto`` labels from ``discriminator.label_rollouts``
-    continuations of every prefix, each with the rollout's budgets. ``cost`` (a dict), when given, gets the
-    automatic labels' ``label_continuations`` and ``label_tokens``."""
-    exs = [examples[c.example_index] for c in chains]
+    continuations of every prefix, each with the rollout's budgets (``cfg``: the ``discriminator`` section,
+    ``rollout_cfg``: the ``rollout`` one). ``cost`` (a dict), when given, gets the automatic labels'
+    ``label_continuations`` and ``label_tokens``."""
+    task, policy, tokenizer = ctx.task, ctx.policy, ctx.tokenizer
+    exs = [ctx.examples[c.example_index] for c in chains]
     if cfg.labels == "gold":
         return [StepRecord(ex.question, c.steps, task.gold_labels(ex, c.steps)) for ex, c in zip(exs, chains)]
     if cfg.labels == "policy":
@@ -79,9 +81,7 @@ def train_on(disc, records, cfg, strategy, rng, steps: int, desc: str | None = N
     return None if loss is None else loss.item()
 
 
-def refresh_discriminator(
-    disc, rollout, scores, examples, task, cfg, policy, tokenizer, strategy, seed: int, rollout_cfg
-) -> dict:
+def refresh_discriminator(ctx, disc, rollout, scores, cfg, rollout_cfg, seed: int) -> dict:
     """Returns the discriminator's F1 on this round's chains measured before the refresh (``disc_f1_present``,
     ``disc_acc``), the last refresh loss (``disc_loss``) and, for automatic labels, their cost summed over processes
     (``label_continuations``, ``label_tokens``). Automatic labels cover ``cfg.label_chains`` chains
@@ -97,9 +97,9 @@ def refresh_discriminator(
         with_steps = rng.sample(with_steps, cfg.label_chains)
     started = time.perf_counter()
     cost: dict[str, float] = {}  # automatic labels: their continuations and tokens, summed over processes
-    records = step_records([c for c, _ in with_steps], examples, task, cfg, policy, tokenizer, rollout_cfg, cost)
+    records = step_records(ctx, [c for c, _ in with_steps], cfg, rollout_cfg, cost)
     stats = {"time_label": time.perf_counter() - started}
-    stats.update(zip(cost, strategy.sum(list(cost.values()))) if cost else {})
+    stats.update(zip(cost, ctx.strategy.sum(list(cost.values()))) if cost else {})
     if with_steps[0][1] is not None:
         gold = [lab for r in records for lab in r.labels]
         pred = [LABELS[int(k)] for _, p in with_steps for k in p.argmax(-1)]
@@ -110,7 +110,7 @@ def refresh_discriminator(
         return stats
     counts = Counter(lab for r in records for lab in r.labels)
     stats.update({f"label_frac_{lab}": counts[lab] / max(1, sum(counts.values())) for lab in LABELS})
-    loss = train_on(disc, records, cfg, strategy, rng, cfg.refresh_steps)
+    loss = train_on(disc, records, cfg, ctx.strategy, rng, cfg.refresh_steps)
     if loss is not None:
         stats["disc_loss"] = loss
     return stats

@@ -16,7 +16,6 @@ def throughput(b) -> dict:
     from transformers import TrainerCallback
 
     from gan_cot.checkpoint import seed_everything
-    from gan_cot.scoring import score
     from gan_cot.trainer import AdversarialTrainer
     from gan_cot.update import policy_update
 
@@ -25,11 +24,11 @@ def throughput(b) -> dict:
     ours.setup()
     seed_everything(b.seed)
     batch = ours.rollout(ours.round_questions(0), explore=True)  # as a round samples them (gate: per chain)
-    scores = score(batch, ours.disc, ours.task, ours.train_examples, cfg, ours.gate)
+    scores = ours.score(batch)
     samples = batch.chains
 
     def update():
-        policy_update(ours.strategy, batch, scores, cfg, ours.gate, ours.tokenizer.pad_token_id)
+        policy_update(ours.ctx, batch, scores, cfg.loss)
 
     mean_tokens = statistics.fmean(len(s.completion_ids) for s in samples)
     b.log(f"[throughput] {len(samples)} chains sampled, mean {mean_tokens:.1f} tokens")

@@ -13,7 +13,6 @@ this script rewrites every block it has data for and leaves the prose, and a blo
 - ``comparison:TASK``: the methods of the MLflow experiment ``comparison-TASK`` with their 95% intervals and the
   differences the intervals allow (:mod:`gan_cot_lab.comparison`), with the command, seeds, sizes, wall time and load
   average that ``scripts/run_comparison.py`` recorded (``outputs/comparison/TASK/summary.json``);
-- ``comparison:EXPERIMENT``: the same for the experiments of :data:`EXPERIMENTS`, each in its own store.
 
 Where the store has no finished runs of a comparison's experiment (a clean clone has no ``mlruns/`` and no
 ``outputs/``), its block comes from the committed outcomes file ``docs/data/EXPERIMENT.json.gz``
@@ -40,8 +39,6 @@ from gan_cot_lab import outcomes
 DOC = REPO_ROOT / "docs" / "results.md"
 DATA = REPO_ROOT / "docs" / "data"  # the outcomes files of the comparisons (compare_runs.py --export)
 TASKS = {"ledger-hard": "ledger-hard-verbose-base", "ledger": "ledger-verbose-base"}
-EXPERIMENTS = {"recipes-ledger": ("comparison/recipes/mlruns", "comparison/recipes")}
-"""Other comparisons on the page: experiment -> (its store, its run_comparison folder), under the outputs folder."""
 BLOCK_RE = re.compile(r"<!-- begin:(?P<name>[\w:-]+) -->\n.*?<!-- end:(?P=name) -->", re.S)
 
 
@@ -234,8 +231,6 @@ def main(argv=None) -> int:
         sources[f"base:{task}"] = _shown(REPO_ROOT / "models" / TASKS[task] / "base_card.json")
         blocks[f"oracle:{task}"], sources[f"oracle:{task}"] = oracle_block(task, root) or (None, "")
         comparison(f"comparison:{task}", f"comparison-{task}", args.mlflow_dir, root / "comparison" / task)
-    for experiment, (store, meta) in EXPERIMENTS.items():
-        comparison(f"comparison:{experiment}", experiment, str(root / store), root / meta)
     text = doc.read_text()
     new, done = render(text, blocks)
     for name in done:
