@@ -185,3 +185,17 @@ def test_a_policy_left_as_trained_runs_its_methods_command_under_its_own_name(tm
     run_comparison.name_run(tmp_path, "gan-cot-learned-gate", SimpleNamespace(mlflow_dir=str(store)))
     tags = mlflow.tracking.MlflowClient().get_run(run.info.run_id).data.tags
     assert tags["method"] == "gan-cot-learned-gate" and tags["mlflow.runName"] == "gan-cot-learned-gate-seed2"
+
+
+def test_a_variant_runs_gan_cot_with_its_overrides_under_its_own_name(tmp_path, capsys):
+    argv = ["--seeds", "1", "--output-root", str(tmp_path), "--methods", "gan-cot,gan-cot-t0.7,srs"]
+    cmds = _dry_run(capsys, *argv, "--variant", "gan-cot-t0.7:rollout.temperature=0.7 rounds=2")
+    assert list(cmds) == [("gan-cot", 1), ("gan-cot-t0.7", 1), ("pruned-sft", 1), ("srs", 1)]
+    variant = cmds[("gan-cot-t0.7", 1)]
+    assert "train_adv.py" in variant and variant.endswith("rollout.temperature=0.7 rounds=2")
+    assert f"output_dir={tmp_path / 'seed1' / 'gan-cot-t0.7'}" in variant
+    assert "rollout.temperature" not in cmds[("gan-cot", 1)]
+    for spec, cause in [("gan-cot-t0.7", "NAME:KEY=VALUE"), ("x:rounds", "NAME:KEY=VALUE"), ("srs:rounds=2", "taken")]:
+        with pytest.raises(SystemExit) as e:
+            run_comparison.main(["--dry-run", "--variant", spec, "--methods", "gan-cot"])
+        assert e.value.code == 2 and cause in capsys.readouterr().err

@@ -11,6 +11,9 @@ leak into the next), seed by seed; outputs go to ``OUTPUT_ROOT/seed<S>/<method>`
   config says otherwise), and its ablations: ``gan-cot-length`` (no step credit: correctness and a length penalty),
   ``gan-cot-frozen`` (the discriminator never refreshed), ``gan-cot-gold`` (refreshed on the task's gold labels),
   ``gan-cot-nogate`` (the plain adapter, no alpha gate);
+- ``--variant NAME:KEY=VALUE ...``: a gan-cot ablation of your own, ``train_adv.py --config CONFIG`` with those
+  overrides, run and tagged as ``NAME`` (list it in ``--methods``), e.g. ``--variant
+  "gan-cot-t0.7:rollout.temperature=0.7" --methods gan-cot-t0.7``;
 - ``pruned-sft``: gan-cot's warm start alone (``train_adv.py --warm-start-only``);
 - ``gan-cot-learned-gate`` and ``pruned-sft-alpha1``: gan-cot and pruned-sft with ``gate.select=[]`` (the learned
   gate, or the plain adapter, as trained), for configs that choose the alpha on validation;
@@ -121,6 +124,21 @@ def matched_steps(name: str, config: str | Path) -> int:
     return int(next(o for o in matched(name, settings(config)) if o.startswith("train.steps="))[len("train.steps=") :])
 
 
+def parse_variants(specs: list[str]) -> dict[str, list[str]]:
+    """``--variant NAME:KEY=VALUE KEY=VALUE`` -> {NAME: [overrides]}: gan-cot with those config overrides."""
+    out: dict[str, list[str]] = {}
+    for spec in specs:
+        name, sep, rest = spec.partition(":")
+        name, overrides = name.strip(), rest.split()
+        if not sep or not name or not overrides or any("=" not in o for o in overrides):
+            raise UsageError(f"--variant {spec!r}: give NAME:KEY=VALUE [KEY=VALUE ...], e.g. "
+                             "'gan-cot-t0.7:rollout.temperature=0.7'")  # fmt: skip
+        if name in METHODS or name in out:
+            raise UsageError(f"--variant {spec!r}: the name {name} is taken; give the variant a name of its own")
+        out[name] = overrides
+    return out
+
+
 def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[str]:
     """The command line that runs one method at one seed like for like (see the module docstring)."""
     run_dir = out / f"seed{seed}"
@@ -129,10 +147,11 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     if name in UNSELECTED:  # the same command as its method's, the alpha left as trained
         cmd = method_command(UNSELECTED[name], seed, args, out, shared)
         return [c for c in cmd if not c.startswith("output_dir=")] + [f"output_dir={run_dir / name}", "gate.select=[]"]
-    if name in OURS or name == "pruned-sft":
+    ours = OURS | getattr(args, "variants", {})
+    if name in ours or name == "pruned-sft":
         deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
         cmd = [deepspeed, "--num_gpus", "1", str(REPO_ROOT / "scripts/train_adv.py"), "--config", str(args.config)]
-        return cmd + (["--warm-start-only"] if name == "pruned-sft" else []) + common + OURS.get(name, [])
+        return cmd + (["--warm-start-only"] if name == "pruned-sft" else []) + common + ours.get(name, [])
     if name == "base":  # the base itself, on the seed's questions with the same budget: the reference row
         cmd = [sys.executable, str(REPO_ROOT / "scripts/evaluate.py"), "--model", shared["model"], "--task"]
         cmd += [shared["task"], "--n", str(args.eval_n), "--seed", str(seed), "--format", shared["format"]]
@@ -162,18 +181,20 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     return cmd
 
 
-def parse_methods(text: str, warm_start: bool = False) -> list[str]:
+def parse_methods(text: str, warm_start: bool = False, variants: dict | None = None) -> list[str]:
     """The methods asked for, plus what they start from (pruned-sft for a warm start, srs for a cold merge), in the
-    order they can run (:data:`METHODS`' order)."""
+    order they can run (:data:`METHODS`' order, ``--variant`` ones after gan-cot's ablations)."""
+    variants = variants or {}
+    order = [*METHODS[: 1 + len(OURS)], *variants, *METHODS[1 + len(OURS) :]]
     names = {m.strip() for m in text.split(",") if m.strip()}
-    unknown = sorted(names - set(METHODS))
+    unknown = sorted(names - set(order))
     if unknown:
-        raise UsageError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+        raise UsageError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(order)}")
     if warm_start and names & {*WARM, "merge"}:
         names.add("pruned-sft")
     if not warm_start and "merge" in names:
         names.add("srs")
-    return [m for m in METHODS if m in names]
+    return [m for m in order if m in names]
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -313,6 +334,9 @@ def main(argv=None) -> int:
         help="keep every method and seed that already finished in this experiment (its result.json and per-question "
         "rows logged) and run only the rest: an interrupted comparison goes on, seeds run apart are summed up",
     )  # fmt: skip
+    p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE ...",
+                   help="a gan-cot ablation of your own: train_adv.py with these config overrides, its rows named "
+                   "NAME (repeatable; list NAME in --methods)")  # fmt: skip
     p.add_argument("--dry-run", action="store_true", help="print the commands and stop")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = p.parse_args(argv)
@@ -320,7 +344,8 @@ def main(argv=None) -> int:
         return rows_for(args.rows_for)
     try:
         seeds = parse_seeds(args.seeds)
-        methods = parse_methods(args.methods, args.warm_start)
+        args.variants = parse_variants(args.variant)
+        methods = parse_methods(args.methods, args.warm_start, args.variants)
         if not Path(args.config).is_file():
             raise UsageError(f"--config {args.config}: no such file")
         shared = settings(args.config)
@@ -364,9 +389,13 @@ def main(argv=None) -> int:
         t0 = time.time()
         with open(log, "w") as fh:
             rc = subprocess.call(with_free_port(cmd), stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
-            if rc == 0 and m in UNSELECTED:
+            if rc == 0 and (m in UNSELECTED or m in args.variants):
                 name_run(run_dir, m, args)
-            if rc == 0 and (m in OURS or m in UNSELECTED or m == "pruned-sft") and not has_rows(run_dir, args):
+            if (
+                rc == 0
+                and (m in OURS or m in UNSELECTED or m in args.variants or m == "pruned-sft")
+                and not has_rows(run_dir, args)
+            ):
                 rows = [sys.executable, "-m", "gan_cot_lab.commands.run_comparison", "--rows-for", str(run_dir)]
                 rc = subprocess.call(rows, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
         seconds = round(time.time() - t0, 1)
