@@ -199,6 +199,11 @@ class DiscriminatorRunConfig:
         help="policy labels: ... or when the end-of-thinking marker's NLL rises by more than this many nats without "
         "it (the policy needs the step to know it is done)",
     )
+    label_lean_next: float | None = field(
+        None,
+        help="policy labels: ... or when the next step's NLL per token rises by more than this many nats without it "
+        "(a step only the next one uses; null: off). 0.25 meets every kind's target on ledger-hard (docs/results.md)",
+    )
     label_wrong: float = field(
         0.1,
         help="policy labels: a step is wrong when the answer's log-prob per token rises by more than this without it",

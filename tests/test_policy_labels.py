@@ -27,6 +27,10 @@ def test_the_rule_reads_lean_stop_and_answer_gain():
     cfg = PolicyLabelConfig(lean=0.1, stop=2.0, wrong=0.1)
     lean, gain, stop = [0.5, 0.0, 0.0, 0.0, -0.3], [0.0, 0.0, 0.0, 0.4, 0.0], [0.0, 0.0, 3.0, 0.0, 0.0]
     assert labels_from_lean(lean, gain, stop, cfg) == ["useful", "redundant", "useful", "wrong", "wrong"]
+    nxt = [0.0, 0.6, 0.0, 0.0, 0.0]  # only the next step leans on step 1: off by default, useful with lean_next
+    assert labels_from_lean(lean, gain, stop, cfg, nxt)[1] == "redundant"
+    with_next = PolicyLabelConfig(lean=0.1, stop=2.0, wrong=0.1, lean_next=0.25)
+    assert labels_from_lean(lean, gain, stop, with_next, nxt) == ["useful", "useful", "useful", "wrong", "wrong"]
 
 
 def test_suffix_logprobs_match_a_direct_computation(hard_base):
@@ -69,6 +73,36 @@ def test_a_content_redundant_step_the_policy_needs_is_kept_and_one_it_does_not_i
     assert len(restates) >= 20 and restates.count("redundant") / len(restates) >= 0.8
     updates = by_kind["update"]
     assert updates.count("useful") / len(updates) >= 0.95
+
+
+def test_the_next_step_says_which_skips_the_policy_needs(hard_base):
+    """``lean_next``: a skip's next step (the next event on the timeline) is far less likely without it, while a
+    restatement's next step is not; so the next-step lean keeps more of the needed skips than the rest's mean alone,
+    and still drops the restatements."""
+    policy, tok = hard_base
+    task = LedgerHardTask(seed=0)
+    exs = task.examples("validation", 40)
+    chains = [[s.strip() for s in ex.steps] for ex in exs]
+    args = (policy, tok, task.format, [task.prompt(e) for e in exs], chains, [e.answer for e in exs])
+    plain = step_lean(*args)
+    nxt = step_lean(*args, PolicyLabelConfig(lean_next=0.25))
+    kinds = [k for ex in exs for k in ex.meta["kinds"]]
+    values = [v for lean in nxt for v in lean.next_lean]
+    assert all(lean.next_lean[-1] == 0.0 for lean in nxt if lean.next_lean)  # the last step has no next step
+    assert [lean.lean for lean in nxt] == [lean.lean for lean in plain]  # the same measurements otherwise
+
+    def mean(kind):
+        got = [v for k, v in zip(kinds, values) if k == kind]
+        return sum(got) / len(got)
+
+    assert mean("skip") > 0.5 > 0.1 > mean("restate")
+
+    def redundant(leans, kind):
+        got = [lab for lean, ex in zip(leans, exs) for lab, k in zip(lean.labels, ex.meta["kinds"]) if k == kind]
+        return got.count("redundant") / len(got)
+
+    assert redundant(nxt, "skip") < redundant(plain, "skip")
+    assert redundant(nxt, "restate") >= 0.8
 
 
 def test_the_pool_prunes_by_what_the_policy_needs(hard_base):
@@ -202,11 +236,24 @@ def test_label_agreement_reports_kinds_and_a_stop_sweep(capsys):
     main = runpy.run_path(str(ROOT / "scripts" / "label_agreement.py"))["main"]
     policy = str(ROOT / "models" / "ledger-hard-verbose-base")
     args = ["--task", "ledger-hard", "--policy", policy, "--n", "6", "--threads", "1", "--sweep-stop", "0,1000"]
-    assert main([*args, "--json"]) == 0
+    assert main([*args, "--sweep-lean-next", "0,1000", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert {"update", "skip"} <= set(out["kinds"]) and out["n"] == 6
     low, high = out["stop_sweep"]["0"], out["stop_sweep"]["1000"]
     assert all(high[k] >= low[k] for k in low) and high != low
+    low, high = out["lean_next_sweep"]["0"], out["lean_next_sweep"]["1000"]  # 1000: as good as off
+    assert all(high[k] >= low[k] for k in low) and high != low
+    assert high == {k: row["redundant"] for k, row in out["kinds"].items()}
     with pytest.raises(SystemExit) as e:
         main(["--task", "ledger-hard", "--policy", policy, "--labeler", "rollouts", "--sweep-stop", "1"])
-    assert e.value.code == 2 and "--sweep-stop is for --labeler policy" in capsys.readouterr().err
+    assert e.value.code == 2 and "--sweep-stop, --sweep-lean-next and --lean-next are for --labeler policy" in (
+        capsys.readouterr().err
+    )
+
+
+def test_the_next_step_threshold_is_a_config_key_and_off_by_default():
+    from gan_cot.discriminator.refresh import policy_label_config
+
+    assert policy_label_config(load_config(AdversarialConfig, None, []).discriminator).lean_next is None
+    cfg = load_config(AdversarialConfig, None, ["discriminator.label_lean_next=0.25"]).discriminator
+    assert policy_label_config(cfg).lean_next == 0.25

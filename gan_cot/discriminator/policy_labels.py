@@ -9,10 +9,15 @@ asks the policy. For step i of a chain with answer ``a``:
   the answer line) with step i deleted, minus the same with it. When later steps lean on the step, the rest becomes
   less likely without it (``d_i > 0``). One forward pass of the whole chain gives every ``with`` term; one pass per
   deleted step gives the ``without`` terms (batched; a chain of n steps costs n + 1 sequences).
+* **next-step lean** ``n_i``: the same for the next step alone (its NLL per token without step i minus with it). A
+  step whose value only the next one uses (``skip: Cal buys 7`` before ``skip: Ann sells 3`` on a timeline) can
+  move the whole rest's mean by little, most of all late in a long chain; its next step still says it is needed.
+  Off unless ``lean_next`` is set.
 * **answer gain** ``g_i``: the change of the mean log-probability of the answer's own tokens when the step is
   deleted (from the same passes).
 
-Labels (:func:`labels_from_lean`): **useful** when ``d_i > lean`` (the rest leans on it); **wrong** when the answer
+Labels (:func:`labels_from_lean`): **useful** when ``d_i > lean`` (the rest leans on it), ``n_i > lean_next`` (the
+next step does) or the end marker loses more than ``stop`` nats; **wrong** when the answer
 gets more likely without it (``g_i > wrong``) or the rest does by more than ``lean`` (``d_i < -lean``); **redundant**
 otherwise. The measurement is a ranking under the current policy; :class:`PolicyLabeler` then confirms a pruned
 chain by letting the policy continue it (:meth:`PolicyLabeler.confirm`), and the trainer re-estimates the labels on
@@ -34,6 +39,7 @@ class PolicyLabelConfig:
     lean: float = 0.1  # nats/token the rest of the chain must lose without a step for the step to be useful
     wrong: float = 0.1  # nats/token the answer must gain without a step for the step to be wrong
     stop: float = 2.0  # nats the end-of-thinking marker must lose without a step for the step to be useful
+    lean_next: float | None = None  # nats/token the next step must lose without a step for it to be useful (off)
     batch_size: int = 64  # sequences per forward pass
     max_logits: int = 2**25  # positions x vocabulary per forward pass (bounds the logits' memory)
 
@@ -46,13 +52,22 @@ class StepLean:
     answer_gain: list[float]  # g_i: answer log-prob/token without the step minus with it
     stop_loss: list[float]  # the end marker's NLL (summed) without the step minus with it
     labels: list[str]
+    next_lean: list[float] | None = None  # n_i: NLL/token of the next step without the step minus with it (0: last)
 
 
-def labels_from_lean(lean: list[float], gain: list[float], stop: list[float], cfg: PolicyLabelConfig) -> list[str]:
-    """The decision rule: per-step lean, answer gain and stop loss -> useful / redundant / wrong."""
+def labels_from_lean(
+    lean: list[float],
+    gain: list[float],
+    stop: list[float],
+    cfg: PolicyLabelConfig,
+    next_lean: list[float] | None = None,
+) -> list[str]:
+    """The decision rule: per-step lean, answer gain, stop loss (and next-step lean, with ``cfg.lean_next``) ->
+    useful / redundant / wrong."""
     out = []
-    for d, g, m in zip(lean, gain, stop):
-        if d > cfg.lean or m > cfg.stop:
+    nexts = next_lean if next_lean is not None and cfg.lean_next is not None else [None] * len(lean)
+    for d, g, m, n in zip(lean, gain, stop, nexts):
+        if d > cfg.lean or m > cfg.stop or (n is not None and n > cfg.lean_next):
             out.append("useful")
         elif g > cfg.wrong or d < -cfg.lean:
             out.append("wrong")
@@ -125,8 +140,9 @@ def step_lean(policy, tokenizer, fmt, questions: list[str], chains: list[list[st
         index.append((c, -1))
         for i in range(len(steps)):
             without = prompt + fmt.render(steps[:i] + steps[i + 1 :], a)
+            after_next = len(tails[i + 1]) if i + 1 < len(steps) else ends[0]  # where the next step ends
             texts.append(without)
-            starts.append([len(without) - n for n in ends] + [len(without) - len(tails[i])])
+            starts.append([len(without) - n for n in ends] + [len(without) - len(tails[i]), len(without) - after_next])
             index.append((c, i))
     sums = suffix_logprobs(policy, tokenizer, texts, starts, cfg)
     whole: dict[int, list] = {}
@@ -139,16 +155,18 @@ def step_lean(policy, tokenizer, fmt, questions: list[str], chains: list[list[st
     out = []
     for c, steps in enumerate(chains):
         if not steps:
-            out.append(StepLean([], [], [], []))
+            out.append(StepLean([], [], [], [], []))
             continue
         w = whole[c]
-        lean, gain, stop = [], [], []
+        lean, gain, stop, nxt = [], [], [], []
         for i in range(len(steps)):
             d = deleted[(c, i)]
             lean.append(_mean(_rest(w[2 + i], w[0], w[1])) - _mean(_rest(d[2], d[0], d[1])))
             gain.append(_mean(d[1]) - _mean(w[1]))
             stop.append((w[0][0] - w[1][0]) - (d[0][0] - d[1][0]))
-        out.append(StepLean(lean, gain, stop, labels_from_lean(lean, gain, stop, cfg)))
+            after = w[3 + i] if i + 1 < len(steps) else w[0]  # the next step: from its start to the one after it
+            nxt.append(_mean(_between(w[2 + i], after)) - _mean(_between(d[2], d[3])))
+        out.append(StepLean(lean, gain, stop, labels_from_lean(lean, gain, stop, cfg, nxt), nxt))
     return out
 
 
@@ -156,6 +174,11 @@ def _rest(rest: tuple[float, int], marker: tuple[float, int], answer: tuple[floa
     """The rest of a chain without the end-of-thinking marker's tokens: the later steps and the answer. The marker is
     written out of habit (a policy that always checks before it answers expects a check there), so it is left out."""
     return rest[0] - marker[0] + answer[0], rest[1] - marker[1] + answer[1]
+
+
+def _between(start: tuple[float, int], end: tuple[float, int]) -> tuple[float, int]:
+    """(sum, count) of the tokens from one suffix's start to a later one's (two suffixes of the same text)."""
+    return start[0] - end[0], start[1] - end[1]
 
 
 def _answer_tail(fmt, answer: str) -> str:

@@ -43,7 +43,9 @@ def step_records(ctx, chains, cfg, rollout_cfg, cost=None) -> list[StepRecord]:
 def policy_label_config(cfg):
     from gan_cot.discriminator.policy_labels import PolicyLabelConfig
 
-    return PolicyLabelConfig(lean=cfg.label_lean, wrong=cfg.label_wrong, stop=cfg.label_stop)
+    return PolicyLabelConfig(
+        lean=cfg.label_lean, wrong=cfg.label_wrong, stop=cfg.label_stop, lean_next=cfg.label_lean_next
+    )
 
 
 def policy_records(policy, tokenizer, task, examples, chains: list[list[str]], cfg) -> list[StepRecord]:

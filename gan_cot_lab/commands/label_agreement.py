@@ -5,7 +5,7 @@
 
 ``--labeler policy`` (the trainer's default, ``discriminator.labels=policy``): a step is redundant only if the policy
 still answers without it, from the policy's likelihood of the rest of the chain with and without the step
-(``gan_cot/discriminator/policy_labels.py``; ``--lean``, ``--stop``, ``--wrong`` are its thresholds). ``--labeler
+(``gan_cot/discriminator/policy_labels.py``; ``--lean``, ``--lean-next``, ``--stop``, ``--wrong`` are its thresholds). ``--labeler
 rollouts``: the policy continues every prefix (``--rollouts`` samples, greedy when 1); success-rate drops mark wrong
 steps and progress marks useful ones (``gan_cot/discriminator/labels.py``). The chains are the task's reference
 chains of the ``--split`` (validation by default), whose generator knows each step's kind (``update``, ``skip``,
@@ -36,6 +36,21 @@ def kind_table(kinds: list[str], labels: list[str]) -> dict[str, dict[str, float
     return out
 
 
+def relabel_sweep(auto, kinds: list[str], cfg, key: str, values: list[float]) -> dict[str, dict[str, float]]:
+    """The fraction of each kind called redundant when ``cfg.<key>`` takes each of ``values`` (the same
+    measurements, relabelled)."""
+    from dataclasses import replace
+
+    from gan_cot.discriminator.policy_labels import labels_from_lean
+
+    out = {}
+    for value in values:
+        c = replace(cfg, **{key: value})
+        labels = [lab for a in auto for lab in labels_from_lean(a.lean, a.answer_gain, a.stop_loss, c, a.next_lean)]
+        out[f"{value:g}"] = {k: row["redundant"] for k, row in kind_table(kinds, labels).items()}
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -48,12 +63,19 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lean", type=float, default=0.1, help="policy: nats/token the rest must lose for a useful step")
     p.add_argument("--stop", type=float, default=2.0, help="policy: nats the end marker must lose for a useful step")
+    p.add_argument("--lean-next", type=float, default=None,
+                   help="policy: nats/token the next step must lose for a useful step (default: off)")  # fmt: skip
     p.add_argument("--wrong", type=float, default=0.1, help="policy: nats/token the answer must gain for a wrong step")
     p.add_argument(
         "--sweep-stop",
         default=None,
         help="policy: comma-separated --stop values; prints the fraction of "
         "each kind called redundant at each (the same measurements, relabelled), JSON key stop_sweep",
+    )
+    p.add_argument(
+        "--sweep-lean-next",
+        default=None,
+        help="policy: the same for comma-separated --lean-next values (JSON key lean_next_sweep)",
     )
     p.add_argument("--rollouts", type=int, default=1, help="rollouts: continuations per prefix (1 = greedy)")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -66,8 +88,9 @@ def main(argv=None) -> int:
         if args.n <= 0 or args.rollouts <= 0:
             raise UsageError("--n and --rollouts must be positive")
         sweep = [float(x) for x in args.sweep_stop.split(",")] if args.sweep_stop else []
-        if sweep and args.labeler != "policy":
-            raise UsageError("--sweep-stop is for --labeler policy")
+        sweep_next = [float(x) for x in args.sweep_lean_next.split(",")] if args.sweep_lean_next else []
+        if (sweep or sweep_next or args.lean_next is not None) and args.labeler != "policy":
+            raise UsageError("--sweep-stop, --sweep-lean-next and --lean-next are for --labeler policy")
         check_model_path(args.policy)
     except UsageError as e:
         fail(str(e))
@@ -91,7 +114,7 @@ def main(argv=None) -> int:
     if args.labeler == "policy":
         from gan_cot.discriminator.policy_labels import PolicyLabelConfig, step_lean
 
-        cfg = PolicyLabelConfig(lean=args.lean, stop=args.stop, wrong=args.wrong)
+        cfg = PolicyLabelConfig(lean=args.lean, stop=args.stop, wrong=args.wrong, lean_next=args.lean_next)
         questions, answers = [task.prompt(ex) for ex in examples], [ex.answer for ex in examples]
         auto = step_lean(policy, tok, task.format, questions, chains, answers, cfg)
     else:
@@ -112,21 +135,17 @@ def main(argv=None) -> int:
     for k, row in kinds.items():
         print(f"{k:<10} {row['steps']:>6} {row['useful']:>7.2f} {row['redundant']:>10.2f} {row['wrong']:>6.2f}")
     print(f"agreement with gold labels: {m['accuracy']:.3f} over {m['n_steps']} steps, {seconds:.1f} s")
-    stop_sweep = {}
-    if sweep:
-        from gan_cot.discriminator.policy_labels import labels_from_lean
-
-        all_kinds = [k for ex in examples for k in ex.meta["kinds"]]
-        for stop in sweep:
-            c = PolicyLabelConfig(lean=args.lean, stop=stop, wrong=args.wrong)
-            labels = [lab for a in auto for lab in labels_from_lean(a.lean, a.answer_gain, a.stop_loss, c)]
-            stop_sweep[f"{stop:g}"] = {k: row["redundant"] for k, row in kind_table(all_kinds, labels).items()}
-        names = list(kinds)
-        print("called redundant at each --stop:\n" + f"{'stop':>6} " + " ".join(f"{k:>9}" for k in names))
-        for stop, row in stop_sweep.items():
-            print(f"{stop:>6} " + " ".join(f"{row.get(k, 0.0):>9.2f}" for k in names))
+    sweeps = {}
+    for key, values in (("stop", sweep), ("lean_next", sweep_next)):
+        if values:
+            sweeps[key] = relabel_sweep(auto, [k for ex in examples for k in ex.meta["kinds"]], cfg, key, values)
+            names = list(kinds)
+            flag = "--" + key.replace("_", "-")
+            print(f"called redundant at each {flag}:\n" + f"{key:>9} " + " ".join(f"{k:>9}" for k in names))
+            for value, row in sweeps[key].items():
+                print(f"{value:>9} " + " ".join(f"{row.get(k, 0.0):>9.2f}" for k in names))
     if args.json:
-        print_json({"stop_sweep": stop_sweep, "agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
+        print_json({"stop_sweep": sweeps.get("stop", {}), "lean_next_sweep": sweeps.get("lean_next", {}), "agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
                     "labeler": args.labeler, "split": args.split, "n": len(examples), "seed": args.seed,
                     "seconds": round(seconds, 1)})  # fmt: skip
     return 0
