@@ -195,6 +195,11 @@ def test_a_variant_runs_gan_cot_with_its_overrides_under_its_own_name(tmp_path, 
     assert "train_adv.py" in variant and variant.endswith("rollout.temperature=0.7 rounds=2")
     assert f"output_dir={tmp_path / 'seed1' / 'gan-cot-t0.7'}" in variant
     assert "rollout.temperature" not in cmds[("gan-cot", 1)]
+    argv = ["--seeds", "1", "--output-root", str(tmp_path), "--methods", "pruned-sft-next"]
+    cmds = _dry_run(capsys, *argv, "--variant", "pruned-sft-next:discriminator.label_lean_next=0.25 --warm-start-only")
+    cmd = cmds[("pruned-sft-next", 1)]  # the flag before the overrides, as train_adv.py's parser needs it
+    assert "--warm-start-only seed=1" in cmd and cmd.endswith("output_dir=" + str(tmp_path / "seed1" / "pruned-sft-next")
+                                                              + " discriminator.label_lean_next=0.25")  # fmt: skip
     for spec, cause in [("gan-cot-t0.7", "NAME:KEY=VALUE"), ("x:rounds", "NAME:KEY=VALUE"), ("srs:rounds=2", "taken")]:
         with pytest.raises(SystemExit) as e:
             run_comparison.main(["--dry-run", "--variant", spec, "--methods", "gan-cot"])

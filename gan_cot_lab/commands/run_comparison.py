@@ -13,7 +13,8 @@ leak into the next), seed by seed; outputs go to ``OUTPUT_ROOT/seed<S>/<method>`
   ``gan-cot-nogate`` (the plain adapter, no alpha gate);
 - ``--variant NAME:KEY=VALUE ...``: a gan-cot ablation of your own, ``train_adv.py --config CONFIG`` with those
   overrides, run and tagged as ``NAME`` (list it in ``--methods``), e.g. ``--variant
-  "gan-cot-t0.7:rollout.temperature=0.7" --methods gan-cot-t0.7``;
+  "gan-cot-t0.7:rollout.temperature=0.7" --methods gan-cot-t0.7``; ``--warm-start-only`` among the overrides
+  makes it a pruned-sft variant;
 - ``pruned-sft``: gan-cot's warm start alone (``train_adv.py --warm-start-only``);
 - ``gan-cot-learned-gate`` and ``pruned-sft-alpha1``: gan-cot and pruned-sft with ``gate.select=[]`` (the learned
   gate, or the plain adapter, as trained), for configs that choose the alpha on validation;
@@ -124,13 +125,17 @@ def matched_steps(name: str, config: str | Path) -> int:
     return int(next(o for o in matched(name, settings(config)) if o.startswith("train.steps="))[len("train.steps=") :])
 
 
+WARM_ONLY = "--warm-start-only"
+
+
 def parse_variants(specs: list[str]) -> dict[str, list[str]]:
-    """``--variant NAME:KEY=VALUE KEY=VALUE`` -> {NAME: [overrides]}: gan-cot with those config overrides."""
+    """``--variant NAME:KEY=VALUE KEY=VALUE`` -> {NAME: [overrides]}: gan-cot with those config overrides
+    (``--warm-start-only`` among them: the warm start alone, as pruned-sft)."""
     out: dict[str, list[str]] = {}
     for spec in specs:
         name, sep, rest = spec.partition(":")
         name, overrides = name.strip(), rest.split()
-        if not sep or not name or not overrides or any("=" not in o for o in overrides):
+        if not sep or not name or not overrides or any("=" not in o and o != WARM_ONLY for o in overrides):
             raise UsageError(f"--variant {spec!r}: give NAME:KEY=VALUE [KEY=VALUE ...], e.g. "
                              "'gan-cot-t0.7:rollout.temperature=0.7'")  # fmt: skip
         if name in METHODS or name in out:
@@ -151,7 +156,9 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     if name in ours or name == "pruned-sft":
         deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
         cmd = [deepspeed, "--num_gpus", "1", str(REPO_ROOT / "scripts/train_adv.py"), "--config", str(args.config)]
-        return cmd + (["--warm-start-only"] if name == "pruned-sft" else []) + common + ours.get(name, [])
+        overrides = ours.get(name, [])
+        warm_only = name == "pruned-sft" or WARM_ONLY in overrides
+        return cmd + ([WARM_ONLY] if warm_only else []) + common + [o for o in overrides if o != WARM_ONLY]
     if name == "base":  # the base itself, on the seed's questions with the same budget: the reference row
         cmd = [sys.executable, str(REPO_ROOT / "scripts/evaluate.py"), "--model", shared["model"], "--task"]
         cmd += [shared["task"], "--n", str(args.eval_n), "--seed", str(seed), "--format", shared["format"]]
