@@ -45,6 +45,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -420,7 +421,7 @@ def main(argv=None) -> int:
     summary = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
     if proc.returncode != 0:
         print(proc.stderr.strip(), file=sys.stderr)
-    command = "python scripts/run_comparison.py " + " ".join(argv or sys.argv[1:])
+    command = "python scripts/run_comparison.py " + shlex.join(argv or sys.argv[1:])
     wall, load = round(time.time() - started, 1), [load_start, os.getloadavg()[0]]
     invocations = [{"command": command, "seeds": seeds, "wall_seconds": wall, "load_average": load}]
     before = earlier_record(out / "summary.json", args)
