@@ -222,7 +222,8 @@ def test_labels_work_in_both_chain_formats_on_any_tokenizer(tiny_model_dir, fmt_
     leans = step_lean(policy, tok, get_format(fmt_name), ["How many clips?", "What is x?"], chains, ["72", "1,234"])
     for steps, lean in zip(chains, leans):
         assert len(lean.labels) == len(lean.lean) == len(lean.stop_loss) == len(steps)
-        assert all(math.isfinite(v) for v in lean.lean + lean.answer_gain + lean.stop_loss)
+        assert all(math.isfinite(v) for v in lean.lean + lean.answer_gain + lean.stop_loss + lean.next_lean)
+        assert len(lean.next_lean) == len(steps) and lean.next_lean[-1] == 0.0
         assert set(lean.labels) <= {"useful", "redundant", "wrong"}
     assert step_lean(policy, tok, get_format(fmt_name), ["q"], [[]], ["1"])[0].labels == []
 
