@@ -204,3 +204,18 @@ def test_a_variant_runs_gan_cot_with_its_overrides_under_its_own_name(tmp_path, 
         with pytest.raises(SystemExit) as e:
             run_comparison.main(["--dry-run", "--variant", spec, "--methods", "gan-cot"])
         assert e.value.code == 2 and cause in capsys.readouterr().err
+
+
+def test_warm_from_starts_the_warm_methods_from_a_pruned_sft_variant_under_names_of_their_own(tmp_path, capsys):
+    variant = "pruned-sft-next:discriminator.label_lean_next=0.25 --warm-start-only"
+    argv = ["--seeds", "0", "--output-root", str(tmp_path), "--methods", "srs,merge,budget-forcing"]
+    cmds = _dry_run(capsys, *argv, "--variant", variant, "--warm-from", "pruned-sft-next")
+    assert list(cmds) == [("pruned-sft-next", 0), ("srs", 0), ("budget-forcing", 0), ("merge", 0)]
+    warm = tmp_path / "seed0" / "pruned-sft-next" / "adapter"
+    assert f"init={warm}" in cmds[("srs", 0)] and f"output_dir={tmp_path / 'seed0' / 'srs-next'}" in cmds[("srs", 0)]
+    assert f"merge.other={warm}" in cmds[("merge", 0)] and "merge-next" in cmds[("merge", 0)]
+    assert f"output_dir={tmp_path / 'seed0' / 'budget-forcing'} " in cmds[("budget-forcing", 0)] + " "
+    for bad in (["--warm-from", "srs"], ["--warm-from", "pruned-sft-x"]):  # not a --warm-start-only variant
+        with pytest.raises(SystemExit) as e:
+            run_comparison.main(["--dry-run", "--methods", "srs", *bad])
+        assert e.value.code == 2 and "--warm-from" in capsys.readouterr().err

@@ -26,7 +26,9 @@ leak into the next), seed by seed; outputs go to ``OUTPUT_ROOT/seed<S>/<method>`
 Like for like: every run gets the seed, the experiment, the store, the task, the base model, the adapter size, the
 evaluation size and the token budget (the gan-cot config's thinking + answer budget) from this command. With
 ``--warm-start`` (the default) the methods that fine-tune from a warm start (srs, dpo, the GRPO baselines) start
-from the same seed's pruned-sft adapter (``init=``, their tag gets ``-warm``), and merge averages the base with it.
+from the same seed's pruned-sft adapter (``init=``, their tag gets ``-warm``), and merge averages the base with it;
+``--warm-from pruned-sft-X`` (a ``--variant`` with ``--warm-start-only``) starts them from that variant's adapter
+instead, their folders and rows then named with its suffix (``srs-next``, tagged ``srs-warm-next``).
 With ``--match-rollouts`` (the default) every method that samples in training samples as many chains as gan-cot
 (``rounds x rollout.questions x rollout.group_size``, plus a sampled warm-start pool): GRPO gets the steps and
 questions, srs, dpo, tokenskip, system1-distill and step-skip the questions, that add up to it (o1pruner's base
@@ -145,11 +147,22 @@ def parse_variants(specs: list[str]) -> dict[str, list[str]]:
     return out
 
 
+def warm_suffix(args) -> str:
+    """What ``--warm-from`` adds to the names of the methods that start from it ('' for pruned-sft)."""
+    warm_from = getattr(args, "warm_from", "pruned-sft")
+    return warm_from.removeprefix("pruned-sft") if warm_from.startswith("pruned-sft-") else ""
+
+
+def folder(name: str, args) -> str:
+    """The run folder (and log) name of a method: a warm-started one carries ``--warm-from``'s suffix."""
+    return name + warm_suffix(args) if args.warm_start and (name in WARM or name == "merge") else name
+
+
 def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[str]:
     """The command line that runs one method at one seed like for like (see the module docstring)."""
     run_dir = out / f"seed{seed}"
     common = [f"seed={seed}", f"experiment={args.experiment}", f"mlflow_dir={args.mlflow_dir}"]
-    common += [f"eval.n={args.eval_n}", f"output_dir={run_dir / name}"]
+    common += [f"eval.n={args.eval_n}", f"output_dir={run_dir / folder(name, args)}"]
     if name in UNSELECTED:  # the same command as its method's, the alpha left as trained
         cmd = method_command(UNSELECTED[name], seed, args, out, shared)
         return [c for c in cmd if not c.startswith("output_dir=")] + [f"output_dir={run_dir / name}", "gate.select=[]"]
@@ -176,7 +189,7 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     cmd += [f"eval.max_answer_tokens={shared['answer_tokens']}"]
     cmd += [f"lora.r={shared['lora_r']}", f"lora.alpha={shared['lora_alpha']}"] if name != "merge" else []
     cmd += [f"data={shared['data']}"] if shared["data"] else []
-    warm = run_dir / "pruned-sft" / "adapter"
+    warm = run_dir / getattr(args, "warm_from", "pruned-sft") / "adapter"
     if name == "merge":
         cmd.append(f"merge.other={warm if args.warm_start else run_dir / 'srs' / 'adapter'}")
     if name in WARM or name in ("tokenskip", "system1-distill", "step-skip"):
@@ -189,7 +202,9 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     return cmd
 
 
-def parse_methods(text: str, warm_start: bool = False, variants: dict | None = None) -> list[str]:
+def parse_methods(
+    text: str, warm_start: bool = False, variants: dict | None = None, warm_from: str = "pruned-sft"
+) -> list[str]:
     """The methods asked for, plus what they start from (pruned-sft for a warm start, srs for a cold merge), in the
     order they can run (:data:`METHODS`' order, ``--variant`` ones after gan-cot's ablations)."""
     variants = variants or {}
@@ -199,7 +214,7 @@ def parse_methods(text: str, warm_start: bool = False, variants: dict | None = N
     if unknown:
         raise UsageError(f"--methods: unknown method(s) {', '.join(unknown)}; choose from {', '.join(order)}")
     if warm_start and names & {*WARM, "merge"}:
-        names.add("pruned-sft")
+        names.add(warm_from)
     if not warm_start and "merge" in names:
         names.add("srs")
     return [m for m in order if m in names]
@@ -258,7 +273,7 @@ def has_rows(run_dir: Path, args) -> bool:
     return tracking.load_eval_rows(json.loads(result.read_text())["run_id"]) is not None
 
 
-def name_run(run_dir: Path, method: str, args) -> None:
+def name_run(run_dir: Path, method: str | None, args, suffix: str = "") -> None:
     """Tag the MLflow run of ``run_dir`` with the comparison's name for it (the trainer tags by its config, and a
     policy left as trained is tagged like the method it ablates)."""
     import mlflow
@@ -268,6 +283,7 @@ def name_run(run_dir: Path, method: str, args) -> None:
     mlflow.set_tracking_uri(tracking.tracking_uri(args.mlflow_dir))
     run_id = json.loads((run_dir / "result.json").read_text())["run_id"]
     client = mlflow.tracking.MlflowClient()
+    method = (method or client.get_run(run_id).data.tags["method"]) + suffix
     client.set_tag(run_id, "method", method)
     client.set_tag(run_id, "mlflow.runName", tracking.run_name(method, int(client.get_run(run_id).data.tags["seed"])))
 
@@ -332,6 +348,9 @@ def main(argv=None) -> int:
     p.add_argument("--plot", default=None, help="Pareto PNG (default OUTPUT_ROOT/pareto.png)")
     p.add_argument("--warm-start", action=argparse.BooleanOptionalAction, default=True,
                    help="srs, dpo and GRPO start from the seed's pruned-sft adapter")  # fmt: skip
+    p.add_argument("--warm-from", default="pruned-sft", metavar="NAME",
+                   help="the warm start of srs, dpo, GRPO and merge: pruned-sft, or a --variant with "
+                   "--warm-start-only named pruned-sft-X (their rows then end in -X)")  # fmt: skip
     p.add_argument("--match-rollouts", action=argparse.BooleanOptionalAction, default=True,
                    help="every sampling method samples as many training chains as gan-cot")  # fmt: skip
     p.add_argument("--threads", type=int, default=None, help="CPU threads of every run (OMP_NUM_THREADS); on a busy "
@@ -353,7 +372,12 @@ def main(argv=None) -> int:
     try:
         seeds = parse_seeds(args.seeds)
         args.variants = parse_variants(args.variant)
-        methods = parse_methods(args.methods, args.warm_start, args.variants)
+        if args.warm_from != "pruned-sft" and (
+            not args.warm_from.startswith("pruned-sft-") or WARM_ONLY not in args.variants.get(args.warm_from, [])
+        ):
+            raise UsageError(f"--warm-from {args.warm_from}: give pruned-sft, or a --variant named pruned-sft-X "
+                             f"with {WARM_ONLY} among its overrides")  # fmt: skip
+        methods = parse_methods(args.methods, args.warm_start, args.variants, args.warm_from)
         if not Path(args.config).is_file():
             raise UsageError(f"--config {args.config}: no such file")
         shared = settings(args.config)
@@ -385,9 +409,9 @@ def main(argv=None) -> int:
     started, load_start = time.time(), os.getloadavg()[0]
     results: dict[str, dict] = {}
     for i, ((m, s), cmd) in enumerate(commands.items()):
-        log = out / f"seed{s}" / f"{m}.log"
+        log = out / f"seed{s}" / f"{folder(m, args)}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        run_dir = out / f"seed{s}" / m
+        run_dir = out / f"seed{s}" / folder(m, args)
         if args.resume and m != "oracle" and finished(run_dir, args):
             seconds = json.loads((run_dir / "result.json").read_text()).get("wall_seconds")
             results[f"{m}/seed{s}"] = {"ok": True, "seconds": seconds, "log": str(log), "resumed": True}
@@ -399,6 +423,8 @@ def main(argv=None) -> int:
             rc = subprocess.call(with_free_port(cmd), stdout=fh, stderr=subprocess.STDOUT, cwd=REPO_ROOT, env=env)
             if rc == 0 and (m in UNSELECTED or m in args.variants):
                 name_run(run_dir, m, args)
+            if rc == 0 and folder(m, args) != m:  # started from --warm-from: its own tag plus the suffix
+                name_run(run_dir, None, args, suffix=warm_suffix(args))
             if (
                 rc == 0
                 and (m in OURS or m in UNSELECTED or m in args.variants or m == "pruned-sft")
