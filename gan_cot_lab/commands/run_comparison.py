@@ -414,7 +414,7 @@ def main(argv=None) -> int:
         run_dir = out / f"seed{s}" / folder(m, args)
         if args.resume and m != "oracle" and finished(run_dir, args):
             seconds = json.loads((run_dir / "result.json").read_text()).get("wall_seconds")
-            results[f"{m}/seed{s}"] = {"ok": True, "seconds": seconds, "log": str(log), "resumed": True}
+            results[f"{folder(m, args)}/seed{s}"] = {"ok": True, "seconds": seconds, "log": str(log), "resumed": True}
             print(f"[{i + 1}/{len(commands)}] {m} seed {s}: finished before ({run_dir}/result.json), kept", flush=True)
             continue
         print(f"[{i + 1}/{len(commands)}] {m} seed {s} (log: {log})", flush=True)
@@ -437,7 +437,7 @@ def main(argv=None) -> int:
             run_dir.mkdir(parents=True, exist_ok=True)
             last = log.read_text().strip().splitlines()[-1]
             (run_dir / "result.json").write_text(json.dumps(json.loads(last) | {"wall_seconds": seconds}, indent=2))
-        results[f"{m}/seed{s}"] = {"ok": rc == 0, "seconds": seconds, "log": str(log)}
+        results[f"{folder(m, args)}/seed{s}"] = {"ok": rc == 0, "seconds": seconds, "log": str(log)}
         print(f"    {'done' if rc == 0 else f'FAILED (exit {rc}), see the log'} in {seconds:.0f} s", flush=True)
     compare = [sys.executable, str(REPO_ROOT / "scripts/compare_runs.py"), "--experiment", args.experiment]
     compare += ["--mlflow-dir", args.mlflow_dir, "--output", str(plot), "--json"]
