@@ -149,8 +149,7 @@ def parse_variants(specs: list[str]) -> dict[str, list[str]]:
 
 def warm_suffix(args) -> str:
     """What ``--warm-from`` adds to the names of the methods that start from it ('' for pruned-sft)."""
-    warm_from = getattr(args, "warm_from", "pruned-sft")
-    return warm_from.removeprefix("pruned-sft") if warm_from.startswith("pruned-sft-") else ""
+    return args.warm_from.removeprefix("pruned-sft")
 
 
 def folder(name: str, args) -> str:
@@ -166,7 +165,7 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     if name in UNSELECTED:  # the same command as its method's, the alpha left as trained
         cmd = method_command(UNSELECTED[name], seed, args, out, shared)
         return [c for c in cmd if not c.startswith("output_dir=")] + [f"output_dir={run_dir / name}", "gate.select=[]"]
-    ours = OURS | getattr(args, "variants", {})
+    ours = OURS | args.variants
     if name in ours or name == "pruned-sft":
         deepspeed = shutil.which("deepspeed") or str(Path(sys.executable).parent / "deepspeed")
         cmd = [deepspeed, "--num_gpus", "1", str(REPO_ROOT / "scripts/train_adv.py"), "--config", str(args.config)]
@@ -189,7 +188,7 @@ def method_command(name: str, seed: int, args, out: Path, shared: dict) -> list[
     cmd += [f"eval.max_answer_tokens={shared['answer_tokens']}"]
     cmd += [f"lora.r={shared['lora_r']}", f"lora.alpha={shared['lora_alpha']}"] if name != "merge" else []
     cmd += [f"data={shared['data']}"] if shared["data"] else []
-    warm = run_dir / getattr(args, "warm_from", "pruned-sft") / "adapter"
+    warm = run_dir / args.warm_from / "adapter"
     if name == "merge":
         cmd.append(f"merge.other={warm if args.warm_start else run_dir / 'srs' / 'adapter'}")
     if name in WARM or name in ("tokenskip", "system1-distill", "step-skip"):
