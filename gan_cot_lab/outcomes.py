@@ -149,6 +149,27 @@ def read(path: str | Path) -> dict:
     return data
 
 
+def union(records: list[dict], summaries: list[dict], data: dict) -> tuple[list[dict], list[dict], int]:
+    """A store's run ``records`` and run_comparison.py ``summaries`` with what an outcomes file's content ``data``
+    (:func:`read`) holds that they lack: a comparison continued in another checkout, whose store has only the newer
+    runs. A run is the store's where both have its id; a file's record is left out where the store's records hold
+    it, or every one of its invocations. Returns the records, the summaries (the file's first: they are older) and
+    how many runs came from the file."""
+    ids = {r["run_id"] for r in records}
+    extra = [r for r in data["records"] if r["run_id"] not in ids]
+
+    def key(x) -> str:
+        return json.dumps(x, sort_keys=True)
+
+    held = {key(s) for s in summaries}
+    invoked = {key(i) for s in summaries for i in s.get("invocations") or []}
+    older = [
+        s for s in data["summaries"]
+        if key(s) not in held and not (s.get("invocations") and all(key(i) in invoked for i in s["invocations"]))
+    ]  # fmt: skip
+    return records + extra, older + summaries, len(extra)
+
+
 def summary_records(folder: str | Path | None, experiment: str) -> list[dict]:
     """The ``summary.json`` records ``scripts/run_comparison.py`` wrote for ``experiment`` in ``folder`` (its own, and
     one per subfolder where seeds ran apart), each less its ``compare`` (compare_runs.py's JSON, made again from the

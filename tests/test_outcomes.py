@@ -192,3 +192,60 @@ def test_a_missing_or_corrupt_outcomes_file_is_one_error_line(store, tmp_path, c
     argv = ["--outcomes", str(store["file"]), "--mlflow-dir", str(store["dir"])]
     assert "leave out --mlflow-dir" in _one_error(capsys, script.main, argv)
     assert not (tmp_path / "p.png").exists()
+
+
+def test_a_fresh_store_s_new_runs_join_the_committed_file(store, tmp_path, capsys):
+    """A clone continues the comparison: its store holds only a new method's runs; results.py shows them beside the
+    committed file's, and ``--export F --merge F`` writes both, so the file alone gives the same page."""
+    import mlflow
+
+    from gan_cot import tracking
+
+    script, prior = store["script"], mlflow.get_tracking_uri()
+    data = tmp_path / "data"
+    data.mkdir()
+    committed = data / f"{EXPERIMENT}.json.gz"
+    committed.write_bytes(store["file"].read_bytes())
+    meta = tmp_path / "outputs" / "comparison" / "ledger-hard"
+    meta.mkdir(parents=True)
+    newer = SUMMARY | {"command": "python scripts/run_comparison.py --methods gan-cot-next --seeds 0", "seeds": [0]}
+    (meta / "summary.json").write_text(json.dumps(newer))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.chdir(tmp_path)
+        tracking.setup(EXPERIMENT, tmp_path / "mlruns")
+        with mlflow.start_run(run_name="gan-cot-next-seed0"):
+            mlflow.set_tags({"method": "gan-cot-next", "seed": "0", "task": "ledger-hard"})
+            mlflow.log_metrics({"final_accuracy": 0.9, "final_mean_tokens": 61.0, "base_accuracy": 52 / 60,
+                                "base_mean_tokens": 84.0})  # fmt: skip
+            tracking.log_eval_rows(_rows(0, 54, 57))
+    mlflow.set_tracking_uri(prior)
+    doc = tmp_path / "doc.md"
+    doc.write_text(DOC)
+    fresh = ["--doc", str(doc), "--outputs", str(tmp_path / "outputs"), "--mlflow-dir", str(tmp_path / "mlruns"),
+             "--data", str(data)]  # fmt: skip
+    capsys.readouterr()
+    assert results.main(fresh) == 0
+    assert f"and {committed} (4 runs the store lacks)" in capsys.readouterr().out
+    page = doc.read_text()
+    assert "| gan-cot-next | 0 | 60 |" in page and "| gan-cot | 0,1 | 60 |" in page and "| base |" in page
+    assert page.index("--seeds 0,1`") < page.index("--methods gan-cot-next --seeds 0`")  # the older record first
+
+    argv = ["--experiment", EXPERIMENT, "--mlflow-dir", str(tmp_path / "mlruns"), "--export", str(committed),
+            "--summaries", str(meta), "--merge", str(committed)]  # fmt: skip
+    assert script.main(argv) == 0
+    assert "5 finished runs" in capsys.readouterr().out and not list(data.glob("*.tmp"))
+    merged = outcomes.read(committed)
+    assert sorted(r["method"] for r in merged["records"]) == ["base", "base", "gan-cot", "gan-cot", "gan-cot-next"]
+    assert [s["command"] for s in merged["summaries"]] == [SUMMARY["command"], newer["command"]]
+    assert script.main(argv) == 0  # again: nothing doubled
+    assert len(outcomes.read(committed)["records"]) == 5 and len(outcomes.read(committed)["summaries"]) == 2
+    bare = ["--doc", str(doc), "--outputs", str(tmp_path / "no-outputs"), "--mlflow-dir", str(tmp_path / "no-mlruns"),
+            "--data", str(data), "--check"]  # fmt: skip
+    assert results.main(bare) == 0  # the file alone gives the same page
+
+    other = tmp_path / "other.json.gz"
+    other.write_bytes(outcomes.to_bytes(outcomes.export("comparison-ledger", [], [])))
+    argv[-1] = str(other)
+    assert "holds experiment comparison-ledger" in _one_error(capsys, script.main, argv, other)
+    assert "give --export" in _one_error(capsys, script.main, ["--merge", str(committed)], committed)

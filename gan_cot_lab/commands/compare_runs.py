@@ -35,7 +35,8 @@ and attached to the reference method's runs as ``comparison/pareto.png``. ``--pe
 task, the figures read above, their start and end, their per-question rows and their base's, and the run_comparison.py
 ``summary.json`` records of ``--summaries DIR`` (default ``outputs/comparison/TASK`` for ``comparison-TASK``), about
 1 kB per run of 500 questions (:mod:`gan_cot_lab.outcomes`); written to a temporary name, then renamed, and the same store gives
-the same bytes. ``--outcomes FILE`` reads such a file instead of a store: the same table, intervals, differences,
+the same bytes. ``--merge FILE`` adds the runs and records of an outcomes file that the store lacks (a comparison
+continued in a fresh checkout: ``--export F --merge F`` puts the new runs beside the committed ones). ``--outcomes FILE`` reads such a file instead of a store: the same table, intervals, differences,
 plot and JSON as from the store (the plot is attached to no run: ``plot_runs`` is empty), so a clean clone, which has
 no ``mlruns/``, makes them again from ``docs/data/``.
 """
@@ -92,6 +93,9 @@ def parse_args(argv=None):
                    help="write the experiment's runs and per-question rows to this file and stop")  # fmt: skip
     p.add_argument("--summaries", default=None, metavar="DIR", help="with --export: the folder of run_comparison.py's "
                    "summary.json (default outputs/comparison/TASK for an experiment comparison-TASK)")  # fmt: skip
+    p.add_argument("--merge", default=None, metavar="FILE.json.gz", help="with --export: keep the runs and "
+                   "run_comparison.py records of this outcomes file that the store lacks (a comparison continued in "
+                   "a fresh checkout; it may be the --export file itself)")  # fmt: skip
     p.add_argument("--output", default=str(DEFAULT_OUTPUT), help="where to write the Pareto plot (PNG)")
     p.add_argument(
         "--reference", default=None, help="method the vs-REF marks compare with (default: gan-cot's, else the first)"
@@ -368,18 +372,26 @@ def read_outcomes(args) -> tuple[str, list[dict]]:
     return data["experiment"], data["records"]
 
 
-def export_outcomes(exp, path: Path, summaries: str | None) -> int:
+def export_outcomes(exp, path: Path, summaries: str | None, merge: str | None = None) -> int:
     """Write ``exp``'s runs, their per-question rows and their base's, and the run_comparison.py records of
-    ``summaries`` (default: ``outputs/comparison/TASK`` for ``comparison-TASK``) to ``path`` (:mod:`gan_cot_lab.outcomes`)."""
+    ``summaries`` (default: ``outputs/comparison/TASK`` for ``comparison-TASK``) to ``path`` (:mod:`gan_cot_lab.outcomes`);
+    with ``merge`` (an outcomes file of the same experiment), its runs and records that the store lacks too."""
     if summaries is None and exp.name.startswith("comparison-"):
         summaries = REPO_ROOT / "outputs" / "comparison" / exp.name[len("comparison-") :]
     records = store_records(exp.experiment_id, base_rows=True)
     metas = outcomes.summary_records(summaries, exp.name)
+    kept = ""
+    if merge is not None:
+        data = outcomes.read(merge)
+        if data["experiment"] != exp.name:
+            raise UsageError(f"--merge {merge} holds experiment {data['experiment']}, not {exp.name}")
+        records, metas, n = outcomes.union(records, metas, data)
+        kept = f", {n} runs kept from {merge}"
     size = outcomes.write(path, outcomes.export(exp.name, records, metas))
     with_rows = sum(r["rows"] is not None for r in records)
     with_base = sum(r["base_rows"] is not None for r in records)
     print(f"{path}: {len(records)} finished runs of {exp.name} ({with_rows} with per-question rows, {with_base} with "
-          f"their base's), {len(metas)} run_comparison.py records from {summaries or '-'}; {size:,} bytes")  # fmt: skip
+          f"their base's), {len(metas)} run_comparison.py records from {summaries or '-'}{kept}; {size:,} bytes")  # fmt: skip
     return 0
 
 
@@ -390,6 +402,8 @@ def main(argv=None) -> int:
         fail(f"--output {output} must end in .png")
     if args.export is not None and not args.export.endswith(".json.gz"):
         fail(f"--export {args.export} must end in .json.gz")
+    if args.merge is not None and args.export is None:
+        fail(f"--merge {args.merge} adds to an --export: give --export FILE.json.gz too")
     try:
         if args.outcomes is not None:
             name, records = read_outcomes(args)
@@ -397,7 +411,7 @@ def main(argv=None) -> int:
             exp = open_experiment(args.experiment or DEFAULT_EXPERIMENT, args.mlflow_dir)
             name = exp.name
             if args.export is not None:
-                return export_outcomes(exp, Path(args.export), args.summaries)
+                return export_outcomes(exp, Path(args.export), args.summaries, args.merge)
             records = store_records(exp.experiment_id)
     except UsageError as e:
         fail(str(e))

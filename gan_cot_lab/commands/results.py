@@ -17,7 +17,9 @@ this script rewrites every block it has data for and leaves the prose, and a blo
 Where the store has no finished runs of a comparison's experiment (a clean clone has no ``mlruns/`` and no
 ``outputs/``), its block comes from the committed outcomes file ``docs/data/EXPERIMENT.json.gz``
 (``compare_runs.py --export``: every run's figures and per-question rows, and the run_comparison.py records), by the
-same code: ``make results`` and ``--check`` work from a clean clone. Each block rewritten is named with the file or
+same code: ``make results`` and ``--check`` work from a clean clone. Where the store has some, the file's runs that
+it lacks are added to them (new rows made in a fresh clone sit beside the committed ones; ``compare_runs.py
+--export FILE --merge FILE`` then writes both). Each block rewritten is named with the file or
 store it came from (``comparison:ledger-hard: from docs/data/comparison-ledger-hard.json.gz``). ``--data DIR`` reads
 the outcomes files elsewhere.
 
@@ -101,8 +103,9 @@ def comparison_source(experiment: str, store: str | None, meta_dir: Path, data_d
     """``(runs, metas, source)``: the run records of ``experiment`` (``compare_runs.store_records``), the command,
     seeds, wall time and load that each ``run_comparison.py`` call recorded (its ``summary.json`` in ``meta_dir``, or
     one per folder where seeds ran apart) and where they came from: the MLflow store ``store`` where it has finished
-    runs of the experiment, else its outcomes file ``data_dir/EXPERIMENT.json.gz`` (``compare_runs.py --export``,
-    the records inside it); None when neither has them. A bad outcomes file is a UsageError."""
+    runs of the experiment, with the runs and records of its outcomes file ``data_dir/EXPERIMENT.json.gz``
+    (``compare_runs.py --export``) that the store lacks (:func:`gan_cot_lab.outcomes.union`: a comparison continued
+    in a fresh checkout), else that file alone; None when neither has them. A bad outcomes file is a UsageError."""
     from gan_cot import tracking
 
     compare_runs = _compare_runs()
@@ -111,10 +114,14 @@ def comparison_source(experiment: str, store: str | None, meta_dir: Path, data_d
         records = compare_runs.store_records(exp.experiment_id)
     except UsageError:  # no store, or no such experiment in it
         records = []
+    path = data_dir / f"{experiment}.json.gz"
     if records:
         store_name = f"the MLflow store {tracking.tracking_uri(store)}"
-        return records, outcomes.summary_records(meta_dir, experiment), store_name
-    path = data_dir / f"{experiment}.json.gz"
+        metas = outcomes.summary_records(meta_dir, experiment)
+        if not path.exists():
+            return records, metas, store_name
+        records, metas, kept = outcomes.union(records, metas, outcomes.read(path))
+        return records, metas, store_name + (f" and {_shown(path)} ({kept} runs the store lacks)" if kept else "")
     if not path.exists():
         return None
     data = outcomes.read(path)
