@@ -258,3 +258,29 @@ def test_the_next_step_threshold_is_a_config_key_and_off_by_default():
     assert policy_label_config(load_config(AdversarialConfig, None, []).discriminator).lean_next is None
     cfg = load_config(AdversarialConfig, None, ["discriminator.label_lean_next=0.25"]).discriminator
     assert policy_label_config(cfg).lean_next == 0.25
+
+
+def test_label_agreement_reads_the_thresholds_a_config_s_runs_use(capsys, tmp_path):
+    """``--config``: the policy, task and label thresholds of a train_adv.py config, each unless given; a config of a
+    task without step kinds is one error naming it."""
+    import json
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "scripts" / "label_agreement.py"))["main"]
+    config = ROOT / "configs" / "ledger-hard.yaml"
+    assert load_config(AdversarialConfig, config, []).discriminator.label_lean_next == 0.25
+    assert main(["--config", str(config), "--n", "4", "--threads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["task"] == "ledger-hard" and out["policy"] == "models/ledger-hard-verbose-base"
+    assert (out["lean_next"], out["lean"], out["stop"]) == (0.25, 0.1, 2.0)
+    assert main(["--config", str(config), "--n", "4", "--threads", "1", "--lean-next", "none", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["lean_next"] is None
+    other = tmp_path / "gsm8k.yaml"
+    other.write_text("task: gsm8k\nmodel: models/ledger-hard-verbose-base\n")
+    with pytest.raises(SystemExit) as e:
+        main(["--config", str(other)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and str(other) in err and "task gsm8k has no step kinds" in err
+    with pytest.raises(SystemExit) as e:
+        main(["--n", "4"])
+    assert e.value.code == 2 and "give --policy" in capsys.readouterr().err

@@ -1,5 +1,6 @@
 """What an automatic step labeler calls each kind of step of the built-in tasks, against the gold labels.
 
+    python scripts/label_agreement.py --config configs/ledger-hard.yaml --n 200 --json   # what its runs' labels call
     python scripts/label_agreement.py --task ledger-hard --policy models/ledger-hard-verbose-base --n 200 --json
     python scripts/label_agreement.py --labeler rollouts --policy outputs/ledger-minimal --n 200 --json
 
@@ -51,21 +52,66 @@ def relabel_sweep(auto, kinds: list[str], cfg, key: str, values: list[float]) ->
     return out
 
 
+TASKS = ("ledger", "ledger-hard")  # the tasks whose reference chains know each step's kind
+UNSET = object()  # --lean-next not given: the config's (None, off, is a value of its own)
+
+
+def _float_or_none(text: str) -> float | None:
+    if text.lower() in ("none", "null", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a number nor none") from None
+
+
+def from_config(args) -> None:
+    """Fill what ``args`` leaves unset from ``--config`` (its model, task and ``discriminator.label_*``), else from
+    the trainer's defaults; UsageError naming the config where it cannot be read or its task has no kinds."""
+    from gan_cot.config_loader import ConfigError, load_config
+    from gan_cot.trainer_config import AdversarialConfig
+
+    try:
+        cfg = load_config(AdversarialConfig, args.config)
+    except (ConfigError, OSError) as e:
+        raise UsageError(f"--config {args.config}: {e}") from e
+    if args.config is not None:
+        if cfg.task not in TASKS and args.task is None:
+            raise UsageError(f"--config {args.config}: task {cfg.task} has no step kinds to check; use a config of "
+                             f"{' or '.join(TASKS)}")  # fmt: skip
+        args.policy = args.policy or cfg.model
+        args.task = args.task or cfg.task
+    if args.policy is None:
+        raise UsageError("give --policy (a model folder) or --config (a train_adv.py config that names one)")
+    args.task = args.task or "ledger"
+    d = cfg.discriminator
+    args.lean = d.label_lean if args.lean is None else args.lean
+    args.stop = d.label_stop if args.stop is None else args.stop
+    args.wrong = d.label_wrong if args.wrong is None else args.wrong
+    args.lean_next = d.label_lean_next if args.lean_next is UNSET else args.lean_next
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--policy", required=True, help="the policy the labels are relative to (folder or Hub id)")
-    p.add_argument("--task", default="ledger", choices=["ledger", "ledger-hard"])
+    p.add_argument("--config", default=None, help="a train_adv.py config (configs/ledger-hard.yaml): the policy, "
+                   "task and policy-label thresholds its runs use, each unless given below")  # fmt: skip
+    p.add_argument("--policy", default=None, help="the policy the labels are relative to (folder or Hub id; "
+                   "required without --config)")  # fmt: skip
+    p.add_argument("--task", default=None, choices=list(TASKS), help="default: the config's, else ledger")
     p.add_argument("--labeler", default="policy", choices=["policy", "rollouts"])
     p.add_argument("--split", default="validation")
     p.add_argument("--n", type=int, default=200, help="chains to label")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--lean", type=float, default=0.1, help="policy: nats/token the rest must lose for a useful step")
-    p.add_argument("--stop", type=float, default=2.0, help="policy: nats the end marker must lose for a useful step")
-    p.add_argument("--lean-next", type=float, default=None,
-                   help="policy: nats/token the next step must lose for a useful step (default: off)")  # fmt: skip
-    p.add_argument("--wrong", type=float, default=0.1, help="policy: nats/token the answer must gain for a wrong step")
+    p.add_argument("--lean", type=float, default=None, help="policy: nats/token the rest must lose for a useful step "
+                   "(default: discriminator.label_lean of the config, else the trainer's)")  # fmt: skip
+    p.add_argument("--stop", type=float, default=None, help="policy: nats the end marker must lose for a useful step "
+                   "(default: discriminator.label_stop)")  # fmt: skip
+    p.add_argument("--lean-next", type=_float_or_none, default=UNSET, help="policy: nats/token the next step must "
+                   "lose for a useful step, none for off (default: discriminator.label_lean_next)")  # fmt: skip
+    p.add_argument("--wrong", type=float, default=None, help="policy: nats/token the answer must gain for a wrong "
+                   "step (default: discriminator.label_wrong)")  # fmt: skip
     p.add_argument(
         "--sweep-stop",
         default=None,
@@ -89,8 +135,9 @@ def main(argv=None) -> int:
             raise UsageError("--n and --rollouts must be positive")
         sweep = [float(x) for x in args.sweep_stop.split(",")] if args.sweep_stop else []
         sweep_next = [float(x) for x in args.sweep_lean_next.split(",")] if args.sweep_lean_next else []
-        if (sweep or sweep_next or args.lean_next is not None) and args.labeler != "policy":
+        if (sweep or sweep_next or args.lean_next is not UNSET) and args.labeler != "policy":
             raise UsageError("--sweep-stop, --sweep-lean-next and --lean-next are for --labeler policy")
+        from_config(args)
         check_model_path(args.policy)
     except UsageError as e:
         fail(str(e))
@@ -145,7 +192,8 @@ def main(argv=None) -> int:
             for value, row in sweeps[key].items():
                 print(f"{value:>9} " + " ".join(f"{row.get(k, 0.0):>9.2f}" for k in names))
     if args.json:
-        print_json({"stop_sweep": sweeps.get("stop", {}), "lean_next_sweep": sweeps.get("lean_next", {}), "agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
+        print_json({"config": args.config, "lean": args.lean, "lean_next": args.lean_next, "stop": args.stop,
+                    "wrong": args.wrong, "stop_sweep": sweeps.get("stop", {}), "lean_next_sweep": sweeps.get("lean_next", {}), "agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
                     "labeler": args.labeler, "split": args.split, "n": len(examples), "seed": args.seed,
                     "seconds": round(seconds, 1)})  # fmt: skip
     return 0
