@@ -230,6 +230,7 @@ def test_a_fresh_store_s_new_runs_join_the_committed_file(store, tmp_path, capsy
     page = doc.read_text()
     assert "| gan-cot-next | 0 | 60 |" in page and "| gan-cot | 0,1 | 60 |" in page and "| base |" in page
     assert page.index("--seeds 0,1`") < page.index("--methods gan-cot-next --seeds 0`")  # the older record first
+    assert "| vs gan-cot-next (acc, tokens, AES) |" in page  # ledger-hard's marks: against its config's row
 
     argv = ["--experiment", EXPERIMENT, "--mlflow-dir", str(tmp_path / "mlruns"), "--export", str(committed),
             "--summaries", str(meta), "--merge", str(committed)]  # fmt: skip

@@ -41,6 +41,9 @@ from gan_cot_lab import outcomes
 DOC = REPO_ROOT / "docs" / "results.md"
 DATA = REPO_ROOT / "docs" / "data"  # the outcomes files of the comparisons (compare_runs.py --export)
 TASKS = {"ledger-hard": "ledger-hard-verbose-base", "ledger": "ledger-verbose-base"}
+# The row a comparison's marks compare with, where it is not gan-cot's: the one made as configs/TASK.yaml now stands
+# (configs/ledger-hard.yaml sets discriminator.label_lean_next; its earlier rows, without it, keep their names).
+REFERENCE = {"ledger-hard": "gan-cot-next"}
 BLOCK_RE = re.compile(r"<!-- begin:(?P<name>[\w:-]+) -->\n.*?<!-- end:(?P=name) -->", re.S)
 
 
@@ -136,9 +139,10 @@ def _shown(path: Path) -> str:
         return str(path)
 
 
-def comparison_block(records: list[dict], metas: list[dict]) -> str | None:
+def comparison_block(records: list[dict], metas: list[dict], reference: str | None = None) -> str | None:
     """The compare_runs table of an experiment's run records (from a store or an outcomes file alike), after the
-    run_comparison.py records ``metas``; None when no run has final figures."""
+    run_comparison.py records ``metas``, marked against ``reference`` (default: gan-cot's row); None when no run has
+    final figures."""
     from gan_cot_lab.comparison import differences, question_warnings, summarize
 
     compare_runs = _compare_runs()
@@ -163,7 +167,7 @@ def comparison_block(records: list[dict], metas: list[dict]) -> str | None:
         lines += ["", f"> **Warning**: {w}"]
     sets = compare_runs.by_question_set(summaries)
     for q, group in sets.items():
-        ref = compare_runs.reference_of(group, None) if q.n is not None else None
+        ref = compare_runs.reference_of(group, reference) if q.n is not None else None
         if len(sets) > 1:
             lines += ["", f"Questions: {q.label}.", ""]
         elif lines:
@@ -229,7 +233,7 @@ def main(argv=None) -> int:
             found = comparison_source(experiment, store, meta_dir, Path(args.data))
         except UsageError as e:
             fail(str(e))
-        blocks[name] = comparison_block(*found[:2]) if found else None
+        blocks[name] = comparison_block(*found[:2], REFERENCE.get(name.split(":", 1)[1])) if found else None
         if found:
             sources[name] = found[2]
 
