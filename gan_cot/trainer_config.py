@@ -202,7 +202,8 @@ class DiscriminatorRunConfig:
     label_lean_next: float | None = field(
         None,
         help="policy labels: ... or when the next step's NLL per token rises by more than this many nats without it "
-        "(a step only the next one uses; null: off). 0.25 meets every kind's target on ledger-hard (docs/results.md)",
+        "(a step only the next one uses; null: off). 0.25 meets every kind's target on ledger-hard, whose config sets it "
+        "(docs/results.md)",
     )
     label_wrong: float = field(
         0.1,
