@@ -26,15 +26,16 @@ QUESTIONS = ["What is 2 + 2?", "What is 3 + 1?", "What is 5 + 5?"]
 CHAIN = "Two.\n\nFour.\n</think>\n\n$\\boxed{4}$."
 
 
-def tiny_r1(work: Path, prompts: list[str], chains: list[str], steps: int = 60):
-    """A tiny R1-style policy (pad == eos) trained a little on ``chains``, so that its greedy choices are clear ones.
-    Heads of 32 dimensions: vLLM's CPU attention takes no smaller."""
+def tiny_r1(work: Path, prompts: list[str], chains: list[str], steps: int = 120):
+    """A tiny R1-style policy (pad == eos) trained on ``chains`` until its greedy choices are clear ones (a loss near
+    0.02; at lr 3e-2 it stalled near 1.4 and wrote past the end of thinking). Heads of 32 dimensions: vLLM's CPU
+    attention takes no smaller."""
     from gan_cot.sft import train_sft
 
     torch.manual_seed(0)
     tok = build_tiny_tokenizer(style="r1")
     model, _ = build_tiny_model(tok, hidden_size=64, layers=2, heads=2)
-    train_sft(model, tok, prompts, chains, steps=steps, batch_size=4, lr=3e-2, warmup=5, show_progress=False)
+    train_sft(model, tok, prompts, chains, steps=steps, batch_size=4, lr=1e-2, warmup=5, show_progress=False)
     return model, tok, save_pretrained(model, tok, work / "policy")
 
 
@@ -148,7 +149,10 @@ def test_the_engine_samples_what_generate_samples_at_every_alpha(tmp_path):
         for j, (chain, a) in enumerate(zip(got, alphas.tolist())):
             want = generate_ids(policy, tok, [prompts[j // 3]], budgets[0], 1, False, 1.0, a, R1, budgets[1])[0]
             assert chain == want, (budgets, j, a, tok.decode(chain.completion_ids), tok.decode(want.completion_ids))
-        assert any(c.forced for c in got) if budgets[0] == 4 else not any(c.forced for c in got)
+        forced = {a: [c.forced for c, b in zip(got, alphas.tolist()) if b == a] for a in (0.0, 0.5, 1.0)}
+        # both ends exercised: every thinking forced to end at 4 tokens; the base's ending in time at the longer
+        # budget (the random adapter at alpha 1 may still run past it, and must then agree with generate on that)
+        assert all(all(f) for f in forced.values()) if budgets[0] == 4 else not any(forced[0.0])
     base = [c.completion_ids for c, a in zip(got, alphas.tolist()) if a == 0]
     assert any(c.completion_ids not in base for c, a in zip(got, alphas.tolist()) if a == 1)  # the delta shows
 
