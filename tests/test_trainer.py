@@ -124,6 +124,8 @@ def test_pool_and_warmup_fill_sft_with_pruned_chains_at_their_own_lr(tmp_path, m
             "loss.micro_batch=8",
             "checkpoint_every=0",
             "policy.lr_schedule=constant",
+            "discriminator.mode=frozen",  # no refresh, a short guard check: what is tested runs in seconds
+            "guard.n=16",
             f"output_dir={tmp_path / 'out'}",
             f"mlflow_dir={tmp_path / 'mlruns'}",
         ],  # fmt: skip
@@ -157,7 +159,8 @@ def test_a_frozen_pool_keeps_the_warm_start_targets(tmp_path, monkeypatch):
             "configs/default.yaml",
             ["rounds=2", "rollout.questions=6", "rollout.group_size=4", "eval.n=2", "sft.steps=1",
              "sft.pool_source=samples", "sft.pool_questions=6", "sft.warmup_steps=1", "rollout.temperature=1.5", "loss.micro_batch=12",
-             "checkpoint_every=0", f"sft.pool_frozen={frozen}", f"output_dir={tmp_path / str(frozen) / 'out'}",
+             "checkpoint_every=0", "discriminator.mode=frozen", "guard.n=16", f"sft.pool_frozen={frozen}",  # no refresh, short guard
+             f"output_dir={tmp_path / str(frozen) / 'out'}",
              f"mlflow_dir={tmp_path / str(frozen) / 'mlruns'}"],
         )  # fmt: skip
         trainer = AdversarialTrainer(cfg, log=lambda m: None)
@@ -235,7 +238,7 @@ def test_a_cosine_schedule_lowers_the_adapter_lr_round_by_round(tmp_path, monkey
         ["rounds=3", "rollout.questions=2", "rollout.group_size=2", "eval.n=2", "sft.steps=1", "sft.lr=1e-3", "sft.source=reference",
          "sft.pool_questions=0", "sft.warmup_steps=0", "policy.lr=2e-3", "policy.lr_schedule=cosine",
          "policy.lr_floor=0.1", "loss.micro_batch=4", "loss.epochs=1", "checkpoint_every=0",
-         f"output_dir={tmp_path / 'out'}", f"mlflow_dir={tmp_path / 'mlruns'}"],
+         "discriminator.mode=frozen", "guard.n=16", f"output_dir={tmp_path / 'out'}", f"mlflow_dir={tmp_path / 'mlruns'}"],
     )  # fmt: skip
     trainer = AdversarialTrainer(cfg, log=lambda m: None)
     assert [round(trainer.lr_factor(r), 6) for r in (-1, 0, 1, 2)] == [1.0, 1.0, 0.55, 0.1]
