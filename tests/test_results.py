@@ -55,3 +55,28 @@ def test_the_oracle_block_comes_from_the_comparison_folder_and_check_tracks_it(t
     assert "<!-- begin:comparison:ledger-hard -->\n(not measured yet)" in text  # no experiment: left alone
     assert results.main([*argv, "--check"]) == 0
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_oracle_block_averages_the_seeds_it_finds_and_names_each_file(tmp_path):
+    doc, outputs = tmp_path / "results.md", tmp_path / "outputs"
+    doc.write_text(DOC)
+    other = json.loads(json.dumps(ORACLE)) | {
+        "seed": 1,
+        "wall_seconds": 5.0,
+        "choice": {"1": "timeline", "2": "timeline"},
+    }
+    other["levels"]["1"]["line"] = 0.6
+    other["figures"]["oracle"] = {"n": 8, "accuracy": 0.625, "tokens": 30.6}
+    for seed, o in ((0, ORACLE), (1, other)):
+        folder = outputs / "comparison" / "ledger-hard" / f"seed{seed}" / "oracle"
+        folder.mkdir(parents=True)
+        (folder / "oracle.json").write_text(json.dumps(o))
+    argv = ["--doc", str(doc), "--outputs", str(outputs), "--mlflow-dir", str(tmp_path / "mlruns"),
+            "--data", str(tmp_path / "no-outcomes")]  # fmt: skip
+    assert results.main(argv) == 0
+    text = doc.read_text()
+    assert "Seeds 0, 1, 4 SFT steps per granularity" in text and "(3 / 5 s)" not in text and "3 / 5 s" in text
+    assert "| 1 | 10 | 0.800 | 0.800 | 0.800 | line / timeline |" in text  # line: 5 of 5 and 3 of 5 questions
+    assert "| 2 | 6 | 0.667 | 0.667 | 0.000 | timeline |" in text  # the seeds agree: one choice
+    assert "| oracle | 0.750 | 25.6 | 0.875 / 0.625 |" in text
+    assert results.main([*argv, "--check"]) == 0

@@ -66,34 +66,77 @@ def base_block(task: str) -> str | None:
 
 
 def oracle_block(task: str, root: Path) -> tuple[str, str] | None:
-    """``scripts/oracle.py``'s table and the file it came from: its own output folder, or the one
-    ``run_comparison.py --methods oracle`` gave it."""
+    """``scripts/oracle.py``'s table and the files it came from: its own output folder, or the ones
+    ``run_comparison.py --methods oracle`` gave it, one a seed (each seed its own test questions). With several seeds
+    a level's accuracies are over all their questions at that level, the rows' figures the means of the seeds, and
+    the choice is given per seed where the seeds differ."""
     found = [
         root / "oracle" / task / "oracle.json",
         *sorted((root / "comparison" / task).glob("seed*/oracle/oracle.json")),
     ]
-    path = next((p for p in found if p.exists()), None)
-    if path is None:
+    runs: dict[int, tuple[dict, Path]] = {}
+    for path in found:
+        if path.exists():
+            o = json.loads(path.read_text())
+            runs.setdefault(int(o["seed"]), (o, path))  # a seed found twice keeps its first file
+    if not runs:
         return None
-    o = json.loads(path.read_text())
-    grans = [k for k in next(iter(o["levels"].values())) if k not in ("n", "base") and not k.endswith("_tokens")]
+    seeds = sorted(runs)
+    files = [runs[s][0] for s in seeds]
+    first = files[0]
+    grans = [k for k in next(iter(first["levels"].values())) if k not in ("n", "base") and not k.endswith("_tokens")]
+
+    def mean(values) -> float:
+        values = list(values)
+        return sum(values) / len(values)
+
+    def choice(d: str) -> str:
+        picks = [o["choice"].get(d, "-") for o in files]
+        return picks[0] if len(set(picks)) == 1 else " / ".join(picks)
+
+    if len(files) == 1:
+        head = (
+            f"Seed {first['seed']}, {first['steps']} SFT steps per granularity, choice on {first['val_n']} validation "
+            f"questions, figures on {first['eval_n']} test questions (`python scripts/oracle.py --config "
+            f"configs/{task}.yaml --json`, {first['wall_seconds']:.0f} s). Accuracy on test by difficulty (events on "
+            "the person asked about):"
+        )
+    else:
+        head = (
+            f"Seeds {', '.join(map(str, seeds))}, {first['steps']} SFT steps per granularity, choice on "
+            f"{first['val_n']} validation questions, figures on {first['eval_n']} test questions a seed (`python "
+            f"scripts/oracle.py --config configs/{task}.yaml --seed S --json`, "
+            f"{' / '.join(str(round(o['wall_seconds'])) for o in files)} s). Accuracy on test by difficulty (events on the "
+            "person asked about), over the seeds' questions together; the choice per seed where they differ:"
+        )
     lines = [
-        f"Seed {o['seed']}, {o['steps']} SFT steps per granularity, choice on {o['val_n']} validation questions, "
-        f"figures on {o['eval_n']} test questions (`python scripts/oracle.py --config configs/{task}.yaml --json`, "
-        f"{o['wall_seconds']:.0f} s). Accuracy on test by difficulty (events on the person asked about):",
+        head,
         "",
         "| level | n | base | " + " | ".join(grans) + " | oracle's choice |",
         "|---" * (len(grans) + 4) + "|",
     ]
-    for d, row in o["levels"].items():
-        cells = [f"{row[g]:.3f}" for g in grans]
-        lines.append(
-            f"| {d} | {row['n']} | {row['base']:.3f} | " + " | ".join(cells) + f" | {o['choice'].get(d, '-')} |"
-        )
-    lines += ["", "| row | accuracy | tokens |", "|---|---|---|"]
-    for name, f in o["figures"].items():
-        lines.append(f"| {name} | {f['accuracy']:.3f} | {f['tokens']:.1f} |")
-    return "\n".join(lines), _shown(path)
+    for d in first["levels"]:
+        at = [o["levels"][d] for o in files if d in o["levels"]]  # each seed's questions at this level
+        n = sum(r["n"] for r in at)
+
+        def pooled(key: str, at=at, n=n) -> str:
+            return f"{sum(r[key] * r['n'] for r in at) / n:.3f}"
+
+        cells = [pooled(g) for g in grans]
+        lines.append(f"| {d} | {n} | {pooled('base')} | " + " | ".join(cells) + f" | {choice(d)} |")
+    if len(files) == 1:
+        lines += ["", "| row | accuracy | tokens |", "|---|---|---|"]
+        for name, f in first["figures"].items():
+            lines.append(f"| {name} | {f['accuracy']:.3f} | {f['tokens']:.1f} |")
+    else:
+        lines += ["", "| row | accuracy | tokens | accuracy per seed |", "|---|---|---|---|"]
+        for name in first["figures"]:
+            fs = [o["figures"][name] for o in files]
+            per_seed = " / ".join(f"{f['accuracy']:.3f}" for f in fs)
+            lines.append(
+                f"| {name} | {mean(f['accuracy'] for f in fs):.3f} | {mean(f['tokens'] for f in fs):.1f} | {per_seed} |"
+            )
+    return "\n".join(lines), ", ".join(_shown(runs[s][1]) for s in seeds)
 
 
 def _compare_runs():
