@@ -75,7 +75,7 @@ def test_the_oracle_block_averages_the_seeds_it_finds_and_names_each_file(tmp_pa
             "--data", str(tmp_path / "no-outcomes")]  # fmt: skip
     assert results.main(argv) == 0
     text = doc.read_text()
-    assert "Seeds 0, 1, 4 SFT steps per granularity" in text and "(3 / 5 s)" not in text and "3 / 5 s" in text
+    assert "Seeds 0, 1, 4 SFT steps per granularity" in text and "--seed S --json`, 3 / 5 s)" in text
     assert "| 1 | 10 | 0.800 | 0.800 | 0.800 | line / timeline |" in text  # line: 5 of 5 and 3 of 5 questions
     assert "| 2 | 6 | 0.667 | 0.667 | 0.000 | timeline |" in text  # the seeds agree: one choice
     assert "| oracle | 0.750 | 25.6 | 0.875 / 0.625 |" in text
