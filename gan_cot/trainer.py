@@ -263,6 +263,13 @@ class AdversarialTrainer:
                         self.pool.fill(cfg.pool_questions, self.disc, self.sample_and_score, self.strategy, labeler,
                                        prune=prune_by != "none")
                     )  # fmt: skip
+                    if labeler is not None and labeler.cost:
+                        out.update(
+                            {
+                                f"pool_{k}": v
+                                for k, v in zip(labeler.cost, self.strategy.sum(list(labeler.cost.values())))
+                            }
+                        )
                     out.update(self.discriminator_warmup())
                 if self.strategy.is_main:
                     self.log(f"pool ({prune_by}): " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(out.items())))
@@ -295,10 +302,12 @@ class AdversarialTrainer:
         def label(examples, steps):
             with self.strategy.for_generation():
                 records = policy_records(
-                    self.strategy.model, self.tokenizer, self.task, examples, steps, self.cfg.discriminator
-                )
+                    self.strategy.model, self.tokenizer, self.task, examples, steps, self.cfg.discriminator,
+                    self.cfg.rollout, label.cost,
+                )  # fmt: skip
             return [r.labels for r in records]
 
+        label.cost = {}  # the confirmations' counts over the whole fill (discriminator.label_confirm)
         return label
 
     def discriminator_warmup(self) -> dict:

@@ -205,6 +205,12 @@ class DiscriminatorRunConfig:
         "(a step only the next one uses; null: off). 0.25 meets every kind's target on ledger-hard, whose config sets it "
         "(docs/results.md)",
     )
+    label_confirm: bool = field(
+        False,
+        help="policy labels: confirm every drop by letting the policy continue the pruned chain past it (greedy, "
+        "the rollout's budgets); a drop is taken back when that continuation misses the answer and the same one with "
+        "the step in place reaches it. Two continuations per dropped step (gan_cot/discriminator/policy_labels.py)",
+    )
     label_wrong: float = field(
         0.1,
         help="policy labels: a step is wrong when the answer's log-prob per token rises by more than this without it",

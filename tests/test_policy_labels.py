@@ -247,7 +247,7 @@ def test_label_agreement_reports_kinds_and_a_stop_sweep(capsys):
     assert high == {k: row["redundant"] for k, row in out["kinds"].items()}
     with pytest.raises(SystemExit) as e:
         main(["--task", "ledger-hard", "--policy", policy, "--labeler", "rollouts", "--sweep-stop", "1"])
-    assert e.value.code == 2 and "--sweep-stop, --sweep-lean-next and --lean-next are for --labeler policy" in (
+    assert e.value.code == 2 and "--sweep-stop, --sweep-lean-next, --lean-next and --confirm are for --labeler policy" in (
         capsys.readouterr().err
     )
 

@@ -19,9 +19,10 @@ asks the policy. For step i of a chain with answer ``a``:
 Labels (:func:`labels_from_lean`): **useful** when ``d_i > lean`` (the rest leans on it), ``n_i > lean_next`` (the
 next step does) or the end marker loses more than ``stop`` nats; **wrong** when the answer
 gets more likely without it (``g_i > wrong``) or the rest does by more than ``lean`` (``d_i < -lean``); **redundant**
-otherwise. The measurement is a ranking under the current policy; :class:`PolicyLabeler` then confirms a pruned
-chain by letting the policy continue it (:meth:`PolicyLabeler.confirm`), and the trainer re-estimates the labels on
-the policy's own chains every round.
+otherwise. The measurement is a ranking under the current policy. :func:`confirm_drops` then lets the policy continue
+the pruned chain past each step it would drop (``discriminator.label_confirm``): a drop after which the policy's own
+continuation no longer reaches the answer, while the same continuation with the step in place does, is taken back
+(the step is useful). The trainer re-estimates the labels on the policy's own chains every round.
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ class PolicyLabelConfig:
     wrong: float = 0.1  # nats/token the answer must gain without a step for the step to be wrong
     stop: float = 2.0  # nats the end-of-thinking marker must lose without a step for the step to be useful
     lean_next: float | None = None  # nats/token the next step must lose without a step for it to be useful (off)
+    confirm: int = 0  # greedy continuations that confirm each drop (confirm_drops); 0: off, 1: on
+    max_new_tokens: int = 160  # a confirming continuation's thinking budget, then its end of thinking is forced
+    max_answer_tokens: int = 8
+    generate_batch_size: int = 64  # continuations per generation batch
     batch_size: int = 64  # sequences per forward pass
     max_logits: int = 2**25  # positions x vocabulary per forward pass (bounds the logits' memory)
 
@@ -185,3 +190,63 @@ def _answer_tail(fmt, answer: str) -> str:
     """The end of a rendered chain from the answer itself on (the answer's tokens and what closes it)."""
     rendered = fmt.render([], answer)
     return rendered[rendered.rfind(answer) :]
+
+
+@dataclass
+class ConfirmStats:
+    """What :func:`confirm_drops` did: drops tested, drops taken back, continuations generated and their tokens."""
+
+    tested: int = 0
+    restored: int = 0
+    continuations: int = 0
+    tokens: int = 0
+
+
+def confirm_drops(policy, tokenizer, task, examples, chains: list[list[str]], labels: list[list[str]],
+                  cfg: PolicyLabelConfig, progress=None) -> tuple[list[list[str]], ConfirmStats]:  # fmt: skip
+    """The labels with every drop the policy's own continuation refutes taken back.
+
+    For each step i not labelled useful, the pruned chain (the useful steps) is written up to the first useful step
+    after i, so the policy has moved past the place of step i, and the policy continues it greedily to an answer;
+    the control is the same prefix with step i in place. When the control reaches the right answer and the pruned
+    prefix does not, the chain leans on step i: it becomes useful. A step whose removal the rest of the chain does not
+    feel (a needed ``skip:`` line the next step repeats, say) can still lose the policy its place when it no longer
+    writes it; only a continuation shows that. Cost: two continuations per tested step, batched (``cfg.batch_size``).
+    """
+    from gan_cot.generation import Sampling, generate
+
+    sep = task.separator
+    jobs = []  # (chain, step, prefix without, prefix with)
+    for c, (steps, labs) in enumerate(zip(chains, labels)):
+        useful = [k for k, lab in enumerate(labs) if lab == "useful"]
+        for i, lab in enumerate(labs):
+            if lab == "useful":
+                continue
+            after = next((k for k in useful if k > i), None)
+            upto = [k for k in useful if after is None or k <= after]
+            without = [steps[k] for k in upto]
+            with_step = [steps[k] for k in sorted(upto + [i])]
+            jobs.append((c, i, _prefix(without, sep), _prefix(with_step, sep)))
+    stats = ConfirmStats(tested=len(jobs))
+    out = [list(labs) for labs in labels]
+    if not jobs or cfg.confirm <= 0:
+        return out, ConfirmStats()
+    sampling = Sampling(n=1, do_sample=False, max_new_tokens=cfg.max_new_tokens, fmt=task.format,
+                        max_answer_tokens=cfg.max_answer_tokens, batch_size=cfg.generate_batch_size)  # fmt: skip
+    questions = [task.prompt(examples[c]) for c, _, _, _ in jobs for _ in range(2)]
+    prefixes = [p for _, _, without, with_step in jobs for p in (without, with_step)]
+    groups = generate(policy, tokenizer, questions, sampling, prefixes=prefixes, progress=progress)
+    for k, (c, i, without, with_step) in enumerate(jobs):
+        g_without, g_with = groups[2 * k][0], groups[2 * k + 1][0]
+        stats.continuations += 2
+        stats.tokens += g_without.num_tokens + g_with.num_tokens
+        if task.verify(with_step + g_with.text, examples[c]) and not task.verify(
+            without + g_without.text, examples[c]
+        ):
+            out[c][i] = "useful"
+            stats.restored += 1
+    return out, stats
+
+
+def _prefix(steps: list[str], sep: str) -> str:
+    return "".join(step + sep for step in steps)

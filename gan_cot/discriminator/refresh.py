@@ -26,7 +26,7 @@ def step_records(ctx, chains, cfg, rollout_cfg, cost=None) -> list[StepRecord]:
     if cfg.labels == "gold":
         return [StepRecord(ex.question, c.steps, task.gold_labels(ex, c.steps)) for ex, c in zip(exs, chains)]
     if cfg.labels == "policy":
-        return policy_records(policy, tokenizer, task, exs, [c.steps for c in chains], cfg)
+        return policy_records(policy, tokenizer, task, exs, [c.steps for c in chains], cfg, rollout_cfg, cost)
     from gan_cot.discriminator.labels import AutoLabelConfig, label_chains
 
     auto_cfg = AutoLabelConfig(
@@ -40,23 +40,49 @@ def step_records(ctx, chains, cfg, rollout_cfg, cost=None) -> list[StepRecord]:
     return [StepRecord(ex.question, c.steps, a.labels) for ex, c, a in zip(exs, chains, auto)]
 
 
-def policy_label_config(cfg):
+def policy_label_config(cfg, rollout_cfg=None):
+    """The policy labeler's settings from the ``discriminator`` section (and the ``rollout`` one's budgets and batch
+    size for the confirming continuations)."""
     from gan_cot.discriminator.policy_labels import PolicyLabelConfig
 
+    budgets = {}
+    if rollout_cfg is not None:
+        budgets = {
+            "max_new_tokens": rollout_cfg.max_think_tokens,
+            "max_answer_tokens": rollout_cfg.max_answer_tokens,
+            "generate_batch_size": rollout_cfg.batch_size,
+        }
     return PolicyLabelConfig(
-        lean=cfg.label_lean, wrong=cfg.label_wrong, stop=cfg.label_stop, lean_next=cfg.label_lean_next
-    )
+        lean=cfg.label_lean, wrong=cfg.label_wrong, stop=cfg.label_stop, lean_next=cfg.label_lean_next,
+        confirm=int(cfg.label_confirm), **budgets,
+    )  # fmt: skip
 
 
-def policy_records(policy, tokenizer, task, examples, chains: list[list[str]], cfg) -> list[StepRecord]:
-    """Records whose labels say what ``policy`` still answers without each step (``discriminator.label_*``)."""
-    from gan_cot.discriminator.policy_labels import step_lean
+def policy_records(policy, tokenizer, task, examples, chains: list[list[str]], cfg, rollout_cfg=None,
+                   cost=None) -> list[StepRecord]:  # fmt: skip
+    """Records whose labels say what ``policy`` still answers without each step (``discriminator.label_*``); with
+    ``discriminator.label_confirm``, each drop confirmed by the policy's continuation of the pruned chain. ``cost``
+    (a dict), when given, gets the confirmations' ``label_confirm_tested``, ``label_confirm_restored``,
+    ``label_continuations`` and ``label_tokens`` (added to what it holds)."""
+    from gan_cot.discriminator.policy_labels import confirm_drops, step_lean
 
+    lcfg = policy_label_config(cfg, rollout_cfg)
     leans = step_lean(
         policy, tokenizer, task.format, [task.prompt(ex) for ex in examples], chains, [ex.answer for ex in examples],
-        policy_label_config(cfg),
+        lcfg,
     )  # fmt: skip
-    return [StepRecord(ex.question, steps, lean.labels) for ex, steps, lean in zip(examples, chains, leans)]
+    labels = [lean.labels for lean in leans]
+    if lcfg.confirm:
+        labels, stats = confirm_drops(policy, tokenizer, task, examples, chains, labels, lcfg)
+        if cost is not None:
+            for key, value in (
+                ("label_confirm_tested", stats.tested),
+                ("label_confirm_restored", stats.restored),
+                ("label_continuations", stats.continuations),
+                ("label_tokens", stats.tokens),
+            ):
+                cost[key] = cost.get(key, 0.0) + float(value)  # fmt: skip
+    return [StepRecord(ex.question, steps, labs) for ex, steps, labs in zip(examples, chains, labels)]
 
 
 def train_on(disc, records, cfg, strategy, rng, steps: int, desc: str | None = None) -> float | None:

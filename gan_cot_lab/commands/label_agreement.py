@@ -89,6 +89,9 @@ def from_config(args) -> None:
     args.stop = d.label_stop if args.stop is None else args.stop
     args.wrong = d.label_wrong if args.wrong is None else args.wrong
     args.lean_next = d.label_lean_next if args.lean_next is UNSET else args.lean_next
+    args.confirm = d.label_confirm if args.confirm is None else args.confirm
+    args.max_think_tokens = cfg.rollout.max_think_tokens
+    args.max_answer_tokens = cfg.rollout.max_answer_tokens
 
 
 def main(argv=None) -> int:
@@ -123,6 +126,9 @@ def main(argv=None) -> int:
         default=None,
         help="policy: the same for comma-separated --lean-next values (JSON key lean_next_sweep)",
     )
+    p.add_argument("--confirm", default=None, action=argparse.BooleanOptionalAction,
+                   help="policy: confirm each drop by the policy's continuation of the pruned chain (default: "
+                   "discriminator.label_confirm)")  # fmt: skip
     p.add_argument("--rollouts", type=int, default=1, help="rollouts: continuations per prefix (1 = greedy)")
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--drop", type=float, default=0.5, help="rollouts: success-rate change that marks a step wrong")
@@ -135,8 +141,8 @@ def main(argv=None) -> int:
             raise UsageError("--n and --rollouts must be positive")
         sweep = [float(x) for x in args.sweep_stop.split(",")] if args.sweep_stop else []
         sweep_next = [float(x) for x in args.sweep_lean_next.split(",")] if args.sweep_lean_next else []
-        if (sweep or sweep_next or args.lean_next is not UNSET) and args.labeler != "policy":
-            raise UsageError("--sweep-stop, --sweep-lean-next and --lean-next are for --labeler policy")
+        if (sweep or sweep_next or args.lean_next is not UNSET or args.confirm) and args.labeler != "policy":
+            raise UsageError("--sweep-stop, --sweep-lean-next, --lean-next and --confirm are for --labeler policy")
         from_config(args)
         check_model_path(args.policy)
     except UsageError as e:
@@ -158,12 +164,24 @@ def main(argv=None) -> int:
     tok = load_tokenizer(args.policy)
     policy = load_model(args.policy, dtype=torch.float32)
     started = time.perf_counter()
+    confirm = None
     if args.labeler == "policy":
         from gan_cot.discriminator.policy_labels import PolicyLabelConfig, step_lean
 
-        cfg = PolicyLabelConfig(lean=args.lean, stop=args.stop, wrong=args.wrong, lean_next=args.lean_next)
+        cfg = PolicyLabelConfig(lean=args.lean, stop=args.stop, wrong=args.wrong, lean_next=args.lean_next,
+                                confirm=int(args.confirm), max_new_tokens=args.max_think_tokens,
+                                max_answer_tokens=args.max_answer_tokens)  # fmt: skip
         questions, answers = [task.prompt(ex) for ex in examples], [ex.answer for ex in examples]
         auto = step_lean(policy, tok, task.format, questions, chains, answers, cfg)
+        if args.confirm:
+            from gan_cot.discriminator.policy_labels import confirm_drops
+
+            with tqdm(total=sum(lab != "useful" for a in auto for lab in a.labels) * 2, desc="confirm",
+                      leave=False) as bar:  # fmt: skip
+                confirmed, confirm = confirm_drops(policy, tok, task, examples, chains, [a.labels for a in auto], cfg,
+                                                   progress=bar.update)  # fmt: skip
+            for a, labs in zip(auto, confirmed):
+                a.labels = labs
     else:
         from gan_cot.discriminator.labels import AutoLabelConfig, label_chains
 
@@ -182,6 +200,9 @@ def main(argv=None) -> int:
     for k, row in kinds.items():
         print(f"{k:<10} {row['steps']:>6} {row['useful']:>7.2f} {row['redundant']:>10.2f} {row['wrong']:>6.2f}")
     print(f"agreement with gold labels: {m['accuracy']:.3f} over {m['n_steps']} steps, {seconds:.1f} s")
+    if confirm is not None:
+        print(f"confirmed by continuation: {confirm.restored} of {confirm.tested} drops taken back "
+              f"({confirm.continuations} continuations, {confirm.tokens} tokens)")  # fmt: skip
     sweeps = {}
     for key, values in (("stop", sweep), ("lean_next", sweep_next)):
         if values:
@@ -193,7 +214,9 @@ def main(argv=None) -> int:
                 print(f"{value:>9} " + " ".join(f"{row.get(k, 0.0):>9.2f}" for k in names))
     if args.json:
         print_json({"config": args.config, "lean": args.lean, "lean_next": args.lean_next, "stop": args.stop,
-                    "wrong": args.wrong, "stop_sweep": sweeps.get("stop", {}), "lean_next_sweep": sweeps.get("lean_next", {}), "agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
+                    "wrong": args.wrong, "confirm": bool(args.confirm),
+                    "confirm_tested": confirm.tested if confirm else None,
+                    "confirm_restored": confirm.restored if confirm else None, "stop_sweep": sweeps.get("stop", {}), "lean_next_sweep": sweeps.get("lean_next", {}), "agreement": m["accuracy"], **m, "kinds": kinds, "policy": args.policy, "task": args.task,
                     "labeler": args.labeler, "split": args.split, "n": len(examples), "seed": args.seed,
                     "seconds": round(seconds, 1)})  # fmt: skip
     return 0
