@@ -247,8 +247,10 @@ def test_label_agreement_reports_kinds_and_a_stop_sweep(capsys):
     assert high == {k: row["redundant"] for k, row in out["kinds"].items()}
     with pytest.raises(SystemExit) as e:
         main(["--task", "ledger-hard", "--policy", policy, "--labeler", "rollouts", "--sweep-stop", "1"])
-    assert e.value.code == 2 and "--sweep-stop, --sweep-lean-next, --lean-next and --confirm are for --labeler policy" in (
-        capsys.readouterr().err
+    assert (
+        e.value.code == 2
+        and "--sweep-stop, --sweep-lean-next, --lean-next and --confirm are for --labeler policy"
+        in (capsys.readouterr().err)
     )
 
 
@@ -284,3 +286,51 @@ def test_label_agreement_reads_the_thresholds_a_config_s_runs_use(capsys, tmp_pa
     with pytest.raises(SystemExit) as e:
         main(["--n", "4"])
     assert e.value.code == 2 and "give --policy" in capsys.readouterr().err
+
+
+def test_a_drop_the_policy_cannot_continue_past_is_taken_back(hard_base):
+    """discriminator.label_confirm: the policy continues the pruned chain past each drop. The last update (the final
+    count) labelled redundant by hand, where a useful step (a trailing skip) follows it, is taken back far more often
+    than a restatement the labels drop: past that step the continuation without it can answer with a count one event
+    short, the one with it does not. Useful steps are never touched."""
+    from gan_cot.discriminator.policy_labels import confirm_drops
+    from gan_cot.discriminator.refresh import policy_records
+
+    policy, tok = hard_base
+    task = LedgerHardTask(seed=0)
+    exs = task.examples("validation", 24)
+    chains = [[s.strip() for s in ex.steps] for ex in exs]
+    cfg = PolicyLabelConfig(lean_next=0.25, confirm=1, max_new_tokens=192)
+    labels = [lean.labels for lean in step_lean(policy, tok, task.format, [task.prompt(e) for e in exs], chains,
+                                                [e.answer for e in exs], cfg)]  # fmt: skip
+    planted = []  # (chain, step): the last update, called redundant where a useful step follows it
+    for c, ex in enumerate(exs):
+        kinds = ex.meta["kinds"]
+        last = max((i for i, k in enumerate(kinds) if k == "update"), default=None)
+        if last is not None and "useful" in labels[c][last + 1 :] and labels[c][last] == "useful":
+            labels[c][last] = "redundant"  # the pruned chain then ends on a count one event short
+            planted.append((c, last))
+    assert len(planted) >= 8
+    confirmed, stats = confirm_drops(policy, tok, task, exs, chains, labels, cfg)
+    assert (
+        stats.tested == sum(lab != "useful" for labs in labels for lab in labs)
+        and stats.continuations == 2 * stats.tested
+    )
+    back = sum(confirmed[c][i] == "useful" for c, i in planted) / len(planted)
+    restates = [(c, i) for c, ex in enumerate(exs) for i, k in enumerate(ex.meta["kinds"])
+                if k == "restate" and labels[c][i] == "redundant"]  # fmt: skip
+    assert len(restates) >= 10
+    kept_out = sum(confirmed[c][i] == "redundant" for c, i in restates) / len(restates)
+    # the base often writes a missing count again itself, so not every planted drop is refuted; far more are than
+    # restatements (greedy continuations of a changed prefix sometimes go wrong either way)
+    assert back >= 0.4 and kept_out >= 0.85 and back > 3 * (1 - kept_out), (back, kept_out)
+    for before, after in zip(labels, confirmed):  # only drops change, and only to useful
+        assert all(b == a or (b != "useful" and a == "useful") for b, a in zip(before, after))
+    assert stats.restored == sum(b != a for before, after in zip(labels, confirmed) for b, a in zip(before, after))
+    off, none = confirm_drops(policy, tok, task, exs, chains, labels, PolicyLabelConfig(confirm=0))
+    assert off == labels and none.continuations == 0
+    # through the trainer's entry point: the counts land in the cost dict
+    run = load_config(AdversarialConfig, ROOT / "configs" / "ledger-hard.yaml", ["discriminator.label_confirm=true"])
+    cost: dict = {}
+    records = policy_records(policy, tok, task, exs[:4], chains[:4], run.discriminator, run.rollout, cost)
+    assert len(records) == 4 and cost["label_confirm_tested"] > 0 and cost["label_continuations"] > 0

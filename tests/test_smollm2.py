@@ -86,7 +86,7 @@ def _train(smollm2, out: Path, *extra) -> subprocess.CompletedProcess:
         "discriminator.name=gsm8k-minilm", f"data={GSM8K}", "rounds=2", "rollout.questions=2",
         "rollout.group_size=2", "rollout.max_think_tokens=32", "rollout.batch_size=4", "loss.micro_batch=2",
         "sft.pool_questions=8", "sft.warmup_steps=12", "sft.steps=1", "sft.batch_size=2", "sft.lr=3e-3",
-        "policy.lr=1e-3", "discriminator.refresh_steps=1", "discriminator.label_chains=1", "discriminator.label_rollouts=1",
+        "policy.lr=1e-3", "discriminator.refresh_steps=1", "discriminator.warmup_steps=2", "discriminator.label_chains=1", "discriminator.label_rollouts=1",
         "eval.n=8", "eval.batch_size=8", "guard.n=4", "checkpoint_every=1", "lora.r=8", "lora.alpha=16",
         f"output_dir={out / 'out'}", f"mlflow_dir={out / 'mlruns'}", *extra,
     ]  # fmt: skip
