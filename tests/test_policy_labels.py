@@ -300,7 +300,7 @@ def test_a_drop_the_policy_cannot_continue_past_is_taken_back(hard_base):
     task = LedgerHardTask(seed=0)
     exs = task.examples("validation", 24)
     chains = [[s.strip() for s in ex.steps] for ex in exs]
-    cfg = PolicyLabelConfig(lean_next=0.25, confirm=1, max_new_tokens=192)
+    cfg = PolicyLabelConfig(lean_next=0.25, confirm=True, max_new_tokens=192)
     labels = [lean.labels for lean in step_lean(policy, tok, task.format, [task.prompt(e) for e in exs], chains,
                                                 [e.answer for e in exs], cfg)]  # fmt: skip
     planted = []  # (chain, step): the last update, called redundant where a useful step follows it
@@ -327,7 +327,7 @@ def test_a_drop_the_policy_cannot_continue_past_is_taken_back(hard_base):
     for before, after in zip(labels, confirmed):  # only drops change, and only to useful
         assert all(b == a or (b != "useful" and a == "useful") for b, a in zip(before, after))
     assert stats.restored == sum(b != a for before, after in zip(labels, confirmed) for b, a in zip(before, after))
-    off, none = confirm_drops(policy, tok, task, exs, chains, labels, PolicyLabelConfig(confirm=0))
+    off, none = confirm_drops(policy, tok, task, exs, chains, labels, PolicyLabelConfig(confirm=False))
     assert off == labels and none.continuations == 0
     # through the trainer's entry point: the counts land in the cost dict
     run = load_config(AdversarialConfig, ROOT / "configs" / "ledger-hard.yaml", ["discriminator.label_confirm=true"])

@@ -74,9 +74,14 @@ def labeler_pairs(tokenizer, task, examples, seed: int = 0) -> tuple[list[str], 
     return prompts, completions
 
 
+def prefix_text(steps: list[str], separator: str) -> str:
+    """The chain text a continuation starts from after ``steps`` (each followed by the separator; "" for none)."""
+    return "".join(step + separator for step in steps)
+
+
 def prefixes(steps: list[str], separator: str) -> list[str]:
     """The chain text a continuation starts from, for every prefix length 0..n (ends with a separator)."""
-    return ["" if j == 0 else separator.join(steps[:j]) + separator for j in range(len(steps) + 1)]
+    return [prefix_text(steps[:j], separator) for j in range(len(steps) + 1)]
 
 
 def label_chains(policy, tokenizer, task, examples, chains: list[list[str]], cfg: AutoLabelConfig | None = None,

@@ -41,7 +41,7 @@ class PolicyLabelConfig:
     wrong: float = 0.1  # nats/token the answer must gain without a step for the step to be wrong
     stop: float = 2.0  # nats the end-of-thinking marker must lose without a step for the step to be useful
     lean_next: float | None = None  # nats/token the next step must lose without a step for it to be useful (off)
-    confirm: int = 0  # greedy continuations that confirm each drop (confirm_drops); 0: off, 1: on
+    confirm: bool = False  # confirm each drop by a greedy continuation of the pruned chain (confirm_drops)
     max_new_tokens: int = 160  # a confirming continuation's thinking budget, then its end of thinking is forced
     max_answer_tokens: int = 8
     generate_batch_size: int = 64  # continuations per generation batch
@@ -211,10 +211,15 @@ def confirm_drops(policy, tokenizer, task, examples, chains: list[list[str]], la
     the control is the same prefix with step i in place. When the control reaches the right answer and the pruned
     prefix does not, the chain leans on step i: it becomes useful. A step whose removal the rest of the chain does not
     feel (a needed ``skip:`` line the next step repeats, say) can still lose the policy its place when it no longer
-    writes it; only a continuation shows that. Cost: two continuations per tested step, batched (``cfg.batch_size``).
+    writes it; only a continuation shows that. Cost: two continuations per tested step, batched
+    (``cfg.generate_batch_size``). With ``cfg.confirm`` off the labels come back as they are.
     """
+    from gan_cot.discriminator.labels import prefix_text
     from gan_cot.generation import Sampling, generate
 
+    out = [list(labs) for labs in labels]
+    if not cfg.confirm:
+        return out, ConfirmStats()
     sep = task.separator
     jobs = []  # (chain, step, prefix without, prefix with)
     for c, (steps, labs) in enumerate(zip(chains, labels)):
@@ -224,13 +229,11 @@ def confirm_drops(policy, tokenizer, task, examples, chains: list[list[str]], la
                 continue
             after = next((k for k in useful if k > i), None)
             upto = [k for k in useful if after is None or k <= after]
-            without = [steps[k] for k in upto]
-            with_step = [steps[k] for k in sorted(upto + [i])]
-            jobs.append((c, i, _prefix(without, sep), _prefix(with_step, sep)))
+            without = prefix_text([steps[k] for k in upto], sep)
+            jobs.append((c, i, without, prefix_text([steps[k] for k in sorted(upto + [i])], sep)))
     stats = ConfirmStats(tested=len(jobs))
-    out = [list(labs) for labs in labels]
-    if not jobs or cfg.confirm <= 0:
-        return out, ConfirmStats()
+    if not jobs:
+        return out, stats
     sampling = Sampling(n=1, do_sample=False, max_new_tokens=cfg.max_new_tokens, fmt=task.format,
                         max_answer_tokens=cfg.max_answer_tokens, batch_size=cfg.generate_batch_size)  # fmt: skip
     questions = [task.prompt(examples[c]) for c, _, _, _ in jobs for _ in range(2)]
@@ -246,7 +249,3 @@ def confirm_drops(policy, tokenizer, task, examples, chains: list[list[str]], la
             out[c][i] = "useful"
             stats.restored += 1
     return out, stats
-
-
-def _prefix(steps: list[str], sep: str) -> str:
-    return "".join(step + sep for step in steps)

@@ -54,7 +54,7 @@ def policy_label_config(cfg, rollout_cfg=None):
         }
     return PolicyLabelConfig(
         lean=cfg.label_lean, wrong=cfg.label_wrong, stop=cfg.label_stop, lean_next=cfg.label_lean_next,
-        confirm=int(cfg.label_confirm), **budgets,
+        confirm=cfg.label_confirm, **budgets,
     )  # fmt: skip
 
 

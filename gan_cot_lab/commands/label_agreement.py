@@ -169,7 +169,7 @@ def main(argv=None) -> int:
         from gan_cot.discriminator.policy_labels import PolicyLabelConfig, step_lean
 
         cfg = PolicyLabelConfig(lean=args.lean, stop=args.stop, wrong=args.wrong, lean_next=args.lean_next,
-                                confirm=int(args.confirm), max_new_tokens=args.max_think_tokens,
+                                confirm=bool(args.confirm), max_new_tokens=args.max_think_tokens,
                                 max_answer_tokens=args.max_answer_tokens)  # fmt: skip
         questions, answers = [task.prompt(ex) for ex in examples], [ex.answer for ex in examples]
         auto = step_lean(policy, tok, task.format, questions, chains, answers, cfg)
