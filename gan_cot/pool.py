@@ -13,6 +13,7 @@ thousands does not. Unless ``sft.pool_frozen``, a round's shorter correct chain 
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import torch
@@ -41,6 +42,7 @@ class SFTPool:
         self.examples = examples
         self.targets: dict[int, list[int]] = {}
         self.records: list = []  # the reference chains' policy labels of the last fill (sft.prune_by: policy)
+        self.record_index: list[int] = []  # their training-example indices
         self._prompt_ids: dict[int, list[int]] = {}
 
     def __len__(self) -> int:
@@ -88,7 +90,7 @@ class SFTPool:
         by_policy = prune and labeler is not None
         kept = [0.0, 0.0, 0.0, 0.0]  # targets, their tokens, reference steps, steps kept
         chunk = max(1, self.cfg.rollout.batch_size)
-        self.records = []
+        self.records, self.record_index = [], []
         for b in progress(range(0, len(idx), chunk), "pool (reference chains)", strategy):
             exs = [self.examples[i] for i in idx[b : b + chunk]]
             steps = [[t.strip() for t in ex.steps] for ex in exs]
@@ -101,18 +103,42 @@ class SFTPool:
                 keeps = [useful_steps(st, p, self.cfg.sft.prune_threshold) for st, p in zip(steps, probs)]
             else:
                 keeps = steps
-            for i, ex, st, keep in zip(idx[b : b + chunk], exs, steps, keeps):
-                text = self.task.format.render(keep, ex.answer)
-                if not keep or not self.task.verify(text, ex):
-                    keep, text = st, self.task.format.render(st, ex.answer)
-                self.targets[i] = self.encode(text)
-                kept = [a + b for a, b in zip(kept, [1.0, len(self.targets[i]), len(st), len(keep)])]
+            if by_policy:
+                self.record_index += idx[b : b + chunk]
+            for i, st, keep in zip(idx[b : b + chunk], steps, keeps):
+                kept = [a + b for a, b in zip(kept, self.set_target(i, st, keep))]
+        return self.kept_stats(kept, strategy)
+
+    def set_target(self, i: int, steps: list[str], keep: list[str]) -> list[float]:
+        """Question ``i``'s target: ``keep`` rendered with its answer, or the whole chain when nothing is kept or the
+        answer no longer verifies; returns (1, target tokens, reference steps, steps kept)."""
+        ex = self.examples[i]
+        text = self.task.format.render(keep, ex.answer)
+        if not keep or not self.task.verify(text, ex):
+            keep, text = steps, self.task.format.render(steps, ex.answer)
+        self.targets[i] = self.encode(text)
+        return [1.0, len(self.targets[i]), len(steps), len(keep)]
+
+    @staticmethod
+    def kept_stats(kept: list[float], strategy) -> dict:
         n, tokens, ref_steps, kept_steps = strategy.sum(kept)
         return {
             "pool_size": n,
             "pool_tokens": tokens / max(n, 1.0),
             "pool_steps_kept": kept_steps / max(ref_steps, 1.0),
         }
+
+    def relabel(self, labels: list[list[str]], strategy) -> dict:
+        """New policy labels for :attr:`records` (the back-off, :mod:`gan_cot.backoff`): the records take them and
+        each of their questions' targets keeps its useful steps again; returns the pool's figures."""
+        kept = [0.0, 0.0, 0.0, 0.0]
+        records = []
+        for i, rec, labs in zip(self.record_index, self.records, labels):
+            records.append(dataclasses.replace(rec, labels=list(labs)))
+            keep = [t for t, lab in zip(rec.steps, labs) if lab == "useful"]
+            kept = [a + b for a, b in zip(kept, self.set_target(i, rec.steps, keep))]
+        self.records = records
+        return self.kept_stats(kept, strategy)
 
     def fill_from_samples(self, idx: list[int], sample_and_score, strategy) -> dict:
         """``sft.pool_samples`` chains per question from the policy, scored; the shortest correct (pruned) stays."""

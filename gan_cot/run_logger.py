@@ -25,7 +25,7 @@ PHASES: dict[str, tuple[str, ...]] = {
     "update": ("policy_loss", "pg_loss", "kl", "clip_frac", "ratio", "sft_loss", "lr"),
     "gate": ("gate_", "alpha_"),
     "eval": ("val_",),
-    "warmup": ("pool_", "warmup_"),
+    "warmup": ("pool_", "warmup_", "backoff_"),  # backoff_: the warm start's held-out check per drop (gan_cot.backoff)
     "guard": ("guard_",),  # the base-accuracy guard's checks (gan_cot.guard)
     "time": ("time_",),  # wall-clock seconds of each stage (gan_cot.trainer.StageClock)
 }

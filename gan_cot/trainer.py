@@ -255,6 +255,7 @@ class AdversarialTrainer:
         rungs = {"discriminator": ["discriminator", "policy", "none"], "policy": ["policy", "none"]}[cfg.prune_by]
         if cfg.source != "pruned" or cfg.pool_source != "reference":
             rungs = [cfg.prune_by]  # nothing to back off to: the pool is not pruned reference chains
+        initial = self.guard.snapshot() if cfg.backoff else None  # the adapter a backed-off warm start starts from
         for rung, prune_by in enumerate(rungs):
             if cfg.pool_questions:
                 with clock("pool"):
@@ -279,6 +280,9 @@ class AdversarialTrainer:
                 out["warmup_sft_loss"] = warm["sft_loss"]
                 if self.strategy.is_main:
                     self.log(f"warm-up: {cfg.warmup_steps} SFT steps, sft_loss {warm['sft_loss']:.3g}")
+            if warm and cfg.backoff and prune_by == "policy" and self.pool.records:
+                with clock("backoff"):
+                    out.update(self.backoff(initial))
             if not self.guard.active or rung == len(rungs) - 1:
                 break
             with clock("guard"):
@@ -294,6 +298,50 @@ class AdversarialTrainer:
             self.guard.restore(self.guard.good)
             out["warmup_backoff"] = rung + 1.0
         return out | clock.seconds
+
+    def backoff(self, initial) -> dict:
+        """``sft.backoff``: the warm-started policy's held-out check per drop (:mod:`gan_cot.backoff`). The drops
+        whose nearest left-out steps come from its wrong chains are taken back in the pool's labels; when any was,
+        the discriminator learns the new labels and the warm start runs again from ``initial`` (the adapter before
+        it). Returns ``backoff_*`` figures and the new pool's."""
+        from gan_cot.backoff import backoff_labels
+
+        cfg, s = self.cfg.sft, self.strategy
+        held = self.evaluate("validation", cfg.backoff_questions, keep_rows=True, completions=True)
+        by_id = {ex.id: ex for ex in self.task.examples("validation", cfg.backoff_questions)}
+        rows = held["rows"]
+        records = self.pool.records
+        with s.for_generation():
+            labels, stats = backoff_labels(
+                s.model, self.tokenizer, self.task, [self.train_examples[i] for i in self.pool.record_index],
+                [r.steps for r in records], [r.labels for r in records], [by_id[r["id"]] for r in rows],
+                [r["completion"] for r in rows], [bool(r["correct"]) for r in rows], cfg.backoff_neighbours,
+                cfg.backoff_z, self.cfg.rollout.batch_size,
+            )  # fmt: skip
+        drops, restored = s.sum([stats.drops, stats.restored])
+        out = {
+            "backoff_val_accuracy": held["accuracy"], "backoff_omitted": float(stats.omitted),
+            "backoff_omitted_wrong": float(stats.omitted_wrong), "backoff_threshold": stats.threshold,
+            "backoff_drops": drops, "backoff_restored": restored,
+        }  # fmt: skip
+        if s.is_main:
+            self.log(
+                f"back-off: the warm-started policy is right on {held['accuracy']:.3f} of {stats.questions} validation "
+                f"questions and leaves out {stats.omitted} reference steps ({stats.omitted_wrong} in wrong chains); "
+                f"{restored:.0f} of {drops:.0f} drops have neighbours wrong above {stats.threshold:.3f} and are taken back"
+            )
+        if not restored:
+            return out
+        out.update({f"backoff_{k}": v for k, v in self.pool.relabel(labels, s).items()})
+        out.update({f"backoff_{k}": v for k, v in self.discriminator_warmup().items()})
+        self.guard.restore(initial)
+        warm = self.pool.train(s, self.gate, -1, cfg.warmup_steps, cfg.lr)
+        if warm:
+            out["warmup_sft_loss"] = warm["sft_loss"]
+            if s.is_main:
+                self.log(f"warm-up again on the backed-off pool: {cfg.warmup_steps} SFT steps, sft_loss "
+                         f"{warm['sft_loss']:.3g}")  # fmt: skip
+        return out
 
     def policy_labeler(self):
         """(examples, steps) -> what the current policy still answers without each step (the pool's pruning)."""
@@ -379,7 +427,7 @@ class AdversarialTrainer:
         return None if self.cfg.sft.lr is None else self.cfg.sft.lr * factor
 
     @torch.no_grad()
-    def evaluate(self, split: str, n: int, policy=None, keep_rows: bool = False) -> dict:
+    def evaluate(self, split: str, n: int, policy=None, keep_rows: bool = False, completions: bool = False) -> dict:
         """Greedy accuracy and tokens on ``n`` questions of ``split``, sharded over processes and gathered, of the
         policy as it answers (through its gate) or of ``policy``; ``keep_rows``: with ``rows``, every question's id,
         difficulty, correctness, tokens and (gated) alpha, gathered from every process."""
@@ -412,7 +460,8 @@ class AdversarialTrainer:
             rows = s.gather([(row["alpha"], row["difficulty"]) for row in res["rows"]])
             out.update(flat_alpha_stats([a for a, _ in rows], [d for _, d in rows]))
         if keep_rows:
-            out["rows"] = s.gather([{k: row[k] for k in ROW_KEYS if k in row} for row in res["rows"]])
+            keys = (*ROW_KEYS, "completion") if completions else ROW_KEYS
+            out["rows"] = s.gather([{k: row[k] for k in keys if k in row} for row in res["rows"]])
         return out
 
     def base_evaluation(self, resumed: bool) -> dict:

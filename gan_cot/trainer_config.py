@@ -157,6 +157,20 @@ class SFTConfig:
     )
     warmup_steps: int = field(800, help="SFT steps on the pool before round 0")
     lr: float | None = field(None, help="SFT learning rate (null: policy.lr)")
+    backoff: bool = field(
+        False,
+        help="after the warm start on policy-pruned targets, its held-out check per drop (gan_cot/backoff.py): the "
+        "warm-started policy answers backoff_questions validation questions; a drop whose nearest left-out steps "
+        "(in the policy's hidden states) come from wrong chains more often than the held-out chains do is taken "
+        "back, and the warm start runs again from the initial adapter",
+    )
+    backoff_questions: int = field(500, help="sft.backoff: validation questions the warm-started policy answers")
+    backoff_neighbours: int = field(20, help="sft.backoff: left-out steps nearest to a drop that decide it")
+    backoff_z: float = field(
+        3.0,
+        help="sft.backoff: standard errors above the held-out chains' wrong fraction that a drop's neighbours must be "
+        "wrong to take it back",
+    )
     pool_frozen: bool = field(
         False,
         help="keep the warm-start pool as it is: the rounds' chains never replace a question's target (a shorter "
@@ -167,8 +181,8 @@ class SFTConfig:
         check_bounds(
             self,
             "sft",
-            ("batch_size", "pool_samples", "pool_temperature", "lr"),
-            ("steps", "pool_questions", "warmup_steps"),
+            ("batch_size", "pool_samples", "pool_temperature", "lr", "backoff_questions", "backoff_neighbours"),
+            ("steps", "pool_questions", "warmup_steps", "backoff_z"),
         )
         if self.pool_frozen and self.pool_questions <= 0:
             raise ConfigError("sft.pool_frozen needs a pool: set sft.pool_questions > 0 (or sft.pool_frozen=false)")

@@ -81,6 +81,16 @@ def labels_from_lean(
     return out
 
 
+def right_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id rows as one right-padded batch: (ids, attention mask)."""
+    ids = torch.full((len(rows), max(map(len, rows))), pad, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
+        mask[r, : len(row)] = 1
+    return ids, mask
+
+
 @torch.no_grad()
 def suffix_logprobs(policy, tokenizer, texts: list[str], starts: list[list[int]], cfg: PolicyLabelConfig):
     """For each ``texts[k]`` and each character offset in ``starts[k]``: (sum, count) of the policy's log-probs of
@@ -97,13 +107,7 @@ def suffix_logprobs(policy, tokenizer, texts: list[str], starts: list[list[int]]
         width = len(enc[order[min(i + cfg.batch_size, len(order)) - 1]]["input_ids"])
         rows = max(1, min(cfg.batch_size, cfg.max_logits // max(1, width * vocab)))
         batch = order[i : i + rows]
-        width = max(len(enc[k]["input_ids"]) for k in batch)
-        ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for r, k in enumerate(batch):
-            row = enc[k]["input_ids"]
-            ids[r, : len(row)] = torch.tensor(row, dtype=torch.long)
-            mask[r, : len(row)] = 1
+        ids, mask = right_padded([enc[k]["input_ids"] for k in batch], pad)
         logits = policy(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
         logp = torch.log_softmax(logits[:, :-1].float(), -1)
         picked = torch.gather(logp, -1, ids[:, 1:].to(device).unsqueeze(-1)).squeeze(-1).cpu()  # token t+1's log-prob
