@@ -121,3 +121,21 @@ def test_the_warm_start_takes_drops_back_and_trains_again_from_the_initial_adapt
     assert data["warmup/pool_steps_kept"] < 1.0 and data["warmup/backoff_pool_steps_kept"] == 1.0
     assert data["warmup/backoff_restored"] == data["warmup/backoff_drops"] > 0
     assert "warmup/backoff_val_accuracy" in data and "time/backoff" in data
+
+
+def test_backoff_kinds_reports_what_the_check_takes_back_per_kind(capsys):
+    """The script a person checks the back-off with: per kind of the pool's drops, the fraction taken back, with
+    figures that add up; a config whose task has no kinds is refused by name."""
+    import json
+    import runpy
+
+    main = runpy.run_path(str(ROOT / "scripts" / "backoff_kinds.py"))["main"]
+    assert main(["--config", "configs/ledger-hard.yaml", "--pool", "12", "--n", "24", "--threads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["n"] == 24 and out["pool"] == 12 and out["adapter"] is None and out["neighbours"] == 20
+    assert out["drops"] == sum(row["drops"] for row in out["kinds"].values()) > 0
+    assert out["restored"] == round(sum(r["drops"] * r["taken_back"] for r in out["kinds"].values()))
+    assert {"restate"} <= set(out["kinds"]) and all(0 <= r["taken_back"] <= 1 for r in out["kinds"].values())
+    with pytest.raises(SystemExit) as e:
+        main(["--config", "configs/qwen1.5b_gsm8k.yaml"])
+    assert e.value.code == 2 and "has no step kinds" in capsys.readouterr().err
