@@ -86,7 +86,8 @@ def test_dry_run_sizes_the_gsm8k_config_without_loading_it():
 @pytest.mark.slow
 def test_the_gsm8k_config_runs_end_to_end_on_the_r1_preset(tmp_path):
     """The config a GPU user runs, with a tiny R1-style policy and discriminator and toy sizes: two rounds, bf16
-    off (a CPU), automatic step labels on a subset of chains, the pool's drops confirmed by continuations."""
+    off (a CPU), automatic step labels on a subset of chains, the pool's drops confirmed by continuations and checked
+    on held-out questions (sft.backoff)."""
     from gan_cot.discriminator.model import Discriminator
     from gan_cot.models import save_pretrained
 
@@ -105,7 +106,7 @@ def test_the_gsm8k_config_runs_end_to_end_on_the_r1_preset(tmp_path):
         "sft.batch_size=2", "discriminator.refresh_steps=1", "discriminator.label_chains=2",
         "discriminator.label_rollouts=2", "eval.n=4", "eval.every=0", "checkpoint_every=1", "lora.r=4", "lora.alpha=8",
         "policy.dtype=float32", f"output_dir={tmp_path / 'out'}", f"mlflow_dir={tmp_path / 'mlruns'}",
-        "discriminator.label_confirm=true",
+        "discriminator.label_confirm=true", "sft.backoff=true", "sft.backoff_questions=4",
     ]  # fmt: skip
     r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -122,6 +123,12 @@ def test_the_gsm8k_config_runs_end_to_end_on_the_r1_preset(tmp_path):
     metrics = mlflow.tracking.MlflowClient().get_run(result["run_id"]).data.metrics
     tested = metrics["warmup/pool_label_confirm_tested"]
     assert tested > 0 and metrics["warmup/pool_label_continuations"] == 2 * tested
+    # the warm start's held-out check per drop ran on the R1 chains of 4 validation questions
+    assert (
+        metrics["warmup/backoff_drops"] > 0
+        and 0 <= metrics["warmup/backoff_restored"] <= metrics["warmup/backoff_drops"]
+    )
+    assert "warmup/backoff_val_accuracy" in metrics and metrics["warmup/backoff_omitted"] >= 0
     # labels=gold on a task without gold labels stops before anything runs
     bad = subprocess.run([*args, "discriminator.labels=gold"], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert bad.returncode == 2 and "discriminator.labels=gold needs a task with gold step labels" in bad.stderr
