@@ -18,8 +18,10 @@ So after the warm start (:meth:`gan_cot.trainer.AdversarialTrainer.warm_start`, 
 5. when anything was taken back, the warm start runs again from the initial adapter on the new targets.
 
 No step kinds and no gold labels: what groups the drops is the policy's own representation, and what decides is
-held-out accuracy. Steps that a chain writes in other words than the reference count as left out, so on free text
-(GSM8K) the omissions are many and mostly in right chains, and little is taken back.
+held-out accuracy. Steps are matched as text: a chain that words a step otherwise than its reference counts as
+leaving it out, so on free text (GSM8K) most reference steps are omissions, in right and wrong chains alike; what
+the check does there is not measured. The hidden states of every layer are returned by the forward pass (the last
+is kept), so a large policy needs a smaller ``rollout.batch_size`` here than for generation.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def _alike(a: str, b: str, alike: float) -> bool:
 
 
 def backoff_labels(policy, tokenizer, task, pool_examples, pool_steps: list[list[str]], pool_labels: list[list[str]],
-                   held_examples, completions: list[str], correct: list[bool], neighbours: int = 20, z: float = 2.0,
+                   held_examples, completions: list[str], correct: list[bool], neighbours: int = 20, z: float = 3.0,
                    batch_size: int = 32) -> tuple[list[list[str]], BackoffStats]:  # fmt: skip
     """The pool's labels with every drop taken back whose nearest held-out omissions come from wrong chains more
     often than the held-out chains do (see the module docstring). ``held_examples`` / ``completions`` / ``correct``:
