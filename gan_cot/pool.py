@@ -186,9 +186,10 @@ class SFTPool:
         prompts, completions = task_pairs(self.tokenizer, self.task, self.examples[:512], minimal=source == "minimal")
         return encode_pairs(self.tokenizer, prompts, completions)
 
-    def train(self, strategy, gate, r: int, steps: int, lr: float | None) -> dict:
+    def train(self, strategy, gate, r: int, steps: int, lr: float | None, schedule=None) -> dict:
         """``steps`` SFT steps on the pool at learning rate ``lr`` (None: the adapter's), each on a random batch
-        (seeded by the run's seed and the round ``r``; -1 is the warm start), at the gate's SFT alpha."""
+        (seeded by the run's seed and the round ``r``; -1 is the warm start), at the gate's SFT alpha;
+        ``schedule(step, steps)``: a multiplier of that rate per optimizer step (None: constant)."""
         if steps <= 0:
             return {}
         pairs = self.pairs()
@@ -197,7 +198,10 @@ class SFTPool:
         rng = random.Random(self.cfg.seed * 1000 + r)
         losses = []
         with strategy.lr_for(lr):
-            for _ in progress(range(steps), "warm start", strategy) if r < 0 else range(steps):
+            peak = strategy.lr
+            for i in progress(range(steps), "warm start", strategy) if r < 0 else range(steps):
+                if schedule is not None:
+                    strategy.set_lr(peak * schedule(i, steps))
                 chosen = rng.sample(pairs, min(self.cfg.sft.batch_size, len(pairs)))
                 batch = {k: v.to(strategy.device) for k, v in collate(chosen, self.tokenizer.pad_token_id).items()}
                 strategy.engine.train()

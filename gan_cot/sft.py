@@ -58,16 +58,18 @@ def task_pairs(tokenizer, task, examples, minimal: bool = False) -> tuple[list[s
     return prompts, completions
 
 
+def warmup_cosine_factor(step: int, warmup: int, total: int, floor: float = 0.05) -> float:
+    """The learning-rate multiplier at ``step`` (from 0): linear warmup over ``warmup`` steps, then cosine decay to
+    ``floor`` at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
 def warmup_cosine(optimizer, warmup: int, total: int, floor: float = 0.05):
     """Linear warmup over ``warmup`` steps, then cosine decay to ``floor`` x the peak rate at ``total``."""
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, total - warmup))
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: warmup_cosine_factor(step, warmup, total, floor))
 
 
 def optimize(

@@ -275,7 +275,7 @@ class AdversarialTrainer:
                 if self.strategy.is_main:
                     self.log(f"pool ({prune_by}): " + ", ".join(f"{k} {v:.3g}" for k, v in sorted(out.items())))
             with clock("warm_start"):
-                warm = self.pool.train(self.strategy, self.gate, -1, cfg.warmup_steps, cfg.lr)
+                warm = self.pool.train(self.strategy, self.gate, -1, cfg.warmup_steps, cfg.lr, self.warm_schedule())
             if warm:
                 out["warmup_sft_loss"] = warm["sft_loss"]
                 if self.strategy.is_main:
@@ -335,7 +335,7 @@ class AdversarialTrainer:
         out.update({f"backoff_{k}": v for k, v in self.pool.relabel(labels, s).items()})
         out.update({f"backoff_{k}": v for k, v in self.discriminator_warmup().items()})
         self.guard.restore(initial)
-        warm = self.pool.train(s, self.gate, -1, cfg.warmup_steps, cfg.lr)
+        warm = self.pool.train(s, self.gate, -1, cfg.warmup_steps, cfg.lr, self.warm_schedule())
         if warm:
             out["warmup_sft_loss"] = warm["sft_loss"]
             if s.is_main:
@@ -422,6 +422,15 @@ class AdversarialTrainer:
             return 1.0
         t = r / max(1, self.cfg.rounds - 1)
         return p.lr_floor + (1 - p.lr_floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def warm_schedule(self):
+        """``sft.warmup_schedule``: the warm start's learning-rate multiplier per step (None: constant)."""
+        if self.cfg.sft.warmup_schedule == "constant":
+            return None
+        from gan_cot.sft import warmup_cosine_factor
+
+        floor = self.cfg.policy.lr_floor
+        return lambda step, total: warmup_cosine_factor(step, min(50, max(1, total // 10)), total, floor)
 
     def sft_lr(self, factor: float) -> float | None:
         return None if self.cfg.sft.lr is None else self.cfg.sft.lr * factor

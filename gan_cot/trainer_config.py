@@ -156,6 +156,12 @@ class SFTConfig:
         "is its most likely label); above 0.5 it trades a few steps cut by mistake for fewer redundant ones kept",
     )
     warmup_steps: int = field(800, help="SFT steps on the pool before round 0")
+    warmup_schedule: Literal["constant", "cosine"] = field(
+        "constant",
+        help="the warm start's learning rate: constant (sft.lr throughout), or cosine (a linear ramp over the first "
+        "tenth of warmup_steps, at most 50, then a half cosine down to policy.lr_floor times sft.lr at the last step, "
+        "as scripts/oracle.py trains its LoRAs)",
+    )
     lr: float | None = field(None, help="SFT learning rate (null: policy.lr)")
     backoff: bool = field(
         False,
