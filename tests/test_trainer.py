@@ -1,6 +1,7 @@
 """The adversarial trainer end to end on a tiny model: two rounds move the adapter and log to MLflow."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -251,6 +252,44 @@ def test_a_cosine_schedule_lowers_the_adapter_lr_round_by_round(tmp_path, monkey
 
     with pytest.raises(ConfigError, match="policy.lr_schedule: 'linear' is not allowed"):
         load_config(AdversarialConfig, "configs/default.yaml", ["policy.lr_schedule=linear"])
+
+
+def test_a_cosine_warm_start_ramps_up_then_falls_and_gives_the_rate_back(tmp_path, monkeypatch):
+    """sft.warmup_schedule=cosine: the warm start's rate ramps up over a tenth of its steps, falls along a half cosine
+    to policy.lr_floor x sft.lr at its last step, and the adapter's own rate is back afterwards; constant keeps sft.lr."""
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)
+    from gan_cot.trainer import AdversarialTrainer
+
+    def warm_lrs(schedule):
+        cfg = load_config(
+            AdversarialConfig,
+            "configs/default.yaml",
+            ["sft.pool_source=reference", "sft.pool_questions=8", "sft.prune_by=discriminator", "sft.batch_size=4",
+             "sft.lr=1e-3", "policy.lr=3e-3", "policy.lr_floor=0.1", f"sft.warmup_schedule={schedule}",
+             "checkpoint_every=0", f"output_dir={tmp_path / schedule}", f"mlflow_dir={tmp_path / 'mlruns'}"],
+        )  # fmt: skip
+        trainer = AdversarialTrainer(cfg, log=lambda m: None)
+        trainer.setup()
+        trainer.pool.fill(8, trainer.disc, trainer.sample_and_score, trainer.strategy)
+        before = [p.detach().clone() for p in trainer.strategy.model.parameters() if p.requires_grad]
+        with pytest.MonkeyPatch.context() as mp:
+            seen = record_lrs(mp)
+            trainer.pool.train(trainer.strategy, trainer.gate, -1, 20, cfg.sft.lr, trainer.warm_schedule())
+        after = [p for p in trainer.strategy.model.parameters() if p.requires_grad]
+        assert any(not torch.equal(a, b) for a, b in zip(after, before))  # the warm start trained the adapter
+        assert trainer.strategy.lr == 3e-3  # the adapter's own rate is back for the rounds
+        return seen
+
+    cosine = warm_lrs("cosine")
+    assert len(cosine) == 20
+    assert cosine[0] == pytest.approx(0.5e-3) and cosine[1] == pytest.approx(1e-3)  # a ramp over 20 // 10 = 2 steps
+    assert all(b <= a for a, b in zip(cosine[1:], cosine[2:]))  # then it only falls
+    assert cosine[-1] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 17 / 18))))
+    assert warm_lrs("constant") == [pytest.approx(1e-3)] * 20
+
+    with pytest.raises(ConfigError, match="sft.warmup_schedule: 'linear' is not allowed"):
+        load_config(AdversarialConfig, "configs/default.yaml", ["sft.warmup_schedule=linear"])
 
 
 def test_prune_threshold_keeps_only_steps_judged_useful_with_that_confidence():
