@@ -131,35 +131,71 @@ class SFTPool:
     def relabel(self, labels: list[list[str]], strategy) -> dict:
         """New policy labels for :attr:`records` (the back-off, :mod:`gan_cot.backoff`): the records take them and
         each of their questions' targets keeps its useful steps again; returns the pool's figures."""
-        kept = [0.0, 0.0, 0.0, 0.0]
+        kept: dict[int, list[float]] = {}  # per question, the figures of its target (a sampled pool's shortest)
         records = []
         for i, rec, labs in zip(self.record_index, self.records, labels):
             records.append(dataclasses.replace(rec, labels=list(labs)))
             keep = [t for t, lab in zip(rec.steps, labs) if lab == "useful"]
-            kept = [a + b for a, b in zip(kept, self.set_target(i, rec.steps, keep))]
+            earlier = self.targets[i] if i in kept else None
+            stats = self.set_target(i, rec.steps, keep)
+            if earlier is not None and len(earlier) <= len(self.targets[i]):
+                self.targets[i] = earlier
+            else:
+                kept[i] = stats
         self.records = records
-        return self.kept_stats(kept, strategy)
+        return self.kept_stats([sum(column) for column in zip(*kept.values())] or [0.0] * 4, strategy)
 
-    def fill_from_samples(self, idx: list[int], sample_and_score, strategy) -> dict:
-        """``sft.pool_samples`` chains per question from the policy, scored; the shortest correct (pruned) stays."""
+    def fill_from_samples(self, idx: list[int], sample_and_score, strategy, labeler=None) -> dict:
+        """``sft.pool_samples`` chains per question from the policy, scored; the shortest correct (pruned) stays.
+        ``labeler`` (``sft.prune_by: policy``): each correct chain is pruned by what the policy still answers without
+        each of its steps, and its labels are kept in :attr:`records`, as for reference chains."""
         g = self.cfg.sft.pool_samples
         chunk = max(1, self.cfg.rollout.batch_size // g)
         accuracy, tokens, chains = 0.0, 0.0, 0
+        kept = [0.0, 0.0]  # the labelled chains' steps, and those kept
+        self.records, self.record_index = [], []
         for b in progress(range(0, len(idx), chunk), "pool (sampled chains)", strategy):
             rollout, scores = sample_and_score(idx[b : b + chunk], g)
-            self.offer(rollout, scores)
+            if labeler is None:
+                self.offer(rollout, scores)
+            else:
+                kept = [a + b for a, b in zip(kept, self.offer_labeled(rollout, labeler))]
             accuracy += sum(c.correct for c in rollout.chains)
             tokens += sum(len(c.completion_ids) for c in rollout.chains)
             chains += len(rollout.chains)
-        size, size_tokens, accuracy, tokens, chains = strategy.sum(
-            [len(self.targets), sum(map(len, self.targets.values())), accuracy, tokens, chains]
+        size, size_tokens, accuracy, tokens, chains, steps, steps_kept = strategy.sum(
+            [len(self.targets), sum(map(len, self.targets.values())), accuracy, tokens, chains, *kept]
         )
         return {
             "pool_size": size,
             "pool_tokens": size_tokens / max(size, 1.0),
             "pool_rollout_accuracy": accuracy / max(chains, 1.0),
             "pool_rollout_tokens": tokens / max(chains, 1.0),
+            **({"pool_steps_kept": steps_kept / max(steps, 1.0)} if labeler is not None else {}),
         }
+
+    def offer_labeled(self, rollout, labeler) -> list[float]:
+        """The rollout's correct finished chains, pruned by ``labeler``'s policy labels; per question the shortest
+        target stays. Returns (steps labelled, steps kept)."""
+        from gan_cot.discriminator.data import StepRecord
+
+        good = [c for c in rollout.chains if c.correct and c.finished and c.steps]
+        if not good:
+            return [0.0, 0.0]
+        exs = [self.examples[c.example_index] for c in good]
+        steps = [[t.strip() for t in c.steps] for c in good]
+        labels = labeler(exs, steps)
+        n, k = 0.0, 0.0
+        for c, ex, st, labs in zip(good, exs, steps, labels):
+            self.records.append(StepRecord(ex.question, st, labs))
+            self.record_index.append(c.example_index)
+            keep = [t for t, lab in zip(st, labs) if lab == "useful"]
+            best = self.targets.get(c.example_index)
+            stats = self.set_target(c.example_index, st, keep)
+            if best is not None and len(best) <= len(self.targets[c.example_index]):
+                self.targets[c.example_index] = best  # an earlier sample's target was as short
+            n, k = n + stats[2], k + stats[3]
+        return [n, k]
 
     def fill(self, n: int, disc, sample_and_score, strategy, labeler=None, prune: bool = True) -> dict:
         """Targets for the first ``n`` training questions (this process's share, the same count on every one)."""
@@ -168,7 +204,8 @@ class SFTPool:
         self.targets = {}
         if self.cfg.sft.pool_source == "reference":
             return self.fill_from_references(idx, disc, strategy, labeler, prune)
-        return self.fill_from_samples(idx, sample_and_score, strategy)
+        by_policy = prune and self.cfg.sft.source == "pruned" and labeler is not None
+        return self.fill_from_samples(idx, sample_and_score, strategy, labeler if by_policy else None)
 
     # -- training ---------------------------------------------------------------------------------------
 
