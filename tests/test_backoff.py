@@ -103,10 +103,10 @@ def test_the_warm_start_takes_drops_back_and_trains_again_from_the_initial_adapt
     trained = []
     original = SFTPool.train
 
-    def train(pool, strategy, gate, r, steps, lr):
+    def train(pool, strategy, gate, r, steps, lr, schedule=None):
         if r < 0:  # a warm start: note where the adapter starts from
             trained.append(trainer.guard.snapshot())
-        return original(pool, strategy, gate, r, steps, lr)
+        return original(pool, strategy, gate, r, steps, lr, schedule)
 
     monkeypatch.setattr(SFTPool, "train", train)
     result = trainer.train()

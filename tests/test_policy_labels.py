@@ -138,6 +138,54 @@ def test_the_pool_prunes_by_what_the_policy_needs(hard_base):
     assert total["restate"] >= 10 and kept["restate"] / total["restate"] <= 0.3
 
 
+def test_a_sampled_pool_prunes_the_policys_own_correct_chains_by_its_labels(hard_base):
+    """sft.pool_source=samples with sft.prune_by=policy: only correct finished chains are labelled (the records the
+    discriminator learns), each target keeps its useful steps and verifies, and a question keeps its shortest."""
+    from gan_cot.discriminator.refresh import policy_records
+    from gan_cot.pool import SFTPool
+    from gan_cot.rollout import Chain, RolloutBatch
+
+    policy, tok = hard_base
+    cfg = load_config(AdversarialConfig, ROOT / "configs" / "ledger-hard.yaml", ["sft.pool_source=samples",
+                      "sft.pool_samples=2", "rollout.batch_size=8"])  # fmt: skip
+    task = cfg.make_task()
+    examples = task.examples("train", 4)
+    pool = SFTPool(cfg, tok, task, examples)
+    fmt = task.format
+
+    def chain(i, steps, answer, correct=True):  # the reference chain as if the policy had written it
+        text = fmt.render(steps, answer)
+        return Chain(i, [], tok(text)["input_ids"], text, list(steps), [], correct, True)
+
+    def sample_and_score(idx, g):
+        chains = []
+        for i in idx:
+            ex = examples[i]
+            chains += [chain(i, ex.steps, ex.answer), chain(i, ex.steps, str(int(ex.answer) + 1), correct=False)]
+        return RolloutBatch(chains, g), None
+
+    labelled = []
+
+    def labeler(exs, steps):
+        labelled.extend(steps)
+        return [r.labels for r in policy_records(policy, tok, task, exs, steps, cfg.discriminator)]
+
+    strategy = type("One", (), {"is_main": False, "sum": staticmethod(lambda v: v)})()
+    stats = pool.fill_from_samples(list(range(4)), sample_and_score, strategy, labeler)
+    assert len(labelled) == 4 and len(pool.records) == 4 and pool.record_index == [0, 1, 2, 3]  # the wrong ones never
+    assert stats["pool_size"] == 4 and 0.3 < stats["pool_steps_kept"] < 1.0
+    for i, ids in pool.targets.items():
+        text = tok.decode(ids, skip_special_tokens=True)
+        assert task.verify(text, examples[i])
+        useful = [t for t, lab in zip(pool.records[i].steps, pool.records[i].labels) if lab == "useful"]
+        assert text.split("\n")[:-1] == useful or not useful  # the useful steps, then the answer
+
+    before = dict(pool.targets)  # a longer target offered later for question 0 does not replace the shorter one
+    pool.offer_labeled(RolloutBatch([chain(0, [*examples[0].steps, "so it is"], examples[0].answer)], 1),
+                       lambda exs, steps: [["useful"] * len(s) for s in steps])  # fmt: skip
+    assert pool.targets[0] == before[0]
+
+
 class _Strategy:
     """The part of the DeepSpeed strategy the guard uses, on a plain module (one process, no ZeRO)."""
 
