@@ -46,6 +46,13 @@ def parse_args(argv=None):
 
 def train_granularity(cfg, task, tok, examples, granularity: str, steps: int, seed: int):
     """A LoRA (the config's size) on the base, trained on ``examples`` written at ``granularity``."""
+    chains = [task.granular_steps(ex, granularity) for ex in examples]
+    return train_lora(cfg, task, tok, examples, chains, steps, seed, f"sft {granularity}")
+
+
+def train_lora(cfg, task, tok, examples, chains: list[list[str]], steps: int, seed: int, desc: str):
+    """A LoRA (the config's size) on the base, ``steps`` SFT steps (the config's batch and learning rate, a short
+    warm-up and a cosine decay) on ``examples`` written as ``chains`` (their steps; the answer is appended)."""
     import torch
     from peft import get_peft_model
 
@@ -55,10 +62,10 @@ def train_granularity(cfg, task, tok, examples, granularity: str, steps: int, se
     torch.manual_seed(seed)
     model = get_peft_model(load_model(cfg.model, dtype=torch.float32), cfg.lora.peft())
     prompts = [render_prompt(tok, task.prompt(ex)) for ex in examples]
-    chains = [task.format.render(task.granular_steps(ex, granularity), ex.answer) for ex in examples]
+    texts = [task.format.render(steps_, ex.answer) for ex, steps_ in zip(examples, chains)]
     lr = cfg.sft.lr or cfg.policy.lr
-    train_sft(model, tok, prompts, chains, steps=steps, batch_size=cfg.sft.batch_size, seed=seed, lr=lr,
-              warmup=min(50, steps // 10), desc=f"sft {granularity}")  # fmt: skip
+    train_sft(model, tok, prompts, texts, steps=steps, batch_size=cfg.sft.batch_size, seed=seed, lr=lr,
+              warmup=min(50, steps // 10), desc=desc)  # fmt: skip
     return model
 
 
