@@ -67,3 +67,33 @@ def test_the_command_reads_the_shipped_base_s_chains(tmp_path):
     assert "| shape | chains | accuracy |" in out
     bad = subprocess.run([*cmd[:3], str(tmp_path / "missing")], cwd=ROOT, capture_output=True, text=True)
     assert bad.returncode != 0 and "missing" in bad.stderr
+
+
+def test_the_target_ablation_writes_each_set_from_the_reference():
+    """scripts/target_ablation.py's target sets: clean drops only the redundant and wrong kinds, walk writes lines and
+    direct answers out as timelines, timeline is the oracle's chain, pruned falls back to the whole chain."""
+    from gan_cot_lab.commands.target_ablation import CLEAN_KINDS, composition, written
+
+    task = LedgerHardTask(seed=0)
+    examples = task.examples("train", 300)
+    for ex in examples:
+        clean = written(task, ex, "clean")
+        assert clean == [s for s, k in zip(ex.steps, ex.meta["kinds"]) if k in CLEAN_KINDS]
+        assert written(task, ex, "timeline") == task.granular_steps(ex, "timeline")
+        assert written(task, ex, "pruned", []) == list(ex.steps)  # nothing kept: the whole chain, as the pool does
+    shortened = [ex for ex in examples if not ex.steps or ex.meta["kinds"] == ["line"]]
+    assert shortened and all(written(task, ex, "walk") == task.granular_steps(ex, "timeline") for ex in shortened)
+    sets = {t: composition(task, examples, [written(task, ex, t) for ex in examples]) for t in ("clean", "walk")}
+    assert sets["clean"]["line_direct"] > 0.05 and sets["walk"]["line_direct"] < sets["clean"]["line_direct"]
+    assert sets["clean"]["merged"] > 0.1 and sets["walk"]["merged"] == sets["clean"]["merged"]
+    assert composition(task, examples, [written(task, ex, "timeline") for ex in examples])["merged"] == 0
+
+
+def test_the_target_ablation_refuses_an_unknown_set_or_task():
+    cmd = [sys.executable, "scripts/target_ablation.py", "--targets", "pruned,verbose"]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    assert (
+        out.returncode != 0 and "--targets 'pruned,verbose': choose from pruned, clean, walk, timeline" in out.stderr
+    )
+    out = subprocess.run([*cmd[:2], "--config", "configs/default.yaml"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode != 0 and "task ledger has no timeline" in out.stderr
