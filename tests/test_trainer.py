@@ -261,32 +261,29 @@ def test_a_cosine_warm_start_ramps_up_then_falls_and_gives_the_rate_back(tmp_pat
     monkeypatch.chdir(root)
     from gan_cot.trainer import AdversarialTrainer
 
-    def warm_lrs(schedule):
-        cfg = load_config(
-            AdversarialConfig,
-            "configs/default.yaml",
-            ["sft.pool_source=reference", "sft.pool_questions=8", "sft.prune_by=discriminator", "sft.batch_size=4",
-             "sft.lr=1e-3", "policy.lr=3e-3", "policy.lr_floor=0.1", f"sft.warmup_schedule={schedule}",
-             "checkpoint_every=0", f"output_dir={tmp_path / schedule}", f"mlflow_dir={tmp_path / 'mlruns'}"],
-        )  # fmt: skip
-        trainer = AdversarialTrainer(cfg, log=lambda m: None)
-        trainer.setup()
-        trainer.pool.fill(8, trainer.disc, trainer.sample_and_score, trainer.strategy)
-        before = [p.detach().clone() for p in trainer.strategy.model.parameters() if p.requires_grad]
-        with pytest.MonkeyPatch.context() as mp:
-            seen = record_lrs(mp)
-            trainer.pool.train(trainer.strategy, trainer.gate, -1, 20, cfg.sft.lr, trainer.warm_schedule())
-        after = [p for p in trainer.strategy.model.parameters() if p.requires_grad]
-        assert any(not torch.equal(a, b) for a, b in zip(after, before))  # the warm start trained the adapter
-        assert trainer.strategy.lr == 3e-3  # the adapter's own rate is back for the rounds
-        return seen
+    overrides = ["sft.pool_source=reference", "sft.pool_questions=8", "sft.prune_by=discriminator", "sft.batch_size=4",
+                 "sft.lr=1e-3", "policy.lr=3e-3", "policy.lr_floor=0.1", "checkpoint_every=0",
+                 f"output_dir={tmp_path / 'out'}", f"mlflow_dir={tmp_path / 'mlruns'}"]  # fmt: skip
+    cfg = load_config(AdversarialConfig, "configs/default.yaml", [*overrides, "sft.warmup_schedule=cosine"])
+    trainer = AdversarialTrainer(cfg, log=lambda m: None)
+    trainer.setup()
+    trainer.pool.fill(8, trainer.disc, trainer.sample_and_score, trainer.strategy)
+    before = [p.detach().clone() for p in trainer.strategy.model.parameters() if p.requires_grad]
+    seen = record_lrs(monkeypatch)
+    trainer.pool.train(trainer.strategy, trainer.gate, -1, 20, cfg.sft.lr, trainer.warm_schedule())
+    after = [p for p in trainer.strategy.model.parameters() if p.requires_grad]
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))  # the warm start trained the adapter
+    assert trainer.strategy.lr == 3e-3  # the adapter's own rate is back for the rounds
+    assert len(seen) == 20
+    assert seen[0] == pytest.approx(0.5e-3) and seen[1] == pytest.approx(1e-3)  # a ramp over 20 // 10 = 2 steps
+    assert all(b <= a for a, b in zip(seen[1:], seen[2:]))  # then it only falls
+    assert seen[-1] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 17 / 18))))
 
-    cosine = warm_lrs("cosine")
-    assert len(cosine) == 20
-    assert cosine[0] == pytest.approx(0.5e-3) and cosine[1] == pytest.approx(1e-3)  # a ramp over 20 // 10 = 2 steps
-    assert all(b <= a for a, b in zip(cosine[1:], cosine[2:]))  # then it only falls
-    assert cosine[-1] == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 17 / 18))))
-    assert warm_lrs("constant") == [pytest.approx(1e-3)] * 20
+    seen.clear()  # constant (the default): every step at sft.lr
+    trainer.cfg = load_config(AdversarialConfig, "configs/default.yaml", overrides)
+    assert trainer.warm_schedule() is None
+    trainer.pool.train(trainer.strategy, trainer.gate, -1, 5, cfg.sft.lr, trainer.warm_schedule())
+    assert seen == [pytest.approx(1e-3)] * 5
 
     with pytest.raises(ConfigError, match="sft.warmup_schedule: 'linear' is not allowed"):
         load_config(AdversarialConfig, "configs/default.yaml", ["sft.warmup_schedule=linear"])
