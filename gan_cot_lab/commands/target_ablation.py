@@ -17,7 +17,9 @@ A LoRA of the config's size is trained on each (``scripts/oracle.py``'s procedur
 config's batch and learning rate) and answers the seed's test questions greedily; its chains are put in the shapes of
 ``scripts/chain_shapes.py``. The kinds are the generator's: this is a diagnostic of the task, not a method. Prints a
 table (per target set: the targets' tokens and their shares with a merged step, a line or direct answer, a left-out
-skip; then test accuracy, tokens and shapes); ``--json`` ends with one JSON object.
+skip; then test accuracy, tokens and shapes); ``--json`` ends with one JSON object. ``--output`` keeps the LoRAs
+(``scripts/backoff_kinds.py --adapter OUTPUT/pruned/adapter`` then shows what the check per drop takes back when the
+policy has fit the pool).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0, help="the task's seed (its questions) and the training seed")
     p.add_argument("--steps", type=int, default=None, help="SFT steps per target set (default: sft.warmup_steps)")
     p.add_argument("--n", type=int, default=500, help="test questions")
+    p.add_argument("--output", default=None, help="save each LoRA as OUTPUT/TARGETS/adapter (default: not saved)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return p.parse_args(argv)
@@ -128,6 +131,8 @@ def main(argv=None) -> int:
         chains = [written(task, ex, target, keeps[i] if keeps else None) for i, ex in enumerate(train)]
         made = composition(task, train, chains)
         model = train_lora(cfg, task, tok, train, chains, steps, args.seed, f"sft {target}")
+        if args.output:
+            model.save_pretrained(f"{args.output}/{target}/adapter")
         res = evaluate(model, tok, task, test, settings, keep_rows=True)
         rows = res.pop("rows")
         shapes = tally(task, test, rows)
