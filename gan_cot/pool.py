@@ -24,6 +24,14 @@ from gan_cot.sft import collate, encode_pairs, task_pairs
 from gan_cot.steps import LABELS
 
 
+def target_steps(task, example, steps: list[str], keep: list[str]) -> list[str]:
+    """A pruned target's steps: ``keep``, or the whole chain ``steps`` when nothing is kept or the answer no longer
+    verifies after ``keep``."""
+    if keep and task.verify(task.format.render(keep, example.answer), example):
+        return keep
+    return steps
+
+
 def useful_steps(steps: list[str], probs: torch.Tensor, threshold: float | None) -> list[str]:
     """The steps the discriminator keeps: p(useful) >= ``threshold``, or useful as the argmax (``None``)."""
     useful = LABELS.index("useful")
@@ -110,13 +118,11 @@ class SFTPool:
         return self.kept_stats(kept, strategy)
 
     def set_target(self, i: int, steps: list[str], keep: list[str]) -> list[float]:
-        """Question ``i``'s target: ``keep`` rendered with its answer, or the whole chain when nothing is kept or the
-        answer no longer verifies; returns (1, target tokens, reference steps, steps kept)."""
+        """Question ``i``'s target: :func:`target_steps` rendered with its answer; returns (1, target tokens,
+        reference steps, steps kept)."""
         ex = self.examples[i]
-        text = self.task.format.render(keep, ex.answer)
-        if not keep or not self.task.verify(text, ex):
-            keep, text = steps, self.task.format.render(steps, ex.answer)
-        self.targets[i] = self.encode(text)
+        keep = target_steps(self.task, ex, steps, keep)
+        self.targets[i] = self.encode(self.task.format.render(keep, ex.answer))
         return [1.0, len(self.targets[i]), len(steps), len(keep)]
 
     @staticmethod

@@ -36,9 +36,10 @@ CLEAN_KINDS = ("update", "merge", "skip", "line")
 
 def written(task, ex, target: str, keep: list[str] | None = None) -> list[str]:
     """The steps of ``ex`` in target set ``target`` (``keep``: the policy labels' useful steps, for ``pruned``)."""
-    if target == "pruned":  # as the pool sets it: the whole chain where nothing is kept or the answer breaks
-        keep = list(ex.steps if keep is None else keep)
-        return keep if keep and task.verify(task.format.render(keep, ex.answer), ex) else list(ex.steps)
+    if target == "pruned":  # as the pool sets it
+        from gan_cot.pool import target_steps
+
+        return target_steps(task, ex, list(ex.steps), list(ex.steps if keep is None else keep))
     if target == "timeline":
         return task.granular_steps(ex, "timeline")
     kinds = ex.meta["kinds"]
@@ -112,20 +113,21 @@ def main(argv=None) -> int:
     settings = EvalSettings(max_think_tokens=think, max_answer_tokens=answer, batch_size=cfg.eval.batch_size,
                             seed=args.seed)  # fmt: skip
     keeps = None
-    if "pruned" in targets:
+    if "pruned" in targets:  # the warm-start pool's own labels: SFTPool with the policy labeler, the base labelling
         from gan_cot.discriminator.refresh import policy_records
-        from gan_cot.pool import progress
+        from gan_cot.pool import SFTPool
 
         base = load_model(cfg.model, dtype=torch.float32)
-        one = type("One", (), {"is_main": True})()
-        keeps, chunk = [], max(1, cfg.rollout.batch_size)
+
+        def labeler(exs, chains):
+            return [r.labels for r in policy_records(base, tok, task, exs, chains, cfg.discriminator, cfg.rollout)]
+
+        pool = SFTPool(cfg, tok, task, train)
+        one = type("One", (), {"is_main": True, "sum": staticmethod(lambda v: v)})()
         with torch.no_grad():
-            for b in progress(range(0, len(train), chunk), "policy labels", one):
-                exs = train[b : b + chunk]
-                steps_b = [[t.strip() for t in ex.steps] for ex in exs]
-                recs = policy_records(base, tok, task, exs, steps_b, cfg.discriminator, cfg.rollout)
-                keeps += [[t for t, lab in zip(r.steps, r.labels) if lab == "useful"] for r in recs]
-        del base
+            pool.fill_from_references(list(range(len(train))), None, one, labeler)
+        keeps = [[t for t, lab in zip(r.steps, r.labels) if lab == "useful"] for r in pool.records]
+        del base, pool
     results = {}
     for target in targets:
         chains = [written(task, ex, target, keeps[i] if keeps else None) for i, ex in enumerate(train)]
